@@ -1,0 +1,3 @@
+from trade_pipeline.cli import main
+
+raise SystemExit(main())

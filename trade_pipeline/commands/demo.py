@@ -1,0 +1,7 @@
+"""CLI subcommands for the demo area."""
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add this area's subcommands (filled in by the demo work)."""

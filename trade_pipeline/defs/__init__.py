@@ -1,0 +1,1 @@
+"""Dagster layer: thin assets, checks, partitions, sensors, schedules and resources."""

@@ -1,0 +1,5 @@
+"""Dagster objects for the features area: thin wrappers over trade_pipeline.<domain> code."""
+
+import dagster as dg
+
+defs = dg.Definitions()

@@ -1,0 +1,1 @@
+"""The 118 features: catalog (single source), batch engine (polars), online engine."""

@@ -1,0 +1,1 @@
+"""Parquet lake layout, DuckDB warehouse connection, migration runner, raw capture store."""

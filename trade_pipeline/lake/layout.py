@@ -1,0 +1,113 @@
+"""Parquet lake layout: hive partitions `<table>/exchange=<x>/symbol=<s>/date=<YYYY-MM-DD>/`.
+
+The lake root is a local folder or an object-store URI (s3://bucket/prefix); pyarrow's
+filesystem layer serves both, so the same code path runs on one machine and on many.
+Writes are atomic per partition (write a temp file, then rename), so a reader never sees a
+half-written partition and a re-materialized partition replaces the old one whole.
+"""
+
+import datetime as dt
+import os
+import uuid
+from dataclasses import dataclass
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from trade_pipeline.settings import check_date, check_exchange, check_symbol
+
+PART_FILE = "part-0.parquet"
+
+
+@dataclass(frozen=True)
+class PartitionKey:
+    exchange: str
+    symbol: str
+    date: str  # YYYY-MM-DD (UTC day)
+
+    def __post_init__(self) -> None:
+        check_exchange(self.exchange)
+        check_symbol(self.symbol)
+        check_date(self.date)
+
+    @property
+    def day(self) -> dt.date:
+        return dt.date.fromisoformat(self.date)
+
+    def relpath(self, table: str) -> str:
+        return f"{table}/exchange={self.exchange}/symbol={self.symbol}/date={self.date}"
+
+
+def _fs(root: str) -> tuple[pafs.FileSystem, str]:
+    if "://" in root:
+        return pafs.FileSystem.from_uri(root)
+    return pafs.LocalFileSystem(), os.path.abspath(root)
+
+
+def partition_dir(root: str, table: str, key: PartitionKey) -> str:
+    return f"{root.rstrip('/')}/{key.relpath(table)}"
+
+
+def partition_file(root: str, table: str, key: PartitionKey) -> str:
+    return f"{partition_dir(root, table, key)}/{PART_FILE}"
+
+
+def table_glob(root: str, table: str) -> str:
+    """Glob for DuckDB's read_parquet over every partition of a table."""
+    return f"{root.rstrip('/')}/{table}/*/*/*/*.parquet"
+
+
+def write_partition(
+    df: pl.DataFrame | pa.Table,
+    root: str,
+    table: str,
+    key: PartitionKey,
+    **parquet_options,
+) -> str:
+    """Write one partition atomically; returns its path. Options go to pyarrow's writer."""
+    fs, base = _fs(root)
+    target_dir = f"{base}/{key.relpath(table)}"
+    fs.create_dir(target_dir, recursive=True)
+    table_arrow = df.to_arrow() if isinstance(df, pl.DataFrame) else df
+    options = {"compression": "zstd", "compression_level": 9, **parquet_options}
+    tmp = f"{target_dir}/.tmp-{uuid.uuid4().hex}.parquet"
+    with fs.open_output_stream(tmp) as sink:
+        pq.write_table(table_arrow, sink, **options)
+    fs.move(tmp, f"{target_dir}/{PART_FILE}")
+    return f"{root.rstrip('/')}/{key.relpath(table)}/{PART_FILE}"
+
+
+def read_partition(root: str, table: str, key: PartitionKey) -> pl.DataFrame | None:
+    """The partition's rows, or None if it was never written."""
+    fs, base = _fs(root)
+    path = f"{base}/{key.relpath(table)}/{PART_FILE}"
+    if fs.get_file_info(path).type == pafs.FileType.NotFound:
+        return None
+    with fs.open_input_file(path) as src:
+        return pl.from_arrow(pq.read_table(src))
+
+
+def list_partitions(root: str, table: str) -> list[PartitionKey]:
+    """Every written partition of a table, sorted by (exchange, symbol, date)."""
+    fs, base = _fs(root)
+    selector = pafs.FileSelector(f"{base}/{table}", recursive=True, allow_not_found=True)
+    keys = []
+    for info in fs.get_file_info(selector):
+        if not info.path.endswith("/" + PART_FILE):
+            continue
+        parts = dict(
+            p.split("=", 1) for p in info.path.split("/") if "=" in p
+        )
+        try:
+            keys.append(PartitionKey(parts["exchange"], parts["symbol"], parts["date"]))
+        except (KeyError, ValueError):
+            continue  # not ours: ignore foreign files under the table folder
+    return sorted(keys, key=lambda k: (k.exchange, k.symbol, k.date))
+
+
+def bytes_on_disk(root: str, table: str) -> int:
+    fs, base = _fs(root)
+    selector = pafs.FileSelector(f"{base}/{table}", recursive=True, allow_not_found=True)
+    return sum(i.size or 0 for i in fs.get_file_info(selector) if i.type == pafs.FileType.File)

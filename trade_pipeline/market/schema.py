@@ -1,0 +1,27 @@
+"""The canonical `l2_snapshots` table (DATA.md): column names, order and types."""
+
+import polars as pl
+
+DEPTH = 10
+LEVELS = range(1, DEPTH + 1)
+
+BID_PRICE = [f"bid_price_{i}" for i in LEVELS]
+BID_SIZE = [f"bid_size_{i}" for i in LEVELS]
+ASK_PRICE = [f"ask_price_{i}" for i in LEVELS]
+ASK_SIZE = [f"ask_size_{i}" for i in LEVELS]
+
+# Book columns in the order of FEATURES.md's raw-book group (bid p/q pairs, then ask p/q pairs).
+BOOK_COLUMNS: list[str] = [c for i in LEVELS for c in (f"bid_price_{i}", f"bid_size_{i}")] + [
+    c for i in LEVELS for c in (f"ask_price_{i}", f"ask_size_{i}")
+]
+
+SNAPSHOT_SCHEMA: dict[str, pl.DataType] = {
+    "timestamp": pl.Datetime("us", "UTC"),
+    "exchange": pl.String(),
+    "symbol": pl.String(),
+    **{c: pl.Float64() for c in BOOK_COLUMNS},
+    "update_id": pl.Int64(),
+    "received_timestamp": pl.Datetime("us", "UTC"),
+    "session_id": pl.Int64(),
+}
+SNAPSHOT_COLUMNS: list[str] = list(SNAPSHOT_SCHEMA)

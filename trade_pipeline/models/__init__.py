@@ -1,0 +1,1 @@
+"""Labels, training (Optuna + LightGBM, purged walk-forward CV), MLflow registry, serving."""

@@ -1,0 +1,1 @@
+"""Feature statistics, drift and freshness."""

@@ -1,0 +1,1 @@
+"""Backtest, paper trading and risk: one execution model for both."""
