@@ -1,7 +1,346 @@
-"""CLI subcommands for the ingest area."""
+"""CLI subcommands for the ingest area: collect, replay-server, simulate, import-captures
+(sources -> raw capture store) and snapshots (raw captures -> the canonical table)."""
 
 import argparse
+import json
+import math
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add this area's subcommands (filled in by the ingest work)."""
+    """Add this area's subcommands."""
+    _register_collect(sub)
+    _register_replay_server(sub)
+    _register_simulate(sub)
+    _register_import_captures(sub)
+    _register_snapshots(sub)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 0 or math.isnan(value):
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be in 0..65535, got {value}")
+    return value
+
+
+# ---- collect ----------------------------------------------------------------------------------
+
+def _register_collect(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "collect",
+        help="record Bybit's public order-book stream into the raw capture store",
+        description="Subscribe to orderbook.50.<SYMBOL> on Bybit's public v5 WebSocket (or any "
+        "server speaking its protocol, e.g. `replay-server`) and append every push with its "
+        "local receive time to <home>/raw/exchange=bybit/symbol=<SYMBOL>/date=<day>/. Flushes "
+        "at least once a second; reconnects with backoff; SIGINT/SIGTERM stop cleanly. Prints "
+        "a JSON summary to stdout.",
+    )
+    p.add_argument("--duration", type=_positive_float, required=True, metavar="SECONDS",
+                   help="how long to collect")
+    p.add_argument("--symbol", default=None, help="exchange symbol (default from settings: BTCUSDT)")
+    p.add_argument("--url", default=None,
+                   help="WebSocket URL (default from settings: wss://stream.bybit.com/v5/public/linear)")
+    p.add_argument("--ping-interval", type=_positive_float, default=20.0, metavar="SECONDS",
+                   help="application ping period (default 20)")
+    p.add_argument("--flush-interval", type=_positive_float, default=1.0, metavar="SECONDS",
+                   help="max time a received push stays in memory (default 1)")
+    p.add_argument("--no-progress", action="store_true", help="no progress display on stderr")
+    p.set_defaults(func=_collect)
+
+
+def _collect(args, settings) -> int:
+    import asyncio
+    import signal
+    import time
+
+    from trade_pipeline.lake.raw_store import RawStoreWriter
+    from trade_pipeline.market.collector import Collector, CollectorConfig, SubscribeError, summary
+    from trade_pipeline.settings import check_symbol
+
+    symbol = check_symbol(args.symbol or settings.symbol)
+    config = CollectorConfig(
+        url=args.url or settings.bybit_ws_url,
+        symbol=symbol,
+        duration_s=args.duration,
+        ping_interval_s=args.ping_interval,
+        flush_interval_s=args.flush_interval,
+    )
+    settings.ensure_dirs()
+    writer = RawStoreWriter(settings.raw_dir, settings.exchange, symbol,
+                            flush_interval=config.flush_interval_s)
+
+    from rich.console import Console
+    from rich.live import Live
+    from rich.text import Text
+
+    console = Console(stderr=True)
+    show = not args.no_progress
+    live = Live(Text("connecting..."), console=console, refresh_per_second=4, transient=False) if show else None
+
+    last = [time.monotonic(), 0]  # for the current rate: (time, messages) at the last update
+
+    def on_progress(stats) -> None:
+        if live is None:
+            return
+        now = time.monotonic()
+        rate = (stats.messages - last[1]) / max(now - last[0], 1e-6)
+        last[:] = [now, stats.messages]
+        live.update(Text(
+            f"collect {symbol}: {stats.messages} msgs, {rate:.1f} msg/s, gaps {stats.gaps}, "
+            f"reconnects {stats.reconnects}, {writer.stats.bytes_written / 1e6:.2f} MB"
+        ))
+
+    async def main() -> int:
+        collector = Collector(config, writer, on_progress=on_progress)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, collector.stop)
+        try:
+            await collector.run()
+            code = 0
+        except SubscribeError as exc:
+            console.print(f"[red]collect: {exc}[/red]")
+            code = 2
+        finally:
+            writer.close()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+        print(json.dumps(summary(collector.stats, writer)), flush=True)
+        return code
+
+    if live is not None:
+        with live:
+            return asyncio.run(main())
+    return asyncio.run(main())
+
+
+# ---- replay-server ----------------------------------------------------------------------------
+
+def _register_replay_server(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "replay-server",
+        help="serve recorded captures over Bybit's WebSocket protocol (loopback)",
+        description="Serve recorded Bybit captures (format 2 jsonl[.gz], or raw store files) as a "
+        "Bybit v5 public WebSocket: subscribe ack, ping/pong, orderbook pushes paced by their "
+        "recorded time / --speed. A reconnecting client gets a snapshot of the current book. "
+        "Fault injection for tests: --disconnect-after, --drop-at-u, --drop-every.",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE", help="captures, replayed in this order")
+    p.add_argument("--port", type=_port, required=True, help="TCP port (0: pick a free one)")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    p.add_argument("--speed", type=_non_negative_float, default=1.0,
+                   help="replay speed factor (1 = real time; 0 or inf = as fast as possible)")
+    p.add_argument("--disconnect-after", type=int, action="append", default=[], metavar="N",
+                   help="abort the connection after the N-th push sent (repeatable)")
+    p.add_argument("--drop-at-u", type=int, action="append", default=[], metavar="U",
+                   help="never send the push with update id U (repeatable)")
+    p.add_argument("--drop-every", type=int, default=0, metavar="K",
+                   help="drop every K-th delta (0: never)")
+    p.set_defaults(func=_replay_server)
+
+
+def _replay_server(args, settings) -> int:
+    import asyncio
+    import signal
+    from pathlib import Path
+
+    from trade_pipeline.market.replay_server import Faults, ReplayServer, ReplaySourceError
+    from trade_pipeline.settings import SettingsError
+
+    missing = [f for f in args.files if not Path(f).is_file()]
+    if missing:
+        raise SettingsError(f"no such file: {', '.join(missing)}")
+    if args.drop_every < 0 or any(n <= 0 for n in args.disconnect_after):
+        raise SettingsError("--drop-every must be >= 0 and --disconnect-after > 0")
+    faults = Faults(args.disconnect_after, set(args.drop_at_u), args.drop_every)
+
+    async def main() -> int:
+        try:
+            server = ReplayServer([Path(f) for f in args.files], args.host, args.port,
+                                  args.speed, faults)
+        except ReplaySourceError as exc:
+            raise SettingsError(str(exc)) from None
+        await server.start()
+        print(json.dumps({"url": server.url, "topic": server.topic}), flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await server.close()
+        report = {**server.stats.__dict__, "truncated_files": server.read_stats.truncated_files,
+                  "bad_lines": server.read_stats.bad_lines}
+        print(json.dumps(report), flush=True)
+        return 0
+
+    return asyncio.run(main())
+
+
+# ---- simulate ---------------------------------------------------------------------------------
+
+def _register_simulate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "simulate",
+        help="write a synthetic (seeded, deterministic) BTCUSDT stream into the raw capture store",
+        description="Simulate a queue-reactive limit/cancel/market order flow on a 0.1 tick grid "
+        "and write Bybit v5 orderbook.50 pushes (snapshot + deltas, ~20 ms apart) into "
+        "<home>/raw as if collected live. Prints a JSON summary.",
+    )
+    p.add_argument("--start", default=None,
+                   help="UTC start, ISO 8601 (default: today 00:00 UTC), e.g. 2025-07-07T00:00:00")
+    p.add_argument("--duration", type=_positive_float, default=3600.0, metavar="SECONDS",
+                   help="simulated seconds (default 3600)")
+    p.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    p.add_argument("--symbol", default=None, help="symbol (default from settings)")
+    p.add_argument("--replace", action="store_true",
+                   help="first delete the raw files of the simulated days")
+    p.set_defaults(func=_simulate)
+
+
+def _parse_start(text: str | None):
+    import datetime as dt
+
+    from trade_pipeline.settings import SettingsError
+
+    if text is None:
+        today = dt.datetime.now(dt.UTC).date()
+        return dt.datetime(today.year, today.month, today.day, tzinfo=dt.UTC)
+    try:
+        start = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise SettingsError(f"invalid --start {text!r}: expected ISO 8601, e.g. 2025-07-07T00:00:00") from None
+    return start.replace(tzinfo=dt.UTC) if start.tzinfo is None else start.astimezone(dt.UTC)
+
+
+def _simulate(args, settings) -> int:
+    from trade_pipeline.market.simulator import SimulatorConfig, simulate_to_store
+    from trade_pipeline.settings import SettingsError, check_symbol
+
+    symbol = check_symbol(args.symbol or settings.symbol)
+    config = SimulatorConfig(start=_parse_start(args.start), duration_s=args.duration,
+                             seed=args.seed, symbol=symbol)
+    settings.ensure_dirs()
+    try:
+        result = simulate_to_store(settings, config, replace=args.replace, progress=True)
+    except FileExistsError as exc:
+        raise SettingsError(f"{exc.filename} exists: this run (same start and seed) was "
+                            "simulated before; pass --replace to redo it") from None
+    print(json.dumps(result))
+    return 0
+
+
+# ---- import-captures --------------------------------------------------------------------------
+
+def _register_import_captures(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "import-captures",
+        help="copy recorded capture files into the raw capture store",
+        description="Copy recorded captures (DATA.md formats 2, 3, 4, or raw store files) "
+        "unchanged into <home>/raw/exchange=<x>/symbol=<S>/date=<day of the first line>/.",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--symbol", default=None, help="symbol folder (default from settings)")
+    p.add_argument("--exchange", default=None, help="exchange folder (default from settings)")
+    p.add_argument("--date", default=None, help="force the day folder (YYYY-MM-DD)")
+    p.set_defaults(func=_import_captures)
+
+
+def _import_captures(args, settings) -> int:
+    from pathlib import Path
+
+    from trade_pipeline.lake.raw_store import import_capture
+    from trade_pipeline.settings import check_exchange, check_symbol
+
+    symbol = check_symbol(args.symbol or settings.symbol)
+    exchange = check_exchange(args.exchange or settings.exchange)
+    settings.ensure_dirs()
+    copied = [str(import_capture(settings, Path(f), exchange, symbol, args.date)) for f in args.files]
+    print(json.dumps({"imported": copied}))
+    return 0
+
+
+# ---- snapshots (book reconstruction + grid sampling) -------------------------------------------
+
+def _register_snapshots(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "snapshots",
+        help="rebuild the order book from captures and write the canonical snapshot table",
+        description="Rebuild the L2 book from recorded captures (DATA.md formats 2, 3, 4 and raw "
+        "store files; auto-detected per file), sample it on the epoch-aligned grid (DATA.md "
+        "'canonical snapshot stream') and write l2_snapshots rows to a Parquet file. Files are "
+        "processed in the order given, as one stream. Prints a JSON report on stdout (messages, "
+        "rows, sessions, gaps, crossed grid times skipped, bad lines, truncated files, ...). "
+        "Exit 2 on an unknown/mismatched format, 1 when the input holds no book message.",
+    )
+    p.add_argument("--input", nargs="+", required=True, metavar="FILE",
+                   help="capture files (.jsonl, .jsonl.gz, .gz, .raw.gz), in processing order")
+    p.add_argument("--format", default="auto", choices=["auto", "bybit", "ccxt", "binance"],
+                   help="input format (default auto; bybit covers format 2 and raw store files)")
+    p.add_argument("--cadence", default="100ms",
+                   help="grid step, e.g. 100ms, 1s, or 'event' for one row per message "
+                   "(default 100ms)")
+    p.add_argument("--depth", type=int, default=10,
+                   help="levels kept per side, 1..10 (default 10); levels beyond it are written "
+                   "as null price / size 0")
+    p.add_argument("--tz", default=None,
+                   help="zone of naive ccxt timestamps: UTC (default), an IANA name or +HH:MM")
+    p.add_argument("--state-in", default=None, metavar="JSON",
+                   help="resume from a book checkpoint written by --state-out")
+    p.add_argument("--state-out", default=None, metavar="JSON",
+                   help="write the final book checkpoint (to continue a session later)")
+    p.add_argument("--output", required=True, metavar="OUT.parquet", help="Parquet file to write")
+    p.add_argument("--no-progress", action="store_true", help="no progress display on stderr")
+    p.set_defaults(func=_snapshots)
+
+
+def _snapshots(args, settings) -> int:
+    import sys
+    from pathlib import Path
+
+    from trade_pipeline.market.readers import FormatError
+    from trade_pipeline.market.snapshots import write_snapshots
+    from trade_pipeline.settings import SettingsError
+
+    if not 1 <= args.depth <= 10:
+        raise SettingsError(f"--depth must be between 1 and 10, got {args.depth}")
+    initial = None
+    if args.state_in:
+        initial = json.loads(Path(args.state_in).read_text())
+    try:
+        report, state = write_snapshots(
+            args.input, args.output, fmt=args.format, cadence=args.cadence, depth=args.depth,
+            initial_state=initial, tz=args.tz, progress=not args.no_progress,
+        )
+    except (FormatError, FileNotFoundError, ValueError) as exc:
+        print(f"trade-pipeline snapshots: error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(report.to_dict()), flush=True)
+    if report.messages == 0:
+        print("trade-pipeline snapshots: error: the input holds no book message "
+              f"(empty files: {len(report.empty_files)}); nothing written", file=sys.stderr)
+        return 1
+    if args.state_out:
+        Path(args.state_out).write_text(json.dumps(state.to_dict()))
+    return 0

@@ -1,7 +1,109 @@
-"""CLI subcommands for the trading area."""
+"""CLI subcommands for the trading area: `backtest` and `paper`."""
 
 import argparse
+import json
+import math
+import sys
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
+    return value
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add this area's subcommands (filled in by the trading work)."""
+    p = sub.add_parser(
+        "backtest",
+        help="backtest a model or a signal file on the snapshot grid",
+        description="Run the backtest on the 100 ms snapshot grid: signals (from --predictions, or "
+        "from --model run over the batch features) -> orders with the execution model of "
+        "--config (fees, latency, book walking) -> positions, PnL and metrics. Results go to the "
+        "warehouse (backtest_results, trades, predictions) and to MLflow unless --no-store.",
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--model", metavar="NAME@ALIAS",
+                     help="registered model, e.g. btc_l2_5s@champion (predictions + thresholds)")
+    src.add_argument("--predictions", metavar="P.parquet",
+                     help="Parquet with columns timestamp and signal (-1, 0, +1: the target position sign)")
+    p.add_argument("--snapshots", metavar="S.parquet",
+                   help="l2_snapshots rows (default: the lake's partitions for --start..--end)")
+    p.add_argument("--start", help="first day YYYY-MM-DD or ISO time (UTC)")
+    p.add_argument("--end", help="last day YYYY-MM-DD (inclusive) or ISO time (exclusive)")
+    p.add_argument("--config", metavar="exec.toml",
+                   help="execution assumptions and strategy limits (see trade_pipeline/trading/execution.py)")
+    p.add_argument("--json", action="store_true", help="print the metrics and the trade list as JSON")
+    p.add_argument("--no-store", action="store_true", help="do not write the warehouse or MLflow")
+    p.set_defaults(func=handle_backtest)
+
+    q = sub.add_parser(
+        "paper",
+        help="paper-trade a model on a live (or replayed) Bybit stream",
+        description="Live path: WebSocket message -> book -> grid row -> online features -> "
+        "compiled model -> signal -> simulated order (the backtest's execution model) -> position "
+        "and PnL. Writes predictions and trades to the warehouse, the latest features to Redis, "
+        "and tick-to-signal p50/p99 to the warehouse and MLflow. Kill switch: the file "
+        "<home>/KILL, the Redis key <prefix>:kill, or SIGUSR1.",
+    )
+    q.add_argument("--duration", type=_positive_float, required=True, metavar="S",
+                   help="seconds to run")
+    q.add_argument("--url", help="WebSocket URL (default: Bybit's public v5 linear stream)")
+    q.add_argument("--model", default=None, metavar="NAME@ALIAS",
+                   help="model to trade (default: btc_l2_5s@champion)")
+    q.add_argument("--shadow", metavar="NAME@ALIAS",
+                   help="a second model run in shadow on the same stream (A/B), e.g. btc_l2_5s@challenger")
+    q.add_argument("--config", metavar="exec.toml", help="execution assumptions and strategy limits")
+    q.add_argument("--stale-after", type=_positive_float, default=5.0, metavar="S",
+                   help="no book update for this many seconds flattens and stops (default 5)")
+    q.add_argument("--redis-url", help="online store (default: the settings' Redis URL)")
+    q.add_argument("--redis-prefix", default="trade_pipeline", help="online store key prefix")
+    q.add_argument("--ttl", type=_positive_float, default=30.0, help="online store TTL in seconds")
+    q.add_argument("--no-redis", action="store_true", help="do not write the online store")
+    q.add_argument("--json", action="store_true", help="print the run summary as JSON")
+    q.set_defaults(func=handle_paper)
+
+
+def handle_backtest(args: argparse.Namespace, settings) -> int:
+    from trade_pipeline.trading.engine import TradingConfig
+    from trade_pipeline.trading.service import backtest_command
+
+    config = TradingConfig.load(args.config)
+    try:
+        out = backtest_command(
+            settings, config=config, model_ref=args.model, predictions_path=args.predictions,
+            snapshots_path=args.snapshots, start=args.start, end=args.end, store=not args.no_store,
+        )
+    except ValueError as exc:
+        print(f"trade-pipeline: error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(out, indent=2, default=str, allow_nan=False))
+    else:
+        for key, value in out["metrics"].items():
+            print(f"  {key:24s} {value}")
+        print(f"  {'trades':24s} {len(out['trades'])}   run_id {out['run_id']}")
+    return 0
+
+
+def handle_paper(args: argparse.Namespace, settings) -> int:
+    from trade_pipeline.trading.engine import TradingConfig
+    from trade_pipeline.trading.paper import paper_command
+
+    out = paper_command(
+        settings, config=TradingConfig.load(args.config), duration_s=args.duration,
+        url=args.url or settings.bybit_ws_url, model_ref=args.model, shadow_ref=args.shadow,
+        stale_after_s=args.stale_after,
+        redis_url=None if args.no_redis else (args.redis_url or settings.redis_url),
+        redis_prefix=args.redis_prefix, ttl_s=args.ttl,
+    )
+    if args.json:
+        print(json.dumps(out, indent=2, default=str))
+    else:
+        for key, value in out.items():
+            if key != "trades":
+                print(f"  {key:28s} {value}")
+    return 0 if out.get("error") is None else 1

@@ -1,5 +1,488 @@
-"""Dagster objects for the monitoring area: thin wrappers over trade_pipeline.<domain> code."""
+"""Dagster objects for monitoring: the `feature_stats` asset and asset checks for every asset.
+
+Checks come from small factories, applied by asset key to the assets the other areas define
+(discovered from their `defs`, so a new asset gets checks without editing this file):
+
+- lake tables (`l2_snapshots`, `l2_features`, `feature_stats`): the partition's own rows are
+  read back: `schema` (exact column names, order and types of the contract, blocking),
+  `row_count` (> 0, blocking), `gap_rate` (share of missing grid times, warning);
+- `raw_l2_captures`: `schema` (every file of the day in a format the readers detect) and
+  `row_count` (non-empty files), both blocking; its gaps surface in `l2_snapshots.gap_rate`;
+- migration assets: `applied` (their latest row in `migration_log`);
+- every other asset: `row_count` and `schema` from its materialization metadata
+  (`dagster/row_count`, `dagster/column_schema`; `metadata_checks(..., has_gaps=True)` adds
+  a `gap_rate` from `gaps` / `messages` metadata);
+- freshness: daily-partitioned assets must have yesterday's partition by 06:00 UTC; other
+  assets (except one-off migrations and the legacy import) must be updated at least weekly.
+  A sensor evaluates them.
+"""
+
+import datetime as dt
+import re
+from collections.abc import Callable, Iterable, Sequence
 
 import dagster as dg
+import polars as pl
 
-defs = dg.Definitions()
+from trade_pipeline.defs import features as features_area
+from trade_pipeline.defs import ingest as ingest_area
+from trade_pipeline.defs import models as models_area
+from trade_pipeline.defs import trading as trading_area
+from trade_pipeline.defs import warehouse as warehouse_area
+from trade_pipeline.defs.partitions import DAILY
+from trade_pipeline.defs.resources import PipelineResource
+from trade_pipeline.lake.layout import PartitionKey, partition_file, read_partition, write_partition
+from trade_pipeline.market.schema import SNAPSHOT_SCHEMA
+from trade_pipeline.monitoring.feature_stats import STATS_SCHEMA, feature_stats, summarize
+from trade_pipeline.monitoring.freshness import day_gaps
+
+FEATURE_STATS_TABLE = "feature_stats"
+MAX_GAP_RATE = 0.05  # warn above 5 % missing grid times in a day
+DAILY_DEADLINE_CRON = "0 6 * * *"  # yesterday's partition should exist by 06:00 UTC
+WEEKLY = dt.timedelta(days=7)
+
+
+def feature_schema() -> dict[str, pl.DataType]:
+    from trade_pipeline.features.batch import features_schema
+
+    return features_schema()
+
+
+def feature_names() -> list[str]:
+    from trade_pipeline.features.catalog import FEATURE_NAMES
+
+    return list(FEATURE_NAMES)
+
+
+# table name -> (expected schema, whether it is a time series with a grid)
+LAKE_TABLES: dict[str, tuple[Callable[[], dict], bool]] = {
+    "l2_snapshots": (lambda: dict(SNAPSHOT_SCHEMA), True),
+    "l2_features": (feature_schema, True),
+    FEATURE_STATS_TABLE: (lambda: dict(STATS_SCHEMA), False),
+}
+
+
+def _partition(settings, partition_key: str) -> PartitionKey:
+    return PartitionKey(settings.exchange, settings.symbol, partition_key)
+
+
+# ---- the asset --------------------------------------------------------------------------
+
+
+@dg.asset(
+    name=FEATURE_STATS_TABLE,
+    partitions_def=DAILY,
+    deps=["l2_features"],
+    group_name="monitoring",
+    kinds={"polars", "parquet"},
+    description="Per-day statistics of each of the 118 features (count, mean, std, "
+    "quantiles, null / NaN / inf rates): the monitor and the drift sensor read it.",
+)
+def feature_stats_asset(context: dg.AssetExecutionContext, pipeline: PipelineResource):
+    settings = pipeline.settings()
+    key = _partition(settings, context.partition_key)
+    frame = read_partition(settings.lake_dir, "l2_features", key)
+    if frame is None:
+        raise dg.Failure(
+            f"l2_features has no partition {key.relpath('l2_features')}: materialize it first"
+        )
+    names = [n for n in feature_names() if n in frame.columns]
+    missing = sorted(set(feature_names()) - set(names))
+    if missing:
+        raise dg.Failure(f"l2_features partition lacks catalog features: {missing[:10]}")
+    stats = feature_stats(frame, names)
+    path = write_partition(stats, settings.lake_dir, FEATURE_STATS_TABLE, key)
+    summary = summarize(stats, top=10)
+    worst = "\n".join(
+        f"| {r['feature']} | {r['null_rate']:.4%} |" for r in summary["worst_null_rates"]
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(path),
+            "dagster/row_count": stats.height,
+            "feature_rows": summary["rows"],
+            "null_rate": summary["null_rate"],
+            "inf_rate": summary["inf_rate"],
+            "nan_rate": summary["nan_rate"],
+            "features_with_inf_or_nan": dg.MetadataValue.json(summary["features_with_inf_or_nan"]),
+            "worst_null_rates": dg.MetadataValue.md(
+                "| feature | null rate |\n|---|---|\n" + worst if worst else "no nulls"
+            ),
+            "dagster/column_schema": _table_schema(STATS_SCHEMA),
+        }
+    )
+
+
+def _table_schema(schema: dict[str, pl.DataType]) -> dg.TableSchema:
+    return dg.TableSchema(columns=[dg.TableColumn(n, str(t)) for n, t in schema.items()])
+
+
+# ---- check factories --------------------------------------------------------------------
+
+
+def _schema_diff(actual: pl.Schema, expected: dict[str, pl.DataType]) -> list[str]:
+    problems = []
+    got, want = list(actual.names()), list(expected)
+    if missing := [c for c in want if c not in actual]:
+        problems.append(f"missing columns {missing[:10]}")
+    if extra := [c for c in got if c not in expected]:
+        problems.append(f"unexpected columns {extra[:10]}")
+    wrong = [f"{c}: {actual[c]} != {expected[c]}" for c in want if c in actual and actual[c] != expected[c]]
+    if wrong:
+        problems.append(f"wrong types {wrong[:10]}")
+    if not problems and got != want:
+        problems.append("column order differs from the contract")
+    return problems
+
+
+def lake_table_checks(asset_key: str, table: str) -> list[dg.AssetChecksDefinition]:
+    """Schema, row count (both blocking) and, for grid tables, gap rate: read from the
+    partition's own Parquet file."""
+    schema_of, has_grid = LAKE_TABLES[table]
+
+    def _read(context, pipeline: PipelineResource):
+        settings = pipeline.settings()
+        key = _partition(settings, context.partition_key)
+        return settings, key, read_partition(settings.lake_dir, table, key)
+
+    def _absent(settings, key) -> dg.AssetCheckResult:
+        return dg.AssetCheckResult(
+            passed=False,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=f"no partition file {partition_file(settings.lake_dir, table, key)}",
+        )
+
+    @dg.asset_check(
+        asset=asset_key, name="schema", partitions_def=DAILY, blocking=True,
+        description=f"{table}: exact column names, order and types of the contract",
+    )
+    def schema_check(context: dg.AssetCheckExecutionContext, pipeline: PipelineResource):
+        settings, key, frame = _read(context, pipeline)
+        if frame is None:
+            return _absent(settings, key)
+        problems = _schema_diff(frame.schema, schema_of())
+        return dg.AssetCheckResult(
+            passed=not problems,
+            description="; ".join(problems) or "matches the contract",
+            metadata={"columns": frame.width},
+        )
+
+    @dg.asset_check(
+        asset=asset_key, name="row_count", partitions_def=DAILY, blocking=True,
+        description=f"{table}: the partition has rows",
+    )
+    def row_count_check(context: dg.AssetCheckExecutionContext, pipeline: PipelineResource):
+        settings, key, frame = _read(context, pipeline)
+        if frame is None:
+            return _absent(settings, key)
+        return dg.AssetCheckResult(
+            passed=frame.height > 0, metadata={"rows": frame.height},
+            description=f"{frame.height} rows",
+        )
+
+    checks = [schema_check, row_count_check]
+    if has_grid:
+
+        @dg.asset_check(
+            asset=asset_key, name="gap_rate", partitions_def=DAILY,
+            description=f"{table}: share of grid times without a row between the day's first "
+            f"and last row (warns above {MAX_GAP_RATE:.0%})",
+        )
+        def gap_rate_check(context: dg.AssetCheckExecutionContext, pipeline: PipelineResource):
+            settings, key, frame = _read(context, pipeline)
+            if frame is None:
+                return _absent(settings, key)
+            gaps = day_gaps(frame, settings.cadence_ms, key.date)
+            return dg.AssetCheckResult(
+                passed=gaps.gap_rate is not None and gaps.gap_rate <= MAX_GAP_RATE,
+                severity=dg.AssetCheckSeverity.WARN,
+                description=(
+                    "no rows" if gaps.gap_rate is None
+                    else f"{gaps.gap_rate:.2%} of grid times missing in {gaps.gaps} gaps"
+                ),
+                metadata={
+                    "gap_rate": gaps.gap_rate, "gaps": gaps.gaps, "sessions": gaps.sessions,
+                    "missing_grid_times": gaps.missing_grid_times,
+                    "longest_gap_s": gaps.longest_gap_s, "rows": gaps.rows,
+                },
+            )
+
+        checks.append(gap_rate_check)
+    return checks
+
+
+ROW_COUNT_KEYS = ("dagster/row_count", "row_count", "rows", "messages", "files")
+
+
+def _latest_metadata(context: dg.AssetCheckExecutionContext, asset_key: dg.AssetKey) -> dict | None:
+    partition = context.partition_key if context.has_partition_key else None
+    record = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(
+            asset_key=asset_key, asset_partitions=[partition] if partition else None
+        ),
+        limit=1,
+    ).records
+    if not record:
+        return None
+    return {k: v.value for k, v in record[0].asset_materialization.metadata.items()}
+
+
+def _number(value) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def metadata_checks(
+    asset_key: dg.AssetKey, partitions_def: dg.PartitionsDefinition | None, has_gaps: bool
+) -> list[dg.AssetChecksDefinition]:
+    """Row count, schema and (optionally) gap rate from the latest materialization's metadata."""
+    name = asset_key.to_user_string()
+
+    @dg.asset_check(
+        asset=asset_key, name="row_count", partitions_def=partitions_def,
+        description=f"{name} reports a positive row count ({' / '.join(ROW_COUNT_KEYS)})",
+    )
+    def row_count_check(context: dg.AssetCheckExecutionContext):
+        meta = _latest_metadata(context, asset_key)
+        if meta is None:
+            return dg.AssetCheckResult(passed=False, description="never materialized")
+        for k in ROW_COUNT_KEYS:
+            if (n := _number(meta.get(k))) is not None:
+                return dg.AssetCheckResult(
+                    passed=n > 0, metadata={"key": k, "rows": n}, description=f"{k} = {n:g}"
+                )
+        return dg.AssetCheckResult(
+            passed=False, severity=dg.AssetCheckSeverity.WARN,
+            description=f"the materialization reports none of {ROW_COUNT_KEYS}",
+        )
+
+    @dg.asset_check(
+        asset=asset_key, name="schema", partitions_def=partitions_def,
+        description=f"{name} publishes dagster/column_schema and it did not change since the "
+        "previous materialization",
+    )
+    def schema_check(context: dg.AssetCheckExecutionContext):
+        partition = context.partition_key if context.has_partition_key else None
+        records = context.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=asset_key), limit=2
+        ).records
+        if not records:
+            return dg.AssetCheckResult(passed=False, description="never materialized")
+        schemas = [
+            r.asset_materialization.metadata.get("dagster/column_schema") for r in records
+        ]
+        if schemas[0] is None:
+            return dg.AssetCheckResult(
+                passed=False, severity=dg.AssetCheckSeverity.WARN,
+                description="the materialization publishes no dagster/column_schema",
+            )
+        current = [(c.name, c.type) for c in schemas[0].value.columns]
+        meta = {"columns": len(current), "partition": partition or ""}
+        if len(schemas) > 1 and schemas[1] is not None:
+            previous = [(c.name, c.type) for c in schemas[1].value.columns]
+            if previous != current:
+                return dg.AssetCheckResult(
+                    passed=False, metadata=meta,
+                    description=f"schema changed: was {previous[:5]}..., now {current[:5]}...",
+                )
+        return dg.AssetCheckResult(passed=True, metadata=meta, description="schema stable")
+
+    checks = [row_count_check, schema_check]
+    if has_gaps:
+
+        @dg.asset_check(
+            asset=asset_key, name="gap_rate", partitions_def=partitions_def,
+            description=f"{name}: sequence gaps per message (warns above {MAX_GAP_RATE:.0%})",
+        )
+        def gap_rate_check(context: dg.AssetCheckExecutionContext):
+            meta = _latest_metadata(context, asset_key)
+            if meta is None:
+                return dg.AssetCheckResult(passed=False, description="never materialized")
+            gaps, messages = _number(meta.get("gaps")), _number(meta.get("messages"))
+            if gaps is None or not messages:
+                return dg.AssetCheckResult(
+                    passed=False, severity=dg.AssetCheckSeverity.WARN,
+                    description="the materialization reports no `gaps` and `messages`",
+                )
+            rate = gaps / messages
+            return dg.AssetCheckResult(
+                passed=rate <= MAX_GAP_RATE, severity=dg.AssetCheckSeverity.WARN,
+                metadata={"gap_rate": rate, "gaps": gaps, "messages": messages},
+                description=f"{gaps:g} gaps in {messages:g} messages",
+            )
+
+        checks.append(gap_rate_check)
+    return checks
+
+
+def raw_capture_checks(asset_key: str) -> list[dg.AssetChecksDefinition]:
+    """The day's raw capture folder: every file in a known format (the readers' own format
+    detection, which names what it saw otherwise), and at least one non-empty file."""
+
+    def _files(context, pipeline: PipelineResource):
+        from trade_pipeline.lake import raw_store
+
+        settings = pipeline.settings()
+        return raw_store.raw_files_for_day(
+            settings, settings.exchange, settings.symbol, context.partition_key
+        )
+
+    @dg.asset_check(
+        asset=asset_key, name="schema", partitions_def=DAILY, blocking=True,
+        description="every capture file of the day is in a format the readers recognise",
+    )
+    def schema_check(context: dg.AssetCheckExecutionContext, pipeline: PipelineResource):
+        from trade_pipeline.market.readers import FormatError, detect_format
+
+        formats, problems = {}, []
+        for path in _files(context, pipeline):
+            try:
+                fmt = detect_format(path)
+                formats[fmt] = formats.get(fmt, 0) + 1
+            except FormatError as exc:  # the check's verdict, with the reader's reason
+                problems.append(f"{path.name}: {exc}")
+        return dg.AssetCheckResult(
+            passed=not problems and bool(formats),
+            description="; ".join(problems[:5]) or (f"formats {formats}" if formats else "no files"),
+            metadata={"formats": dg.MetadataValue.json(formats), "bad_files": len(problems)},
+        )
+
+    @dg.asset_check(
+        asset=asset_key, name="row_count", partitions_def=DAILY, blocking=True,
+        description="the day has at least one non-empty capture file",
+    )
+    def row_count_check(context: dg.AssetCheckExecutionContext, pipeline: PipelineResource):
+        files = _files(context, pipeline)
+        size = sum(p.stat().st_size for p in files)
+        return dg.AssetCheckResult(
+            passed=bool(files) and size > 0,
+            metadata={"files": len(files), "bytes": size},
+            description=f"{len(files)} files, {size} bytes",
+        )
+
+    return [schema_check, row_count_check]
+
+
+_MIGRATION_RE = re.compile(r"^migration_(\d{3})")
+# Assets materialized once on purpose (no freshness expectation).
+ONE_OFF = {"legacy_import"}
+
+
+def migration_checks(asset_key: dg.AssetKey, version: int) -> list[dg.AssetChecksDefinition]:
+    """A migration asset's phase is recorded as applied in migration_log (read-only query)."""
+
+    @dg.asset_check(
+        asset=asset_key, name="applied",
+        description=f"migration {version:03d} is applied according to migration_log",
+    )
+    def applied_check(context: dg.AssetCheckExecutionContext, pipeline: PipelineResource):
+        from trade_pipeline.lake.warehouse import session
+
+        settings = pipeline.settings()
+        if not settings.warehouse_path.exists():
+            return dg.AssetCheckResult(passed=False, description="no warehouse file yet")
+        with session(settings, read_only=True) as conn:
+            rows = conn.sql(
+                "SELECT status, direction, finished_at FROM migration_log WHERE version = ? "
+                "ORDER BY id DESC LIMIT 1",
+                params=[version],
+            ).fetchall()
+        if not rows:
+            return dg.AssetCheckResult(passed=False, description="not in migration_log")
+        status, direction, finished = rows[0]
+        return dg.AssetCheckResult(
+            passed=status == "applied" and direction == "up",
+            metadata={"status": status, "direction": direction, "finished_at": str(finished)},
+            description=f"latest entry: {direction} {status}",
+        )
+
+    return [applied_check]
+
+
+def freshness_checks(
+    daily: Sequence[dg.AssetKey], other: Sequence[dg.AssetKey]
+) -> list[dg.AssetChecksDefinition]:
+    checks: list[dg.AssetChecksDefinition] = []
+    if daily:
+        checks += dg.build_time_partition_freshness_checks(
+            assets=list(daily), deadline_cron=DAILY_DEADLINE_CRON
+        )
+    if other:
+        checks += dg.build_last_update_freshness_checks(assets=list(other), lower_bound_delta=WEEKLY)
+    return checks
+
+
+# ---- apply them to every asset ------------------------------------------------------------
+
+
+def _area_assets(areas: Iterable) -> list[tuple[dg.AssetKey, dg.PartitionsDefinition | None]]:
+    out = []
+    for area in areas:
+        for item in area.defs.assets or []:
+            if isinstance(item, dg.AssetsDefinition):
+                for key in item.keys:
+                    out.append((key, item.specs_by_key[key].partitions_def))
+            elif isinstance(item, dg.AssetSpec):
+                out.append((item.key, item.partitions_def))
+    return out
+
+
+def _existing_checks(areas: Iterable) -> set[tuple[dg.AssetKey, str]]:
+    # A check the owning area defines already (same asset, same name) is not duplicated.
+    keys = set()
+    for area in areas:
+        for item in [*(area.defs.asset_checks or []), *(area.defs.assets or [])]:
+            if isinstance(item, dg.AssetsDefinition):
+                keys |= {(k.asset_key, k.name) for k in item.check_keys}
+    return keys
+
+
+def _covered(key: dg.AssetKey, name: str, existing: set[tuple[dg.AssetKey, str]]) -> bool:
+    """The owning area already has a check of this kind on the asset (e.g. the features
+    area's `schema_matches_catalog`): one implementation, so ours is not added."""
+    words = {"schema": ("schema",), "row_count": ("row_count", "rows"), "gap_rate": ("gap",)}
+    mine = [n for k, n in existing if k == key]
+    return any(w in n for n in mine for w in words.get(name, (name,)))
+
+
+def build_checks(
+    assets: Sequence[tuple[dg.AssetKey, dg.PartitionsDefinition | None]],
+    existing: set[tuple[dg.AssetKey, str]] = frozenset(),
+) -> list[dg.AssetChecksDefinition]:
+    """The checks for the given assets (key, partitions): see the module docstring."""
+    checks: list[dg.AssetChecksDefinition] = []
+    daily, other = [], []
+    for key, partitions in assets:
+        name = key.to_user_string()
+        if name in LAKE_TABLES and partitions == DAILY:
+            group = lake_table_checks(name, name)
+        elif name == "raw_l2_captures" and partitions == DAILY:
+            group = raw_capture_checks(name)
+        elif match := _MIGRATION_RE.match(name):
+            group = migration_checks(key, int(match.group(1)))
+        else:
+            group = metadata_checks(key, partitions, has_gaps=False)
+        checks += [c for c in group if not _covered(key, next(iter(c.check_keys)).name, existing)]
+        if partitions is not None and isinstance(partitions, dg.TimeWindowPartitionsDefinition):
+            daily.append(key)
+        elif not _MIGRATION_RE.match(name) and name not in ONE_OFF:
+            other.append(key)
+    return checks + freshness_checks(daily, other)
+
+
+OTHER_AREAS = (warehouse_area, ingest_area, features_area, models_area, trading_area)
+_ASSETS = [*_area_assets(OTHER_AREAS), (dg.AssetKey(FEATURE_STATS_TABLE), DAILY)]
+CHECKS = build_checks(_ASSETS, _existing_checks(OTHER_AREAS))
+_FRESHNESS = [c for c in CHECKS if any(k.name.startswith("freshness") for k in c.check_keys)]
+
+freshness_sensor = dg.build_sensor_for_freshness_checks(
+    freshness_checks=_FRESHNESS,
+    name="freshness_checks_sensor",
+    minimum_interval_seconds=600,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+
+defs = dg.Definitions(
+    assets=[feature_stats_asset],
+    asset_checks=CHECKS,
+    sensors=[freshness_sensor] if _FRESHNESS else [],
+)

@@ -1,5 +1,84 @@
-"""Dagster objects for the trading area: thin wrappers over trade_pipeline.<domain> code."""
+"""Dagster objects for the trading area: the `backtest_results` asset (a thin wrapper over
+trade_pipeline.trading)."""
+
+import base64
 
 import dagster as dg
+from pydantic import Field
 
-defs = dg.Definitions()
+from trade_pipeline.defs.partitions import DAILY
+from trade_pipeline.defs.resources import DUCKDB_POOL, MlflowResource, PipelineResource
+from trade_pipeline.defs.warehouse import WAREHOUSE_READY
+
+TRADE_COLUMNS = [
+    ("decided_at", "timestamp[us, UTC]"), ("timestamp", "timestamp[us, UTC]"), ("side", "int8"),
+    ("qty", "float64"), ("price", "float64"), ("notional", "float64"), ("fee", "float64"),
+    ("liquidity", "string"), ("levels", "int32"), ("unfilled", "float64"),
+    ("position_after", "float64"), ("realized_pnl", "float64"), ("reason", "string"),
+]
+
+
+class BacktestConfig(dg.Config):
+    model: str = Field(default="btc_l2_5s@champion",
+                          description="registered model NAME@ALIAS whose predictions are traded")
+    exec_config: str = Field(default="", description="TOML file of execution assumptions and "
+                                "strategy limits (empty: the defaults of ExecutionConfig/StrategyConfig)")
+
+
+def _png_markdown(png: bytes) -> str:
+    return f"![equity and drawdown](data:image/png;base64,{base64.b64encode(png).decode()})"
+
+
+@dg.asset(
+    partitions_def=DAILY,
+    deps=["l2_model", "l2_features", "l2_snapshots", WAREHOUSE_READY],
+    pool=DUCKDB_POOL,
+    group_name="trading",
+    kinds={"python", "duckdb", "mlflow"},
+    description="Backtest of the registered model on one day of the snapshot grid: trades, "
+    "equity curve and metrics (warehouse: backtest_results, trades, predictions; MLflow run "
+    "with the equity/drawdown plot).",
+)
+def backtest_results(
+    context: dg.AssetExecutionContext,
+    config: BacktestConfig,
+    pipeline: PipelineResource,
+    mlflow: MlflowResource,
+) -> dg.MaterializeResult:
+    from trade_pipeline.lake.layout import PartitionKey, read_partition
+    from trade_pipeline.trading.engine import TradingConfig
+    from trade_pipeline.trading.service import backtest_model, ensure_warehouse, record_backtest
+
+    settings = pipeline.settings().with_(
+        mlflow_tracking_uri_override=mlflow.resolved_tracking_uri(),
+        mlflow_artifact_uri_override=mlflow.resolved_artifact_uri(),
+    )
+    key = PartitionKey(settings.exchange, settings.symbol, context.partition_key)
+    snapshots = read_partition(settings.lake_dir, "l2_snapshots", key)
+    if snapshots is None or snapshots.height == 0:
+        raise dg.Failure(f"l2_snapshots has no rows for {key.relpath('l2_snapshots')}: materialize it first")
+    trading = TradingConfig.load(config.exec_config or None)
+    result, preds, model = backtest_model(settings, config.model, snapshots.drop("date", strict=False), trading)
+    ensure_warehouse(settings)
+    rec = record_backtest(settings, result, model=f"{model.name}/{model.version}", predictions=preds,
+                          model_name=model.name, model_version=model.version,
+                          tracking_uri=mlflow.resolved_tracking_uri(),
+                          artifact_uri=mlflow.resolved_artifact_uri())
+    m = result.metrics
+    context.log.info(f"backtest {rec.run_id}: {m['n_fills']} fills, return {m['total_return']:.5f}")
+    numeric = {k: float(v) for k, v in m.items()
+               if isinstance(v, int | float) and not isinstance(v, bool)}
+    return dg.MaterializeResult(metadata={
+        "run_id": rec.run_id,
+        "model": f"{model.name}/{model.version} ({config.model})",
+        "rows": result.metrics["rows"],
+        "dagster/row_count": len(result.trades),
+        "mlflow_run_id": rec.mlflow_run_id or "",
+        **{f"metric_{k}": v for k, v in numeric.items()},
+        "equity_curve": dg.MetadataValue.md(_png_markdown(rec.png)),
+        "dagster/column_schema": dg.TableSchema(
+            columns=[dg.TableColumn(name, type_) for name, type_ in TRADE_COLUMNS]),
+    })
+
+
+defs = dg.Definitions(assets=[backtest_results])

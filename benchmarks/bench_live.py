@@ -1,0 +1,157 @@
+"""Tick to signal on replayed real Bybit messages, network excluded.
+
+`trade-pipeline bench live --json [-- --file CAPTURE] [--model NAME@ALIAS]`
+
+The recorded capture is turned into Bybit v5 wire frames (as the replay server sends them)
+and fed, one frame at a time, to the paper-trading path (`PaperTrader.on_message`):
+parse -> book update -> grid row -> 118 online features -> compiled model -> signal. For
+every emitted grid row, tick to signal is the time from the frame's arrival in the process
+to the signal. A second, instrumented pass splits it by stage (sampler: parse + book + grid;
+features; inference). Target: p99 <= 100 us.
+
+Model: the registered `btc_l2_5s@champion` when `--model` is given and loadable; otherwise a
+LightGBM model trained here on real features with the size the models issue quotes
+(~468 trees, 57 leaves), compiled with the serving evaluator.
+"""
+
+import argparse
+import gc
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "bybit"
+DEFAULT_FILE = "l2_data_BTC_USDT_USDT_20250707_051509.jsonl.gz"
+TRAIN_FILE = "l2_data_BTC_USDT_USDT_20250707_052632.jsonl.gz"
+
+
+def _frames(path: Path) -> list[str]:
+    from trade_pipeline.market.replay_server import ReplayServer
+
+    srv = ReplayServer([path], speed=0)  # only to read pushes and render frames the same way
+    frames = []
+    while (push := srv._advance()) is not None:
+        frames.append(srv._frame(push))
+    return frames
+
+
+def _train_model(trees: int, leaves: int):
+    import lightgbm as lgb
+    import polars as pl
+
+    from trade_pipeline.features.batch import compute_features
+    from trade_pipeline.features.catalog import FEATURE_NAMES
+    from trade_pipeline.market.snapshots import build_snapshots
+    from trade_pipeline.trading.model_adapter import wrap_booster
+
+    feats = compute_features(build_snapshots([DATA / TRAIN_FILE]).frame)
+    mid = (pl.col("bid_price_1") + pl.col("ask_price_1")) / 2
+    data = feats.with_columns((mid.shift(-50).over("session_id") / mid - 1).alias("y")).drop_nulls("y")
+    ds = lgb.Dataset(data.select(FEATURE_NAMES).to_numpy(), data["y"].to_numpy(),
+                     feature_name=list(FEATURE_NAMES))
+    booster = lgb.train({"objective": "regression", "num_leaves": leaves, "min_data_in_leaf": 5,
+                         "learning_rate": 0.05, "verbose": -1, "num_threads": 1,
+                         "feature_fraction": 0.8}, ds, num_boost_round=trees)
+    return wrap_booster(booster, "bench_model", 0)
+
+
+def _pct(values_ns: list[int] | np.ndarray) -> dict:
+    a = np.asarray(values_ns, dtype=np.float64) / 1000.0
+    if len(a) == 0:
+        return {"n": 0}
+    return {"n": len(a), "p50_us": round(float(np.percentile(a, 50)), 2),
+            "p99_us": round(float(np.percentile(a, 99)), 2),
+            "max_us": round(float(a.max()), 2), "mean_us": round(float(a.mean()), 2)}
+
+
+def run(settings, argv: list[str]) -> dict:
+    from trade_pipeline.features.online import OnlineFeatures
+    from trade_pipeline.market.live import LiveSampler
+    from trade_pipeline.trading.engine import TradingConfig
+    from trade_pipeline.trading.paper import PaperTrader, build_trader
+
+    parser = argparse.ArgumentParser(prog="bench live")
+    parser.add_argument("--file", default=str(DATA / DEFAULT_FILE))
+    parser.add_argument("--model", help="registered model NAME@ALIAS (default: train one here)")
+    parser.add_argument("--trees", type=int, default=468)
+    parser.add_argument("--leaves", type=int, default=57)
+    args, _ = parser.parse_known_args([a for a in argv if a not in ("--", "--json")])
+
+    path = Path(args.file)
+    frames = _frames(path)
+    model_source = "trained here"
+    model = None
+    if args.model:
+        from trade_pipeline.trading.model_adapter import load_model
+
+        model = load_model(settings, args.model)
+        model_source = f"registry {args.model} v{model.version}"
+    if model is None:
+        model = _train_model(args.trees, args.leaves)
+    n_trees = getattr(getattr(model.evaluator, "arrays", None), "roots", None)
+    config = TradingConfig()
+
+    # Warm-up (numba compilation, caches) on a separate trader.
+    warm = build_trader(settings, config, model)
+    for f in frames[:2000]:
+        warm.on_message(f, time.time_ns())
+
+    # Pass 1: the real path, as paper trading runs it.
+    trader = build_trader(settings, config, model)
+    gc.collect()
+    gc.freeze()  # as paper trading's loop does
+    t_start = time.perf_counter()
+    for f in frames:
+        t0 = time.perf_counter_ns()
+        trader.on_message(f, time.time_ns(), t0)
+    wall = time.perf_counter() - t_start
+    gc.unfreeze()
+
+    # Pass 2: the same stages, timed one by one.
+    sampler = LiveSampler(fmt="bybit_raw", symbol=settings.symbol)
+    feats = OnlineFeatures()
+    per_msg, per_feat, per_inf = [], [], []
+    for f in frames:
+        a = time.perf_counter_ns()
+        rows = sampler.on_message(f, time.time_ns())
+        b = time.perf_counter_ns()
+        per_msg.append(b - a)
+        for row in rows:
+            c = time.perf_counter_ns()
+            x = feats.update(row)
+            d = time.perf_counter_ns()
+            model.predict_row(x)
+            e = time.perf_counter_ns()
+            per_feat.append(d - c)
+            per_inf.append(e - d)
+    assert isinstance(trader, PaperTrader)
+    t2s = _pct(trader.tick_to_signal_ns)
+    return {
+        "file": path.name,
+        "messages": len(frames),
+        "grid_rows": trader.rows,
+        "model": model_source,
+        "model_trees": len(n_trees) if n_trees is not None else None,
+        "tick_to_signal_p50_us": t2s.get("p50_us"),
+        "tick_to_signal_p99_us": t2s.get("p99_us"),
+        "tick_to_signal_max_us": t2s.get("max_us"),
+        "target_p99_us": 100.0,
+        "meets_target": bool(t2s.get("p99_us") is not None and t2s["p99_us"] <= 100.0),
+        "stage_sampler_per_message": _pct(per_msg),
+        "stage_features_per_row": _pct(per_feat),
+        "stage_inference_per_row": _pct(per_inf),
+        "messages_per_s_full_path": round(len(frames) / wall, 1),
+        "note": "single process on a shared 2-core machine: figures are noisy under load",
+    }
+
+
+if __name__ == "__main__":
+    import json
+
+    sys.path.insert(0, str(ROOT))
+    from trade_pipeline.settings import Settings
+
+    print(json.dumps(run(Settings.load(), sys.argv[1:]), indent=2))

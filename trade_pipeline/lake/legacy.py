@@ -1,0 +1,362 @@
+"""Import the old system's SQLite `l2_training_data_practical` into the lake as `l2_snapshots`.
+
+Only the book (levels 1-10), the time, the symbol, the exchange and `update_id` are taken;
+the derived and target columns of the old table are never used (the pipeline recomputes
+them). Each row is one stored book; a row is imported or quarantined, never dropped:
+
+| reason                 | rule                                                             |
+|------------------------|------------------------------------------------------------------|
+| bad_timestamp          | not an ISO 8601 string (with or without fraction, 'T' or ' ')   |
+| bad_symbol             | not a symbol after normalisation (`BTC/USDT:USDT` -> `BTCUSDT`)  |
+| bad_exchange           | null or not a valid exchange name                                |
+| mock_or_demo_source    | `data_source` mentions mock or demo (`mock_data`, `demo_trading`) |
+| non_numeric_book       | a book column holds text or a blob                               |
+| empty_side             | no level 1 on a side                                             |
+| only_level_1           | levels 2-10 all null on both sides                               |
+| crossed_book           | `bid_price_1 >= ask_price_1` (crossed or locked, as DATA.md rule 5) |
+| invalid_level          | a price <= 0, a present price with a size <= 0 / null, a level after a missing one, or prices out of order |
+| duplicate_timestamp    | a second row for the same (exchange, symbol, timestamp); the lowest id is kept |
+| lake_partition_exists  | the day's partition exists and was not written by a legacy import |
+
+Timestamps without a zone are UTC (the old writer used UTC); with a zone they are converted.
+Sessions: rows of one (exchange, symbol) whose gap to the previous kept row is at most
+`max_gap_s` (default 10 s) form one session. session_id follows the sampler's rule: the start
+time in microseconds of the session's first row, bumped to previous id + 1 on a collision
+(sessions ordered by start, exchange, symbol), so ids are deterministic and unique.
+A missing level (null price) gets size 0, the canonical form.
+"""
+
+import datetime as dt
+import hashlib
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from trade_pipeline.lake import layout
+from trade_pipeline.lake.migrations import refresh_views
+from trade_pipeline.market.readers import normalize_symbol
+from trade_pipeline.market.schema import (
+    ASK_PRICE,
+    ASK_SIZE,
+    BID_PRICE,
+    BID_SIZE,
+    SNAPSHOT_COLUMNS,
+    SNAPSHOT_SCHEMA,
+)
+from trade_pipeline.settings import EXCHANGE_RE, SYMBOL_RE, Settings
+
+LEGACY_TABLE = "l2_training_data_practical"
+BOOK = BID_PRICE + BID_SIZE + ASK_PRICE + ASK_SIZE
+DEFAULT_MAX_GAP_S = 10.0
+MOCK_PATTERN = "(?i)mock|demo"
+REASONS = (
+    "bad_timestamp", "bad_symbol", "bad_exchange", "mock_or_demo_source", "non_numeric_book",
+    "empty_side", "only_level_1", "crossed_book", "invalid_level", "duplicate_timestamp",
+    "lake_partition_exists",
+)
+
+
+class LegacyImportError(ValueError):
+    """The file is not a legacy database we can read."""
+
+
+@dataclass
+class LegacyImportReport:
+    source: str
+    source_sha256: str
+    rows_read: int
+    rows_imported: int
+    sessions: int
+    quarantined: dict[str, int]
+    partitions: list[str] = field(default_factory=list)
+    dry_run: bool = False
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+# ---- reading ------------------------------------------------------------------------------
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as src:
+        for block in iter(lambda: src.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_legacy(path: str | Path) -> pl.DataFrame:
+    """The legacy rows as stored: id, raw timestamp/symbol/exchange/data_source text, the book
+    (Float64, null where SQLite holds NULL), update_id, and `_non_numeric` (a book cell holds
+    text or a blob), plus `_raw` (the row as JSON, for the quarantine)."""
+    path = Path(path)
+    if not path.is_file():
+        raise LegacyImportError(f"{path}: no such file")
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise LegacyImportError(f"{path}: cannot open as SQLite: {exc}") from None
+    try:
+        try:
+            cols = [r[1] for r in conn.execute(f"PRAGMA table_info({LEGACY_TABLE})")]
+        except sqlite3.DatabaseError as exc:
+            raise LegacyImportError(f"{path}: not a SQLite database: {exc}") from None
+        if not cols:
+            raise LegacyImportError(f"{path}: no table {LEGACY_TABLE}")
+        missing = [c for c in ("id", "timestamp", "symbol", *BOOK) if c not in cols]
+        if missing:
+            raise LegacyImportError(f"{path}: {LEGACY_TABLE} lacks columns {missing}")
+        optional = {c: (c if c in cols else "NULL") for c in ("exchange", "data_source", "update_id")}
+        non_numeric = " OR ".join(f"typeof({c}) NOT IN ('real', 'integer', 'null')" for c in BOOK)
+        numeric = ", ".join(
+            f"CASE WHEN typeof({c}) IN ('real', 'integer') THEN {c} END AS {c}" for c in BOOK
+        )
+        # Every column of the row, as JSON, for the quarantine table.
+        raw_json = "json_object(" + ", ".join(f"'{c}', {c}" for c in cols if c != "id") + ")"
+        query = (
+            f"SELECT id, CAST(timestamp AS TEXT), typeof(timestamp), CAST(symbol AS TEXT),"
+            f" CAST({optional['exchange']} AS TEXT), CAST({optional['data_source']} AS TEXT),"
+            f" {numeric},"
+            f" CASE WHEN typeof({optional['update_id']}) = 'integer' THEN {optional['update_id']} END,"
+            f" ({non_numeric}), {raw_json} FROM {LEGACY_TABLE} ORDER BY id"
+        )
+        rows = conn.execute(query).fetchall()
+    finally:
+        conn.close()
+    schema = {
+        "legacy_id": pl.Int64, "timestamp_raw": pl.String, "timestamp_type": pl.String,
+        "symbol_raw": pl.String, "exchange_raw": pl.String, "data_source": pl.String,
+        **{c: pl.Float64 for c in BOOK}, "update_id": pl.Int64, "_non_numeric": pl.Boolean,
+        "_raw": pl.String,
+    }
+    return pl.DataFrame(rows, schema=schema, orient="row")
+
+
+# ---- cleaning -----------------------------------------------------------------------------
+
+def parse_timestamp_us(text: str | None, sqlite_type: str | None) -> int | None:
+    """Microseconds since the epoch (UTC) of an ISO string, or None if it is not one."""
+    if text is None or sqlite_type != "text":
+        return None
+    value = text.strip()
+    if value.endswith(("Z", "z")):
+        value = value[:-1] + "+00:00"
+    try:
+        stamp = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=dt.UTC)
+    return (stamp - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
+
+
+def _clean_symbol(raw: str | None) -> str | None:
+    if raw is None:
+        return None
+    symbol = normalize_symbol(raw.strip())
+    return symbol if SYMBOL_RE.match(symbol) else None
+
+
+def _clean_exchange(raw: str | None) -> str | None:
+    if raw is None:
+        return None
+    exchange = raw.strip().lower()
+    return exchange if EXCHANGE_RE.match(exchange) else None
+
+
+def _invalid_levels(df: pl.DataFrame) -> pl.Series:
+    """Per row: a level is inconsistent (see module doc)."""
+    bad = pl.lit(False)
+    for prices, sizes, better in ((BID_PRICE, BID_SIZE, "gt"), (ASK_PRICE, ASK_SIZE, "lt")):
+        for i, (p, q) in enumerate(zip(prices, sizes, strict=True)):
+            price, size = pl.col(p), pl.col(q)
+            bad = bad | (price.is_not_null() & ((price <= 0) | size.is_null() | (size <= 0)))
+            bad = bad | (price.is_null() & size.is_not_null() & (size != 0))
+            if i > 0:
+                prev = pl.col(prices[i - 1])
+                bad = bad | (price.is_not_null() & prev.is_null())
+                out_of_order = (prev <= price) if better == "gt" else (prev >= price)
+                bad = bad | (price.is_not_null() & prev.is_not_null() & out_of_order)
+    return df.select(bad.alias("bad")).to_series()
+
+
+def classify(raw: pl.DataFrame) -> pl.DataFrame:
+    """`raw` plus ts_us, exchange, symbol and `reason` (null = importable)."""
+    ts = [parse_timestamp_us(t, k) for t, k in zip(raw["timestamp_raw"], raw["timestamp_type"], strict=True)]
+    df = raw.with_columns(
+        pl.Series("ts_us", ts, dtype=pl.Int64),
+        pl.Series("symbol", [_clean_symbol(s) for s in raw["symbol_raw"]], dtype=pl.String),
+        pl.Series("exchange", [_clean_exchange(e) for e in raw["exchange_raw"]], dtype=pl.String),
+    )
+    upper = BID_PRICE[1:] + ASK_PRICE[1:]
+    only_l1 = pl.all_horizontal([pl.col(c).is_null() for c in upper])
+    checks = [
+        ("bad_timestamp", pl.col("ts_us").is_null()),
+        ("bad_symbol", pl.col("symbol").is_null()),
+        ("bad_exchange", pl.col("exchange").is_null()),
+        ("mock_or_demo_source", pl.col("data_source").fill_null("").str.contains(MOCK_PATTERN)),
+        ("non_numeric_book", pl.col("_non_numeric")),
+        ("empty_side", pl.col("bid_price_1").is_null() | pl.col("ask_price_1").is_null()),
+        ("only_level_1", only_l1),
+        ("crossed_book", pl.col("bid_price_1") >= pl.col("ask_price_1")),
+    ]
+    reason = pl.lit(None, dtype=pl.String)
+    for name, cond in reversed(checks):  # first matching check wins
+        reason = pl.when(cond).then(pl.lit(name)).otherwise(reason)
+    df = df.with_columns(reason.alias("reason"))
+    df = df.with_columns(
+        pl.when(pl.col("reason").is_null() & _invalid_levels(df))
+        .then(pl.lit("invalid_level")).otherwise(pl.col("reason")).alias("reason")
+    )
+    # Duplicates among the otherwise good rows: keep the lowest id.
+    ok = pl.col("reason").is_null()
+    dup = (
+        df.with_row_index("_i")
+        .filter(ok)
+        .sort("legacy_id")
+        .filter(pl.struct("exchange", "symbol", "ts_us").is_duplicated()
+                & ~pl.struct("exchange", "symbol", "ts_us").is_first_distinct())["_i"]
+    )
+    if len(dup):
+        mask = pl.Series("m", [False] * df.height)
+        mask[dup.to_list()] = True
+        df = df.with_columns(
+            pl.when(mask).then(pl.lit("duplicate_timestamp")).otherwise(pl.col("reason")).alias("reason")
+        )
+    return df
+
+
+def build_snapshots(good: pl.DataFrame, max_gap_s: float = DEFAULT_MAX_GAP_S) -> pl.DataFrame:
+    """Canonical `l2_snapshots` rows from classified good rows, with sessions assigned."""
+    if good.is_empty():
+        return pl.DataFrame(schema=SNAPSHOT_SCHEMA)
+    gap_us = int(max_gap_s * 1_000_000)
+    df = good.sort("exchange", "symbol", "ts_us")
+    new_session = (
+        (pl.col("exchange") != pl.col("exchange").shift(1))
+        | (pl.col("symbol") != pl.col("symbol").shift(1))
+        | ((pl.col("ts_us") - pl.col("ts_us").shift(1)) > gap_us)
+    ).fill_null(True)
+    df = df.with_columns(new_session.cum_sum().alias("_run"))
+    starts = (
+        df.group_by("_run").agg(pl.col("ts_us").first(), pl.col("exchange").first(),
+                                pl.col("symbol").first())
+        .sort("ts_us", "exchange", "symbol")
+    )
+    ids, prev = [], None
+    for start in starts["ts_us"]:
+        sid = start if prev is None or start > prev else prev + 1
+        ids.append(sid)
+        prev = sid
+    starts = starts.with_columns(pl.Series("session_id", ids, dtype=pl.Int64)).select("_run", "session_id")
+    df = df.join(starts, on="_run", how="left")
+    size_fill = [
+        pl.when(pl.col(p).is_null()).then(pl.lit(0.0)).otherwise(pl.col(q)).alias(q)
+        for p, q in zip(BID_PRICE + ASK_PRICE, BID_SIZE + ASK_SIZE, strict=True)
+    ]
+    out = df.with_columns(
+        *size_fill,
+        pl.col("ts_us").cast(pl.Datetime("us", "UTC")).alias("timestamp"),
+        pl.lit(None, dtype=pl.Datetime("us", "UTC")).alias("received_timestamp"),
+    )
+    return out.select(SNAPSHOT_COLUMNS).cast(SNAPSHOT_SCHEMA).sort(
+        "exchange", "symbol", "timestamp")
+
+
+# ---- the import ----------------------------------------------------------------------------
+
+def _partition_keys(frame: pl.DataFrame) -> list[tuple[str, str, str]]:
+    days = frame.select("exchange", "symbol", pl.col("timestamp").dt.date().cast(pl.String).alias("d"))
+    return sorted(set(days.unique().iter_rows()))
+
+
+def import_legacy(
+    settings: Settings,
+    sqlite_path: str | Path,
+    conn: duckdb.DuckDBPyConnection,
+    *,
+    dry_run: bool = False,
+    max_gap_s: float = DEFAULT_MAX_GAP_S,
+) -> LegacyImportReport:
+    """Import one legacy database (see module doc). `conn` is a warehouse connection with the
+    migrations applied. With `dry_run`, nothing is written: the report says what would be."""
+    path = Path(sqlite_path)
+    sha = _sha256(path) if path.is_file() else ""
+    raw = read_legacy(path)
+    df = classify(raw)
+    snapshots = build_snapshots(df.filter(pl.col("reason").is_null()), max_gap_s)
+
+    # Never overwrite a partition the ingestion pipeline wrote.
+    ours = {
+        (e, s, str(d)) for e, s, d in conn.execute(
+            "SELECT exchange, symbol, date FROM legacy_import_log").fetchall()
+    }
+    existing = {(k.exchange, k.symbol, k.date) for k in layout.list_partitions(settings.lake_dir, "l2_snapshots")}
+    blocked = [k for k in _partition_keys(snapshots) if k in existing and k not in ours]
+    if blocked:
+        day = pl.col("timestamp").dt.date().cast(pl.String)
+        is_blocked = pl.any_horizontal([
+            (pl.col("exchange") == e) & (pl.col("symbol") == s) & (day == d) for e, s, d in blocked
+        ])
+        blocked_ts = snapshots.filter(is_blocked).select(
+            "exchange", "symbol", pl.col("timestamp").dt.epoch("us").alias("ts_us"))
+        snapshots = snapshots.filter(~is_blocked)
+        hit = df.join(blocked_ts.with_columns(pl.lit(True).alias("_b")),
+                      on=["exchange", "symbol", "ts_us"], how="left")
+        df = hit.with_columns(
+            pl.when(pl.col("_b") & pl.col("reason").is_null())
+            .then(pl.lit("lake_partition_exists")).otherwise(pl.col("reason")).alias("reason")
+        ).drop("_b")
+
+    quarantine = df.filter(pl.col("reason").is_not_null())
+    counts = {r: int(n) for r, n in quarantine.group_by("reason").len().iter_rows()}
+    keys = _partition_keys(snapshots)
+    report = LegacyImportReport(
+        source=str(path), source_sha256=sha, rows_read=raw.height,
+        rows_imported=snapshots.height, sessions=snapshots["session_id"].n_unique(),
+        quarantined=dict(sorted(counts.items())),
+        partitions=[f"{e}/{s}/{d}" for e, s, d in keys], dry_run=dry_run,
+    )
+    if raw.height != report.rows_imported + sum(counts.values()):
+        raise AssertionError("legacy import lost rows: imported + quarantined != read")
+    if dry_run:
+        return report
+
+    q = quarantine.select(
+        pl.lit(sha).alias("source_sha256"), "legacy_id", "reason",
+        pl.format("timestamp={} symbol={} exchange={} data_source={}", "timestamp_raw",
+                  "symbol_raw", "exchange_raw", "data_source").alias("detail"),
+        pl.col("_raw").alias("row_json"),
+    )
+    log_rows = []
+    day = pl.col("timestamp").dt.date().cast(pl.String)
+    parts = {}
+    for e, s, d in keys:
+        part = snapshots.filter((pl.col("exchange") == e) & (pl.col("symbol") == s) & (day == d))
+        parts[(e, s, d)] = part
+        log_rows.append((e, s, d, sha, part.height, part["session_id"].n_unique()))
+    # Record first (a crash between leaves partitions claimed as legacy: a re-run rewrites
+    # them), then write the files.
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        conn.execute("DELETE FROM legacy_quarantine WHERE source_sha256 = ?", [sha])
+        conn.register("q_frame", q.to_arrow())
+        conn.execute(
+            "INSERT INTO legacy_quarantine (source_sha256, legacy_id, reason, detail, row_json)"
+            " SELECT source_sha256, legacy_id, reason, detail, row_json FROM q_frame")
+        conn.unregister("q_frame")
+        for row in log_rows:
+            conn.execute(
+                "INSERT OR REPLACE INTO legacy_import_log (exchange, symbol, date, source_sha256,"
+                " row_count, sessions) VALUES (?, ?, ?, ?, ?, ?)", list(row))
+        conn.execute("COMMIT")
+    except Exception:
+        conn.execute("ROLLBACK")
+        raise
+    for (e, s, d), part in parts.items():
+        layout.write_partition(part, settings.lake_dir, "l2_snapshots", layout.PartitionKey(e, s, d))
+    refresh_views(conn, settings.lake_dir)
+    return report

@@ -1,0 +1,300 @@
+"""The raw capture store: append-only, compressed, one folder per UTC day and symbol.
+
+Layout (see the RAW_FORMAT contract):
+`<raw_dir>/exchange=<x>/symbol=<S>/date=<YYYY-MM-DD>/<HHMMSSffffff>-<8 hex>.raw.gz`.
+Each line is `<receive_ts_ns> <WebSocket text frame as received>`. A file is a sequence of
+gzip members, one per flush: every flushed member is complete on disk, so a process killed
+with SIGKILL loses at most the unflushed buffer (at most `flush_interval` seconds).
+Recorded captures are imported unchanged (original name) into the day of their first line.
+"""
+
+import datetime as dt
+import gzip
+import os
+import secrets
+import shutil
+import time
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+from trade_pipeline.settings import (
+    Settings,
+    SettingsError,
+    check_date,
+    check_exchange,
+    check_symbol,
+)
+
+RAW_SUFFIX = ".raw.gz"
+NS_PER_DAY = 86_400 * 1_000_000_000
+
+
+def symbol_dir(raw_dir: Path, exchange: str, symbol: str) -> Path:
+    return Path(raw_dir) / f"exchange={check_exchange(exchange)}" / f"symbol={check_symbol(symbol)}"
+
+
+def day_dir(raw_dir: Path, exchange: str, symbol: str, day: str) -> Path:
+    return symbol_dir(raw_dir, exchange, symbol) / f"date={check_date(day)}"
+
+
+def day_of_ns(ts_ns: int) -> str:
+    return dt.datetime.fromtimestamp(ts_ns / 1e9, dt.UTC).date().isoformat()
+
+
+def raw_file_name(ts_ns: int, token: str | None = None) -> str:
+    """`HHMMSSffffff-<8 hex>.raw.gz` for a file opened at receive time `ts_ns` (UTC); the hex
+    token is random unless given (the simulator derives it from its seed: same run, same name)."""
+    stamp = dt.datetime.fromtimestamp(ts_ns // 1000 / 1e6, dt.UTC).strftime("%H%M%S%f")
+    if token is None:
+        token = secrets.token_hex(4)
+    elif len(token) != 8 or any(c not in "0123456789abcdef" for c in token):
+        raise ValueError(f"name token must be 8 lower-case hex digits, got {token!r}")
+    return f"{stamp}-{token}{RAW_SUFFIX}"
+
+
+def _sort_key(path: Path) -> tuple[int, str]:
+    # Our own files sort by their start time (name); imported captures by their name, which
+    # carries their start time too (l2_data_..._YYYYMMDD_HHMMSS).
+    return (0 if path.name.endswith(RAW_SUFFIX) else 1, path.name)
+
+
+def raw_files_for_day(settings: Settings, exchange: str, symbol: str, day: str) -> list[Path]:
+    """Every capture file of one day and symbol, in time order (collected/simulated first by
+    name, then imported captures by name). Hidden/temporary files are skipped."""
+    folder = day_dir(settings.raw_dir, exchange, symbol, day)
+    if not folder.is_dir():
+        return []
+    files = [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")]
+    return sorted(files, key=_sort_key)
+
+
+def raw_days(settings: Settings, exchange: str, symbol: str) -> list[str]:
+    """The days that hold at least one capture file, sorted (used by retention)."""
+    folder = symbol_dir(settings.raw_dir, exchange, symbol)
+    if not folder.is_dir():
+        return []
+    days = []
+    for sub in folder.iterdir():
+        if sub.is_dir() and sub.name.startswith("date="):
+            day = sub.name.split("=", 1)[1]
+            try:
+                check_date(day)
+            except SettingsError:
+                continue  # not ours
+            if any(p.is_file() for p in sub.iterdir()):
+                days.append(day)
+    return sorted(days)
+
+
+def clear_day(settings: Settings, exchange: str, symbol: str, day: str) -> int:
+    """Remove one day's capture files (re-materializing a partition replaces it); returns
+    the number of files removed."""
+    files = raw_files_for_day(settings, exchange, symbol, day)
+    for path in files:
+        path.unlink()
+    return len(files)
+
+
+@dataclass
+class WriterStats:
+    lines: int = 0
+    flushes: int = 0
+    bytes_written: int = 0  # compressed bytes on disk
+    files: int = 0
+
+
+class RawStoreWriter:
+    """Append frames with their receive time; one gzip member per flush; rotates at UTC
+    midnight (of the receive time) into the next day's folder.
+
+    `append` buffers; `flush` (called by the owner at least once a second, and by `append`
+    when the buffer is older than `flush_interval`) writes one complete gzip member with a
+    single `write` on an unbuffered file, then fsyncs if `fsync` is set.
+    """
+
+    def __init__(
+        self,
+        raw_dir: Path,
+        exchange: str,
+        symbol: str,
+        flush_interval: float = 1.0,
+        fsync: bool = False,
+        compresslevel: int = 6,
+        name_token: str | None = None,
+    ) -> None:
+        self.raw_dir = Path(raw_dir)
+        self.exchange = check_exchange(exchange)
+        self.symbol = check_symbol(symbol)
+        self.flush_interval = flush_interval
+        self.fsync = fsync
+        self.compresslevel = compresslevel
+        self.name_token = name_token
+        self.stats = WriterStats()
+        self.paths: list[Path] = []
+        self._fd: int | None = None
+        self._day: str | None = None
+        self._day_end_ns = 0
+        self._buf: list[bytes] = []
+        self._buf_since = 0.0
+        self._closed = False
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf)
+
+    def append(self, receive_ts_ns: int, frame: str | bytes) -> None:
+        if self._closed:
+            raise RuntimeError("RawStoreWriter is closed")
+        if isinstance(frame, str):
+            frame = frame.encode()
+        if b"\n" in frame:
+            raise ValueError("a frame must not contain a newline (one frame per line)")
+        if self._fd is None or receive_ts_ns >= self._day_end_ns or receive_ts_ns < self._day_end_ns - NS_PER_DAY:
+            self._rotate(receive_ts_ns)
+        if not self._buf:
+            self._buf_since = time.monotonic()
+        self._buf.append(b"%d %s\n" % (receive_ts_ns, frame))
+        self.stats.lines += 1
+        if time.monotonic() - self._buf_since >= self.flush_interval:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the buffered lines as one complete gzip member (no-op when empty)."""
+        if not self._buf or self._fd is None:
+            return
+        member = gzip.compress(b"".join(self._buf), compresslevel=self.compresslevel, mtime=0)
+        view = memoryview(member)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        if self.fsync:
+            os.fsync(self._fd)
+        self._buf.clear()
+        self.stats.flushes += 1
+        self.stats.bytes_written += len(member)
+
+    def _rotate(self, receive_ts_ns: int) -> None:
+        self.flush()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self._day = day_of_ns(receive_ts_ns)
+        day_start = dt.datetime.fromisoformat(self._day).replace(tzinfo=dt.UTC)
+        self._day_end_ns = int(day_start.timestamp()) * 1_000_000_000 + NS_PER_DAY
+        folder = day_dir(self.raw_dir, self.exchange, self.symbol, self._day)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / raw_file_name(receive_ts_ns, self.name_token)
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+        self.paths.append(path)
+        self.stats.files += 1
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self.flush()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self._closed = True
+
+    def __enter__(self) -> "RawStoreWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+@dataclass
+class RawReadResult:
+    lines: list[tuple[int, str]]
+    truncated: bool  # the file ends in an incomplete gzip member (kept every complete line)
+
+
+def iter_raw_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """Stream `(receive_ts_ns, frame)` from a raw file. A truncated last member raises
+    EOFError after every complete line was yielded (callers count it)."""
+    with gzip.open(path, "rb") as src:
+        for line in src:
+            if not line.endswith(b"\n"):
+                raise EOFError(f"{path}: last line incomplete")
+            ts, _, frame = line.rstrip(b"\n").partition(b" ")
+            yield int(ts), frame
+
+
+def read_raw_file(path: Path) -> RawReadResult:
+    """Whole-file read for tests and tools (small files): complete lines + truncation flag."""
+    lines: list[tuple[int, str]] = []
+    truncated = False
+    try:
+        for ts, frame in iter_raw_lines(path):
+            lines.append((ts, frame.decode()))
+    except (EOFError, gzip.BadGzipFile, zlib.error):
+        truncated = True
+    return RawReadResult(lines, truncated)
+
+
+# ---- importing recorded captures ------------------------------------------------------------
+
+class CaptureImportError(SettingsError):
+    """A capture file cannot be placed in the store (unreadable or unknown first line)."""
+
+
+def first_record_ns(path: Path) -> int:
+    """Receive time (or time of record) of the first line of a capture file, in ns.
+
+    Understands DATA.md formats 2 (`received_timestamp_ms`), 3 (ISO `timestamp`, UTC) and
+    4 / this store's raw format (`<ns> <json>`)."""
+    opener = gzip.open if path.name.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as src:
+            line = src.readline()
+    except (OSError, EOFError) as exc:
+        raise CaptureImportError(f"{path}: cannot read the first line: {exc}") from None
+    line = line.strip()
+    if not line:
+        raise CaptureImportError(f"{path}: empty file, nothing to import")
+    head, _, rest = line.partition(b" ")
+    if head.isdigit() and rest.startswith(b"{"):
+        return int(head)
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        raise CaptureImportError(f"{path}: first line is neither JSON nor '<ns> <json>'") from None
+    if isinstance(obj, dict):
+        for key in ("received_timestamp_ms", "timestamp_ms"):
+            if isinstance(obj.get(key), int):
+                return obj[key] * 1_000_000
+        if isinstance(obj.get("timestamp"), str):
+            ts = dt.datetime.fromisoformat(obj["timestamp"])
+            if ts.tzinfo is None:
+                ts = ts.replace(tzinfo=dt.UTC)
+            return int(ts.timestamp() * 1e6) * 1000
+    raise CaptureImportError(f"{path}: unknown capture format (no receive time in the first line)")
+
+
+def import_capture(
+    settings: Settings, path: Path, exchange: str, symbol: str, day: str | None = None
+) -> Path:
+    """Copy one recorded capture unchanged into the day folder of its first line (or `day`).
+
+    Refuses to overwrite a different file of the same name; re-importing the same file is a
+    no-op that returns the existing path."""
+    path = Path(path)
+    if not path.is_file():
+        raise CaptureImportError(f"{path}: no such file")
+    target_day = check_date(day) if day else day_of_ns(first_record_ns(path))
+    folder = day_dir(settings.raw_dir, exchange, symbol, target_day)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / path.name
+    if target.exists():
+        if target.stat().st_size == path.stat().st_size:
+            return target
+        raise CaptureImportError(f"{target} exists with different content; remove it first")
+    tmp = folder / f".{path.name}.{secrets.token_hex(4)}.tmp"
+    shutil.copyfile(path, tmp)
+    os.replace(tmp, target)
+    return target

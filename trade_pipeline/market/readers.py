@@ -1,0 +1,620 @@
+"""Streaming readers for recorded captures: format detection, gzip handling, line parsing.
+
+Formats (DATA.md, RAW_FORMAT.md), as returned by `detect_format`:
+- `bybit`: format 2, recorded jsonl (`timestamp_ms`, `update_id`, float levels).
+- `bybit_raw`: the raw capture store, `<receive_ns> <Bybit v5 wire frame>` per line.
+- `ccxt`: format 3, ccxt-style books (`timestamp` ISO, `symbol` BTC/USDT:USDT, `b`/`a`).
+- `binance`: format 4, `<local_ns> <combined stream json>` plus a REST depth snapshot line.
+
+Files are read in fixed-size chunks (gzip members decompressed incrementally, any number of
+members), so memory stays flat however large a file is. A truncated or corrupt gzip keeps
+every complete line before the break and records the break in the file's status.
+
+ccxt lines: DATA.md says each line is a full book, but the real capture
+(`..._20250707_175705`) holds one full 50-level book followed by deltas (few levels, size 0 =
+delete). So a ccxt line counts as a full book when both sides carry at least
+`CCXT_FULL_LEVELS` levels and no size is 0; any other line is a delta. Full books replace the
+book inside one continuous session; there are no update ids, so continuity is broken only by
+silence longer than `CCXT_MAX_GAP_S` (then the book is invalid until the next full book).
+"""
+
+import datetime as dt
+import zlib
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from itertools import chain
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import orjson
+
+from trade_pipeline.market.messages import (
+    F_NA,
+    F_NB,
+    F_RECV,
+    F_T,
+    K_DELTA,
+    K_FULL,
+    K_REPLAY,
+    K_REST,
+    K_SNAPSHOT,
+    NFIELDS,
+    NULL_I64,
+    R_BYBIT,
+    R_NONE,
+    R_SPOT,
+    R_USDM,
+    MessageBuffer,
+)
+
+FORMATS = ("bybit", "bybit_raw", "ccxt", "binance")
+FORMAT_CHOICES = ("auto", "bybit", "ccxt", "binance")  # user-facing; bybit covers bybit_raw
+EXCHANGE_OF = {"bybit": "bybit", "bybit_raw": "bybit", "ccxt": "bybit", "binance": "binance"}
+CCXT_FULL_LEVELS = 50
+CCXT_MAX_GAP_S = 5.0
+CHUNK_BYTES = 1 << 20
+GZIP_MAGIC = b"\x1f\x8b"
+_EPOCH = dt.datetime(1970, 1, 1)
+_EPOCH_UTC = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_US = dt.timedelta(microseconds=1)
+
+
+class FormatError(ValueError):
+    """A file is not in a format we read; the message says what was detected."""
+
+
+class EmptyFileError(FormatError):
+    """A file holds no lines at all."""
+
+
+@dataclass
+class FileStatus:
+    """What happened while reading one file (filled by `iter_line_blocks`)."""
+
+    path: str
+    lines: int = 0
+    truncated: bool = False
+    reason: str | None = None
+    partial_line_dropped: bool = False
+    bytes_decoded: int = 0
+
+
+# ---- bytes -> lines ------------------------------------------------------------------------
+def _gunzip_chunks(f, status: FileStatus) -> Iterator[bytes]:
+    """Decompress a (multi-member) gzip stream in pieces of at most CHUNK_BYTES.
+
+    A break (truncated member, corrupt data) ends the stream and is recorded in status.
+    """
+    d = zlib.decompressobj(31)
+    fed = False
+    while True:
+        data = f.read(CHUNK_BYTES // 4)
+        if not data:
+            break
+        while data:
+            fed = True
+            try:
+                out = d.decompress(data, CHUNK_BYTES)
+            except zlib.error as exc:
+                status.truncated = True
+                status.reason = f"corrupt gzip data: {exc}"
+                return
+            if out:
+                yield out
+            if d.eof:
+                data = d.unused_data
+                d = zlib.decompressobj(31)
+                fed = False
+            else:
+                data = d.unconsumed_tail
+    if fed and not d.eof:
+        tail = d.flush()
+        if tail:
+            yield tail
+        status.truncated = True
+        status.reason = "gzip stream ends inside a member (truncated file)"
+
+
+def iter_line_blocks(path: str | Path, status: FileStatus | None = None) -> Iterator[list[bytes]]:
+    """Yield lists of complete lines (bytes, no newline), streaming with flat memory."""
+    status = status or FileStatus(str(path))
+    with open(path, "rb") as f:
+        gz = f.read(2) == GZIP_MAGIC
+        f.seek(0)
+        chunks = _gunzip_chunks(f, status) if gz else iter(lambda: f.read(CHUNK_BYTES), b"")
+        tail = b""
+        for chunk in chunks:
+            status.bytes_decoded += len(chunk)
+            lines = (tail + chunk).split(b"\n") if tail else chunk.split(b"\n")
+            tail = lines.pop()
+            if lines:
+                status.lines += len(lines)
+                yield lines
+        if tail:
+            if status.truncated:
+                status.partial_line_dropped = True  # the line the break cut in half
+            else:
+                status.lines += 1
+                yield [tail]
+
+
+def _first_lines(path: str | Path, n: int = 5, limit: int = 1 << 20) -> list[bytes]:
+    """The first n non-blank complete lines, decompressing only as much as needed."""
+    with open(path, "rb") as f:
+        gz = f.read(2) == GZIP_MAGIC
+        f.seek(0)
+        d = zlib.decompressobj(31) if gz else None
+        text = b""
+        while len(text) < limit:
+            data = f.read(16384)
+            if not data:
+                break
+            if d is not None:
+                try:
+                    while data and not d.eof:
+                        text += d.decompress(data)
+                        data = b""
+                    if d.eof:  # next gzip member
+                        rest = d.unused_data
+                        d = zlib.decompressobj(31)
+                        if rest:
+                            text += d.decompress(rest)
+                except zlib.error:
+                    break
+            else:
+                text += data
+            lines = [ln for ln in text.split(b"\n")[:-1] if ln.strip()]
+            if len(lines) >= n:
+                return lines[:n]
+    lines = text.split(b"\n")
+    if gz:
+        lines = lines[:-1] if len(lines) > 1 else lines  # last piece may be cut
+    return [ln for ln in lines if ln.strip()][:n]
+
+
+# ---- format detection ----------------------------------------------------------------------
+def _split_ns(line: bytes) -> tuple[int, bytes] | None:
+    head, sep, rest = line.partition(b" ")
+    if sep and head.isdigit():
+        return int(head), rest
+    return None
+
+
+def _classify(obj) -> str | None:
+    if not isinstance(obj, dict):
+        return None
+    if "update_id" in obj and "bids" in obj and "timestamp_ms" in obj:
+        return "bybit"
+    if "timestamp" in obj and "b" in obj and "a" in obj and "symbol" in obj:
+        return "ccxt"
+    return None
+
+
+def _classify_prefixed(obj) -> str | None:
+    if not isinstance(obj, dict):
+        return None
+    if "stream" in obj or "lastUpdateId" in obj:
+        return "binance"
+    if str(obj.get("topic", "")).startswith("orderbook.") or obj.get("op") or "success" in obj:
+        return "bybit_raw"
+    return None
+
+
+def detect_format(path: str | Path) -> str:
+    """One of FORMATS, from the first lines; raises FormatError naming what was seen."""
+    path = Path(path)
+    with open(path, "rb") as f:
+        magic = f.read(2)
+    container = "gzip" if magic == GZIP_MAGIC else "plain"
+    lines = _first_lines(path)
+    if not lines:
+        raise EmptyFileError(f"{path}: empty file ({container}, no lines)")
+    seen = []
+    for line in lines:
+        prefixed = _split_ns(line)
+        try:
+            obj = orjson.loads(prefixed[1] if prefixed else line)
+        except orjson.JSONDecodeError:
+            seen.append(f"not JSON: {line[:60]!r}")
+            continue
+        fmt = _classify_prefixed(obj) if prefixed else _classify(obj)
+        if fmt:
+            return fmt
+        keys = sorted(obj)[:12] if isinstance(obj, dict) else type(obj).__name__
+        prefix = "<number> + " if prefixed else ""
+        seen.append(f"{prefix}JSON with keys {keys}")
+    raise FormatError(
+        f"{path}: unknown format ({container}); detected: {'; '.join(dict.fromkeys(seen))}. "
+        f"Known: {', '.join(FORMATS)}"
+    )
+
+
+def resolve_format(path: str | Path, requested: str = "auto") -> str:
+    """Detect the file's format and check it against the user's --format choice."""
+    if requested not in FORMAT_CHOICES and requested not in FORMATS:
+        raise FormatError(f"unknown --format {requested!r}; choose from {', '.join(FORMAT_CHOICES)}")
+    detected = detect_format(path)
+    if requested == "auto" or detected == requested:
+        return detected
+    if requested == "bybit" and detected == "bybit_raw":
+        return detected
+    raise FormatError(f"{path}: --format {requested} requested but the file looks like {detected}")
+
+
+# ---- line parsers: one per format, shared by batch and live --------------------------------
+@dataclass
+class ParseContext:
+    """Per-stream parse state: the symbol being built, counters of skipped lines."""
+
+    symbol: str | None = None
+    exchange: str | None = None
+    tz: dt.tzinfo | None = None  # zone of naive ccxt timestamps (None: UTC)
+    messages: int = 0  # book messages read (see `entries`)
+    replays: int = 0  # buffer entries that re-feed an already-read Binance diff
+    bad_lines: int = 0
+    other_symbol: int = 0
+    control: int = 0  # Bybit acks/pongs in a wire stream
+    non_book: dict[str, int] = field(default_factory=dict)  # Binance trade/bookTicker lines
+    bad_examples: list[str] = field(default_factory=list)
+    # Binance: the last diffs read, re-fed after a REST snapshot (see `_binance`)
+    recent_diffs: deque = field(default_factory=lambda: deque(maxlen=BINANCE_WINDOW))
+
+    def bad(self, where: str, reason: str) -> None:
+        self.bad_lines += 1
+        if len(self.bad_examples) < 20:
+            self.bad_examples.append(f"{where}: {reason}")
+
+    def accept_symbol(self, symbol: str) -> bool:
+        if self.symbol is None:
+            self.symbol = symbol
+            return True
+        if symbol == self.symbol:
+            return True
+        self.other_symbol += 1
+        return False
+
+
+def normalize_symbol(symbol: str) -> str:
+    """ccxt 'BTC/USDT:USDT' -> exchange-native 'BTCUSDT'."""
+    return symbol.split(":", 1)[0].replace("/", "").upper()
+
+
+def parse_tz(tz: str | None) -> dt.tzinfo | None:
+    """'UTC'/None, an IANA zone ('Asia/Tokyo') or a fixed offset ('+10:00')."""
+    if tz is None or tz.upper() in ("UTC", "Z"):
+        return None
+    if tz[:1] in "+-":
+        sign = 1 if tz[0] == "+" else -1
+        hh, _, mm = tz[1:].partition(":")
+        return dt.timezone(sign * dt.timedelta(hours=int(hh), minutes=int(mm or 0)))
+    return ZoneInfo(tz)
+
+
+def iso_to_us(text: str, tz: dt.tzinfo | None) -> int:
+    stamp = dt.datetime.fromisoformat(text)
+    if stamp.tzinfo is None:
+        if tz is None:
+            return (stamp - _EPOCH) // _US
+        stamp = stamp.replace(tzinfo=tz)
+    return (stamp - _EPOCH_UTC) // _US
+
+
+_cf = chain.from_iterable
+
+
+def _kind(typ: str) -> int:
+    if typ == "delta":
+        return K_DELTA
+    if typ == "snapshot":
+        return K_SNAPSHOT
+    raise ValueError(f"unknown message type {typ!r}")
+
+
+def _bybit_record(obj: dict, recv_ns: int | None, buf: MessageBuffer, ctx: ParseContext) -> None:
+    # Hot path of the recorded-capture ingest: appends straight into the flat buffers.
+    sym = obj["symbol"]
+    if sym != ctx.symbol and not ctx.accept_symbol(sym):
+        return
+    kind = _kind(obj["type"])
+    b = obj["bids"]
+    a = obj["asks"]
+    lv = buf.levels
+    start = len(lv)
+    lv.extend(_cf(b))
+    lv.extend(_cf(a))
+    if len(lv) - start != 2 * (len(b) + len(a)):
+        raise ValueError("a level is not a [price, size] pair")
+    recv = obj.get("received_timestamp_ms")
+    u = obj["update_id"]
+    buf.fields.extend((obj["timestamp_ms"] * 1000, NULL_I64 if recv is None else recv * 1000,
+                       kind, R_BYBIT, u, u, NULL_I64, len(b), len(a), 0))
+
+
+def _bybit_wire(obj: dict, recv_ns: int | None, buf: MessageBuffer, ctx: ParseContext) -> None:
+    data = obj.get("data")
+    if data is None:  # subscription ack / pong: not a book message
+        ctx.control += 1
+        return
+    if not str(obj["topic"]).startswith("orderbook."):
+        raise ValueError(f"unexpected topic {obj['topic']!r}")
+    sym = data["s"]
+    if sym != ctx.symbol and not ctx.accept_symbol(sym):
+        return
+    kind = _kind(obj["type"])
+    u = data["u"]
+    buf.add(obj["ts"] * 1000, NULL_I64 if recv_ns is None else recv_ns // 1000, kind, R_BYBIT,
+            u, u, NULL_I64, data["b"], data["a"], strings=True)
+
+
+def _is_full(side: list) -> bool:
+    if len(side) < CCXT_FULL_LEVELS:
+        return False
+    return all(float(s) > 0.0 for _, s in side)
+
+
+def _ccxt(obj: dict, recv_ns: int | None, buf: MessageBuffer, ctx: ParseContext) -> None:
+    if not ctx.accept_symbol(normalize_symbol(obj["symbol"])):
+        return
+    b, a = obj["b"], obj["a"]
+    kind = K_FULL if _is_full(b) and _is_full(a) else K_DELTA
+    t = iso_to_us(obj["timestamp"], ctx.tz)
+    buf.add(t, NULL_I64, kind, R_NONE, NULL_I64, NULL_I64, NULL_I64, b, a, strings=True)
+
+
+BINANCE_WINDOW = 2000  # recent diffs kept to re-feed after a REST snapshot
+
+
+def _binance(obj: dict, recv_ns: int | None, buf: MessageBuffer, ctx: ParseContext) -> None:
+    recv = NULL_I64 if recv_ns is None else recv_ns // 1000
+    stream = obj.get("stream")
+    if stream is None:
+        # REST depth snapshot (no symbol, no exchange time). Binance's procedure buffers the
+        # diffs received before it and applies those with u > lastUpdateId: re-feed them.
+        lid = obj["lastUpdateId"]
+        buf.add(recv, recv, K_REST, R_SPOT, lid, lid, NULL_I64, obj["bids"], obj["asks"],
+                strings=True)
+        for t, r, rule, d in ctx.recent_diffs:
+            if d["u"] > lid:
+                ctx.replays += 1
+                buf.add(t, r, K_REPLAY, rule, d["U"], d["u"], d.get("pu", NULL_I64),
+                        d["b"], d["a"], strings=True)
+        return
+    kind_name = stream.rpartition("@")[2] if "@depth" not in stream else "depth"
+    if kind_name != "depth":
+        ctx.non_book[kind_name] = ctx.non_book.get(kind_name, 0) + 1
+        return
+    data = obj["data"]
+    if not ctx.accept_symbol(data["s"]):
+        return
+    if "pu" in data:  # USD-M futures
+        t, rule = data["T"] * 1000, R_USDM
+        buf.add(t, recv, K_DELTA, R_USDM, data["U"], data["u"], data["pu"],
+                data["b"], data["a"], strings=True)
+    else:
+        t, rule = data["E"] * 1000, R_SPOT
+        buf.add(t, recv, K_DELTA, R_SPOT, data["U"], data["u"], NULL_I64,
+                data["b"], data["a"], strings=True)
+    ctx.recent_diffs.append((t, recv, rule, data))
+
+
+Handler = Callable[[dict, "int | None", MessageBuffer, ParseContext], None]
+HANDLERS: dict[str, Handler] = {
+    "bybit": _bybit_record,
+    "bybit_raw": _bybit_wire,
+    "ccxt": _ccxt,
+    "binance": _binance,
+}
+PREFIXED = {"bybit_raw", "binance"}  # lines carry '<receive_ns> ' before the JSON
+
+
+_ERRORS = (KeyError, TypeError, ValueError, IndexError, AttributeError)
+
+
+def _block_generic(fmt: str, lines: list, buf: MessageBuffer, ctx: ParseContext, name: str,
+                   base: int, recv_ns: int | None = None) -> None:
+    handler = HANDLERS[fmt]
+    prefixed = fmt in PREFIXED
+    loads = orjson.loads
+    for lineno, line in enumerate(lines, base + 1):
+        n_levels = len(buf.levels)
+        n_fields = len(buf.fields)
+        try:
+            recv = recv_ns
+            if prefixed:
+                head, sep, rest = line.partition(b" " if isinstance(line, bytes) else " ")
+                if sep and head.isdigit():
+                    recv, line = int(head), rest
+            handler(loads(line), recv, buf, ctx)
+        except orjson.JSONDecodeError as exc:
+            if line and not line.isspace():  # blank lines are not bad lines
+                ctx.bad(f"{name}:{lineno}", f"invalid JSON ({exc})")
+        except _ERRORS as exc:
+            del buf.levels[n_levels:]  # no half-added message
+            del buf.fields[n_fields:]
+            ctx.bad(f"{name}:{lineno}", f"malformed message ({type(exc).__name__}: {exc})")
+
+
+def _block_bybit_record(lines: list, buf: MessageBuffer, ctx: ParseContext, name: str,
+                        base: int) -> None:
+    """Format 2, inlined: the hot loop of recorded ingest (same rules as `_bybit_record`)."""
+    loads = orjson.loads
+    lv = buf.levels
+    fl = buf.fields
+    symbol = ctx.symbol
+    for lineno, line in enumerate(lines, base + 1):
+        n_levels = len(lv)
+        n_fields = len(fl)
+        try:
+            obj = loads(line)
+            sym = obj["symbol"]
+            if sym != symbol:
+                if not ctx.accept_symbol(sym):
+                    continue
+                symbol = ctx.symbol
+            typ = obj["type"]
+            kind = K_DELTA if typ == "delta" else _kind(typ)
+            b = obj["bids"]
+            a = obj["asks"]
+            recv = obj.get("received_timestamp_ms")
+            u = obj["update_id"]
+            lv.extend(_cf(b))
+            lv.extend(_cf(a))
+            if len(lv) - n_levels != 2 * (len(b) + len(a)):
+                raise ValueError("a level is not a [price, size] pair")
+            fl.extend((obj["timestamp_ms"] * 1000, NULL_I64 if recv is None else recv * 1000,
+                       kind, R_BYBIT, u, u, NULL_I64, len(b), len(a), 0))
+        except orjson.JSONDecodeError as exc:
+            if line and not line.isspace():
+                ctx.bad(f"{name}:{lineno}", f"invalid JSON ({exc})")
+        except _ERRORS as exc:
+            del lv[n_levels:]
+            del fl[n_fields:]
+            ctx.bad(f"{name}:{lineno}", f"malformed message ({type(exc).__name__}: {exc})")
+
+
+class _Careful(Exception):
+    """The fast loop met something it does not handle: redo the block line by line."""
+
+
+def _block_bybit_record_fast(lines: list, buf: MessageBuffer, ctx: ParseContext) -> bool:
+    """Format 2 without per-line checks; False (block rolled back) on anything unusual.
+
+    The careful loop `_block_bybit_record` then redoes the block and counts each bad line.
+    Validation is per block: level counts must match the levels appended (a level that is
+    not a [price, size] pair breaks it), and array('q') rejects non-integer ids and times.
+    Times are converted ms -> us on the block in numpy.
+    """
+    if not lines:
+        return True
+    symbol = ctx.symbol
+    if symbol is None:
+        return False  # let the careful loop pick the stream's symbol
+    lv = buf.levels
+    fl = buf.fields
+    l0, f0 = len(lv), len(fl)
+    loads = orjson.loads
+    lv_extend = lv.extend
+    fl_extend = fl.extend
+    try:
+        for line in lines:
+            obj = loads(line)
+            if obj["symbol"] != symbol:
+                raise _Careful
+            typ = obj["type"]
+            if typ == "delta":
+                kind = K_DELTA
+            elif typ == "snapshot":
+                kind = K_SNAPSHOT
+            else:
+                raise _Careful
+            b = obj["bids"]
+            a = obj["asks"]
+            lv_extend(_cf(b))
+            lv_extend(_cf(a))
+            u = obj["update_id"]
+            fl_extend((obj["timestamp_ms"], obj.get("received_timestamp_ms", NULL_I64), kind,
+                       R_BYBIT, u, u, NULL_I64, len(b), len(a), 0))
+        view = np.frombuffer(fl, dtype=np.int64)[f0:].reshape(-1, NFIELDS)
+        ok = 2 * int(view[:, F_NB].sum() + view[:, F_NA].sum()) == len(lv) - l0
+        if ok:
+            view[:, F_T] *= 1000
+            recv = view[:, F_RECV]
+            recv[recv != NULL_I64] *= 1000
+        del view, recv
+    except (_Careful, orjson.JSONDecodeError, *_ERRORS):
+        ok = False
+    if not ok:
+        del lv[l0:]
+        del fl[f0:]
+    return ok
+
+
+def parse_block(fmt: str, lines: list, buf: MessageBuffer, ctx: ParseContext, name: str = "live",
+                base: int = 0, recv_ns: int | None = None) -> None:
+    """Parse lines into buf; bad lines are counted in ctx (never raised).
+
+    Prefixed formats read the `<ns> ` prefix when present, else use recv_ns (the live path
+    passes the bare WebSocket frame and its receive time).
+    """
+    if fmt == "bybit":
+        if not _block_bybit_record_fast(lines, buf, ctx):
+            _block_bybit_record(lines, buf, ctx, name, base)
+    else:
+        _block_generic(fmt, lines, buf, ctx, name, base, recv_ns)
+
+
+def parse_line(fmt: str, line: bytes | str, buf: MessageBuffer, ctx: ParseContext,
+               recv_ns: int | None = None) -> bool:
+    """Parse one line / live frame into buf; True when a book message was added.
+
+    Same handlers as the batch readers. Bad input is counted in ctx, never raised.
+    """
+    n_levels = len(buf.levels)
+    n_fields = len(buf.fields)
+    replays = ctx.replays
+    try:
+        if fmt in PREFIXED and line[:1].isdigit():
+            head, _, line = line.partition(b" " if isinstance(line, bytes) else " ")
+            recv_ns = int(head)
+        HANDLERS[fmt](orjson.loads(line), recv_ns, buf, ctx)
+    except orjson.JSONDecodeError as exc:
+        if line and not line.isspace():
+            ctx.bad("live", f"invalid JSON ({exc})")
+        return False
+    except _ERRORS as exc:
+        del buf.levels[n_levels:]
+        del buf.fields[n_fields:]
+        ctx.bad("live", f"malformed message ({type(exc).__name__}: {exc})")
+        return False
+    added = (len(buf.fields) - n_fields) // NFIELDS
+    ctx.messages += added - (ctx.replays - replays)
+    return added > 0
+
+
+def read_messages(
+    path: str | Path,
+    fmt: str,
+    ctx: ParseContext,
+    status: FileStatus,
+    chunk_messages: int = 65536,
+) -> Iterator[MessageBuffer]:
+    """Stream one file as MessageBuffers of about `chunk_messages` messages each."""
+    name = Path(path).name
+    buf = MessageBuffer()
+    base = 0
+    replays = ctx.replays
+    for lines in iter_line_blocks(path, status):
+        parse_block(fmt, lines, buf, ctx, name, base)
+        base += len(lines)
+        if len(buf) >= chunk_messages:
+            ctx.messages += len(buf) - (ctx.replays - replays)
+            replays = ctx.replays
+            yield buf
+            buf = MessageBuffer()
+    if len(buf):
+        ctx.messages += len(buf) - (ctx.replays - replays)
+        yield buf
+
+
+@dataclass(frozen=True)
+class BookTicker:
+    recv_ns: int
+    update_id: int
+    bid: float
+    bid_size: float
+    ask: float
+    ask_size: float
+
+
+def read_binance_book_tickers(path: str | Path) -> Iterator[BookTicker]:
+    """Binance's own best bid/ask messages (to check a reconstruction against)."""
+    for lines in iter_line_blocks(path):
+        for line in lines:
+            if b"@bookTicker" not in line:
+                continue
+            head, _, rest = line.partition(b" ")
+            d = orjson.loads(rest)["data"]
+            yield BookTicker(int(head), d["u"], float(d["b"]), float(d["B"]), float(d["a"]),
+                             float(d["A"]))

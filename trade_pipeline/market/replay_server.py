@@ -1,0 +1,358 @@
+"""Replay server: serves recorded captures over Bybit's v5 wire protocol on loopback.
+
+Sources: recorded jsonl captures (DATA.md format 2) and this project's raw store files
+(`<ns> <wire frame>`), in the order given. It answers `subscribe` with an ack and `ping`
+with a pong, then pushes `orderbook.50.<SYMBOL>` frames paced by their recorded `ts` divided
+by `speed` (0 or inf: as fast as possible).
+
+The stream position is shared by every connection, like a live exchange: a client that
+reconnects continues where the stream is now, and (as Bybit does) gets a snapshot of the
+current book first. In paced mode, pushes that fell due while nobody was connected are
+applied to the book but not sent.
+
+Fault injection for tests: `disconnect_after` (abort the connection after the N-th sent push
+in total, each listed N once), `drop_at_u` (never send pushes with these update ids) and
+`drop_every` (drop every K-th delta). Dropped pushes still change the server's book, so the
+client sees a real update-id gap.
+"""
+
+import asyncio
+import contextlib
+import gzip
+import math
+import threading
+import time
+import uuid
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+import websockets
+from websockets.asyncio.server import ServerConnection, serve
+
+from trade_pipeline.market.bybit_ws import (
+    orderbook_topic,
+    pong_reply,
+    push_frame,
+    subscribe_ack,
+)
+
+
+class ReplaySourceError(ValueError):
+    """A file the server cannot replay (unknown format, no data)."""
+
+
+@dataclass(slots=True)
+class Push:
+    ts_ms: int
+    cts_ms: int
+    kind: str  # snapshot | delta
+    symbol: str
+    bids: list  # [[price str, size str], ...]
+    asks: list
+    u: int
+    seq: int
+    frame: str | None = None  # the original wire text, when the source had it
+
+
+def _num(x) -> str:
+    if isinstance(x, str):
+        return x
+    text = repr(float(x))
+    return text[:-2] if text.endswith(".0") else text
+
+
+def _levels(rows) -> list[list[str]]:
+    return [[_num(p), _num(q)] for p, q in rows]
+
+
+@dataclass
+class ReadStats:
+    files: int = 0
+    pushes: int = 0
+    truncated_files: list[str] = field(default_factory=list)
+    bad_lines: int = 0
+
+
+def read_pushes(paths: Iterable[Path], stats: ReadStats | None = None) -> Iterator[Push]:
+    """Stream pushes from recorded files (format 2 or raw store), in the order given.
+
+    A truncated gzip stops that file after its last complete line (listed in
+    `stats.truncated_files`); an unparsable line is counted in `stats.bad_lines`."""
+    stats = stats if stats is not None else ReadStats()
+    for path in paths:
+        path = Path(path)
+        stats.files += 1
+        opener = gzip.open if path.name.endswith(".gz") else open
+        try:
+            with opener(path, "rb") as src:
+                for line in src:
+                    push = _parse_line(line, stats)
+                    if push is not None:
+                        stats.pushes += 1
+                        yield push
+        except (EOFError, gzip.BadGzipFile, zlib.error):
+            stats.truncated_files.append(str(path))
+
+
+def _parse_line(line: bytes, stats: ReadStats) -> Push | None:
+    line = line.strip()
+    if not line:
+        return None
+    head, _, rest = line.partition(b" ")
+    try:
+        if head.isdigit() and rest.startswith(b"{"):  # raw store / wire frame
+            obj = orjson.loads(rest)
+            data = obj["data"]
+            return Push(obj["ts"], obj.get("cts", obj["ts"]), obj["type"], data["s"],
+                        data["b"], data["a"], data["u"], data.get("seq", 0), rest.decode())
+        obj = orjson.loads(line)  # format 2
+        return Push(obj["timestamp_ms"], obj["timestamp_ms"], obj["type"], obj["symbol"],
+                    _levels(obj["bids"]), _levels(obj["asks"]), obj["update_id"],
+                    obj.get("sequence_id", 0))
+    except (orjson.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
+        stats.bad_lines += 1
+        return None
+
+
+@dataclass
+class Faults:
+    disconnect_after: list[int] = field(default_factory=list)  # total pushes sent
+    drop_at_u: set[int] = field(default_factory=set)
+    drop_every: int = 0  # drop every K-th delta (0: never)
+
+
+@dataclass
+class ServerStats:
+    connections: int = 0
+    subscribes: int = 0
+    pongs: int = 0
+    sent: int = 0  # pushes sent (including synthesized snapshots)
+    snapshots_sent: int = 0
+    dropped: int = 0
+    dropped_u: list[int] = field(default_factory=list)
+    skipped_while_away: int = 0
+    disconnects_injected: int = 0
+    finished: bool = False
+
+
+class ReplayServer:
+    def __init__(
+        self,
+        paths: list[Path],
+        host: str = "127.0.0.1",
+        port: int = 0,
+        speed: float = 1.0,
+        faults: Faults | None = None,
+        depth: int = 50,
+    ) -> None:
+        if speed < 0 or math.isnan(speed):
+            raise ValueError(f"speed must be >= 0 (0 or inf: as fast as possible), got {speed}")
+        self.paths = [Path(p) for p in paths]
+        self.host = host
+        self.port = port
+        self.speed = speed
+        self.faults = faults or Faults()
+        self.depth = depth
+        self.stats = ServerStats()
+        self.read_stats = ReadStats()
+        self._pushes = read_pushes(self.paths, self.read_stats)
+        self._pending: Push | None = next(self._pushes, None)
+        if self._pending is None:
+            raise ReplaySourceError(f"no order-book pushes in {[str(p) for p in self.paths]}")
+        self.symbol = self._pending.symbol
+        self.topic = orderbook_topic(self.symbol, depth)
+        self._bids: dict[str, str] = {}
+        self._asks: dict[str, str] = {}
+        self._last: Push | None = None
+        self._deltas_seen = 0
+        self._clock: tuple[float, int] | None = None  # (wall time, ts_ms) of the first push
+        self._lock = asyncio.Lock()
+        self._server = None
+        self._disconnects = sorted(self.faults.disconnect_after)
+        self.finished = asyncio.Event()
+
+    # ---- stream state ---------------------------------------------------------------------
+    def _apply(self, push: Push) -> None:
+        if push.kind == "snapshot":
+            self._bids.clear()
+            self._asks.clear()
+        for book, rows in ((self._bids, push.bids), (self._asks, push.asks)):
+            for price, size in rows:
+                if float(size) == 0.0:
+                    book.pop(price, None)
+                else:
+                    book[price] = size
+        self._last = push
+
+    def _advance(self) -> Push | None:
+        push = self._pending
+        if push is not None:
+            self._pending = next(self._pushes, None)
+        return push
+
+    @property
+    def paced(self) -> bool:
+        return not (self.speed == 0 or math.isinf(self.speed))
+
+    def _due(self, push: Push) -> float:
+        if not self.paced:
+            return 0.0
+        if self._clock is None:
+            self._clock = (time.monotonic(), push.ts_ms)
+        wall0, ts0 = self._clock
+        return wall0 + (push.ts_ms - ts0) / 1000.0 / self.speed
+
+    def _snapshot_frame(self) -> str:
+        last = self._last
+        assert last is not None
+        bids = sorted(self._bids.items(), key=lambda kv: -float(kv[0]))[: self.depth]
+        asks = sorted(self._asks.items(), key=lambda kv: float(kv[0]))[: self.depth]
+        return push_frame(self.topic, "snapshot", last.ts_ms, last.cts_ms, self.symbol,
+                          [list(kv) for kv in bids], [list(kv) for kv in asks], last.u, last.seq)
+
+    def _frame(self, push: Push) -> str:
+        if push.frame is not None:
+            return push.frame
+        return push_frame(self.topic, push.kind, push.ts_ms, push.cts_ms, push.symbol,
+                          push.bids, push.asks, push.u, push.seq)
+
+    def _should_drop(self, push: Push) -> bool:
+        if push.kind == "snapshot":
+            return False
+        self._deltas_seen += 1
+        if push.u in self.faults.drop_at_u:
+            return True
+        k = self.faults.drop_every
+        return k > 0 and self._deltas_seen % k == 0
+
+    async def _stream(self, ws: ServerConnection) -> None:
+        async with self._lock:  # one streaming client at a time: the stream is shared
+            if self._last is not None:
+                now = time.monotonic()
+                while self.paced and self._pending is not None and self._due(self._pending) < now:
+                    self._apply(self._advance())
+                    self.stats.skipped_while_away += 1
+                if self._pending is None or self._pending.kind != "snapshot":
+                    await ws.send(self._snapshot_frame())
+                    self.stats.sent += 1
+                    self.stats.snapshots_sent += 1
+            while self._pending is not None:
+                push = self._pending
+                delay = self._due(push) - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                self._advance()
+                self._apply(push)
+                if self._should_drop(push):
+                    self.stats.dropped += 1
+                    self.stats.dropped_u.append(push.u)
+                    continue
+                await ws.send(self._frame(push))
+                self.stats.sent += 1
+                self.stats.snapshots_sent += push.kind == "snapshot"
+                if self._disconnects and self.stats.sent >= self._disconnects[0]:
+                    self._disconnects.pop(0)
+                    self.stats.disconnects_injected += 1
+                    ws.transport.abort()  # a network failure: no close frame
+                    return
+            self.stats.finished = True
+            self.finished.set()
+
+    # ---- protocol -------------------------------------------------------------------------
+    async def _handler(self, ws: ServerConnection) -> None:
+        conn_id = str(uuid.uuid4())
+        self.stats.connections += 1
+        streamer: asyncio.Task | None = None
+        try:
+            async for raw in ws:
+                try:
+                    req = orjson.loads(raw)
+                    op, req_id = req.get("op"), str(req.get("req_id", ""))
+                except (orjson.JSONDecodeError, AttributeError):
+                    await ws.send(subscribe_ack(conn_id, "", False, "invalid request"))
+                    continue
+                if op == "ping":
+                    self.stats.pongs += 1
+                    await ws.send(pong_reply(conn_id, req_id))
+                elif op == "subscribe":
+                    args = req.get("args") or []
+                    bad = [a for a in args if a != self.topic]
+                    if bad or not args:
+                        await ws.send(subscribe_ack(conn_id, req_id, False,
+                                                    f"Invalid symbol :[{','.join(map(str, bad))}]"))
+                        continue
+                    self.stats.subscribes += 1
+                    await ws.send(subscribe_ack(conn_id, req_id))
+                    if streamer is None:
+                        streamer = asyncio.create_task(self._stream(ws))
+                else:
+                    await ws.send(subscribe_ack(conn_id, req_id, False, f"unsupported op {op!r}"))
+        except websockets.exceptions.ConnectionClosed:
+            pass
+        finally:
+            if streamer is not None:
+                streamer.cancel()
+                with contextlib.suppress(asyncio.CancelledError, websockets.exceptions.ConnectionClosed):
+                    await streamer
+
+    async def start(self) -> int:
+        """Start listening; returns the bound port (useful with port=0)."""
+        self._server = await serve(self._handler, self.host, self.port, compression=None,
+                                   ping_interval=None)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self.port
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    @property
+    def url(self) -> str:
+        return f"ws://{self.host}:{self.port}"
+
+
+class ReplayServerThread:
+    """Run a ReplayServer on its own event loop in a background thread (tests, tools).
+
+    `with ReplayServerThread(paths, speed=0) as srv: ...srv.url...`"""
+
+    def __init__(self, paths: list[Path], **kwargs) -> None:
+        self._kwargs = kwargs
+        self._paths = paths
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self.server: ReplayServer | None = None
+
+    def __enter__(self) -> ReplayServer:
+        self._thread.start()
+
+        async def _start() -> ReplayServer:
+            srv = ReplayServer(self._paths, **self._kwargs)
+            await srv.start()
+            return srv
+
+        self.server = asyncio.run_coroutine_threadsafe(_start(), self._loop).result(timeout=30)
+        return self.server
+
+    def __exit__(self, *exc) -> None:
+        if self.server is not None:
+            asyncio.run_coroutine_threadsafe(self.server.close(), self._loop).result(timeout=30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
+
+    def wait_finished(self, timeout: float) -> bool:
+        """Block until the whole stream was pushed (True) or the timeout passed (False)."""
+        assert self.server is not None
+        fut = asyncio.run_coroutine_threadsafe(
+            asyncio.wait_for(self.server.finished.wait(), timeout), self._loop
+        )
+        try:
+            fut.result(timeout + 1)
+            return True
+        except TimeoutError:
+            return False

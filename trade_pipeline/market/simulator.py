@@ -1,0 +1,542 @@
+"""Synthetic BTCUSDT order-book stream: the embedded default source (seeded, deterministic).
+
+A queue-reactive model in the spirit of Huang, Lehalle & Rosenbaum (2015), on a 0.1 tick
+grid, stepped every 20 ms (Bybit's orderbook.50 push period):
+
+- the best queue of each side receives limit orders at a rate that falls with its size,
+  cancellations at a rate proportional to its size, and market orders (heavy-tailed sizes)
+  that walk the book when they exceed it;
+- when a best queue is depleted, the spread opens; it is closed again by a new queue placed
+  next to the opposite best (either side, at random), so the spread is almost always 1 tick
+  and the mid moves in the direction of the order flow (OFI and mid change correlate);
+- deeper ticks (1..300 ticks behind the best) appear, resize and vanish at random, with an
+  occupancy of ~30 % and small heavy-tailed sizes, as in the real captures.
+
+The parameters were fitted by eye to the Bybit BTCUSDT perp captures of July 2025 in
+`shared/data/bybit` (spread 1 tick ~99.9 % of pushes, median best size ~10 BTC, median size
+at levels 2-10 ~0.01 BTC, ~27 ticks from best to the 10th level, mid changes rare).
+`trade_pipeline_tests/market/test_simulator_stats.py` checks these against the real data.
+
+Output: Bybit v5 wire frames (snapshot first, then deltas of the top-50 levels, `u` +1 per
+push; steps with no visible change push nothing), each with a simulated receive time.
+The core is numba-compiled with its own splitmix64 generator, so a seed gives the same
+bytes on every run and platform.
+"""
+
+import datetime as dt
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numba as nb
+import numpy as np
+
+from trade_pipeline.market.bybit_ws import orderbook_topic
+from trade_pipeline.settings import SettingsError, check_symbol
+
+TICK = 0.1
+LOT = 0.001  # BTCUSDT quantity step
+DEPTH = 50
+WINDOW = 1 << 14  # ticks held in memory per side (recentred when the price drifts away)
+DEEP_RANGE = 300  # deep events happen within this many ticks behind the best
+STEP_CAPACITY = 4 * DEPTH + 8  # max level changes one step can publish (both sides)
+
+# Indices of the int64 state vector.
+I_BB, I_BA, I_BASE, I_NPB, I_NPA = 0, 1, 2, 3, 4
+
+
+@dataclass(frozen=True)
+class SimulatorParams:
+    """Event rates (per second, per side) and size laws (lognormal median in BTC, sigma)."""
+
+    limit_rate: float = 30.0  # limit orders joining the best queue (x2 at small queues)
+    limit_median: float = 0.02
+    limit_sigma: float = 1.5
+    cancel_rate: float = 30.0  # cancels at the best, per second at queue = cancel_ref
+    cancel_ref: float = 10.0
+    cancel_median: float = 0.02
+    cancel_sigma: float = 1.5
+    market_rate: float = 3.0
+    market_median: float = 0.02
+    market_sigma: float = 1.8
+    market_cap: float = 15.0
+    refill_prob: float = 0.5  # per step, while the spread is wider than 1 tick
+    refill_big_prob: float = 0.5  # a new best queue is a large one with this probability
+    refill_big_median: float = 8.0
+    refill_small_median: float = 0.05
+    deep_rate: float = 100.0  # events on ticks behind the best
+    deep_insert_prob: float = 0.3
+    deep_insert_prob_near: float = 0.6  # extra insert probability right behind the best
+    deep_cancel_prob: float = 0.7
+    deep_median: float = 0.02
+    deep_sigma: float = 2.2
+    # Requotes: the large best queues move together by a few ticks to tens of ticks (how the
+    # real captures' mid moves: rare, in jumps of median ~2.6 USD), following the flow.
+    jump_rate: float = 0.12
+    jump_mean_ticks: float = 20.0
+
+    def as_array(self) -> np.ndarray:
+        return np.array([
+            self.limit_rate, self.limit_median, self.limit_sigma,
+            self.cancel_rate, self.cancel_ref, self.cancel_median, self.cancel_sigma,
+            self.market_rate, self.market_median, self.market_sigma, self.market_cap,
+            self.refill_prob, self.refill_big_prob, self.refill_big_median,
+            self.refill_small_median, self.deep_rate, self.deep_insert_prob,
+            self.deep_insert_prob_near, self.deep_cancel_prob, self.deep_median, self.deep_sigma,
+            self.jump_rate, self.jump_mean_ticks,
+        ], dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class SimulatorConfig:
+    start: dt.datetime  # UTC time of the first push
+    duration_s: float = 3600.0
+    seed: int = 7
+    symbol: str = "BTCUSDT"
+    start_price: float = 108_000.0
+    step_ms: int = 20
+    params: SimulatorParams = field(default_factory=SimulatorParams)
+
+    def __post_init__(self) -> None:
+        check_symbol(self.symbol)
+        if not self.duration_s > 0:
+            raise SettingsError(f"duration must be positive, got {self.duration_s}")
+        if self.start.tzinfo is None:
+            raise SettingsError("start must be timezone-aware (UTC)")
+        if not self.start_price > 1000 * TICK:
+            raise SettingsError(f"start_price too small: {self.start_price}")
+        if self.step_ms <= 0:
+            raise SettingsError(f"step_ms must be positive, got {self.step_ms}")
+
+    @property
+    def start_ms(self) -> int:
+        return round(self.start.timestamp() * 1000)
+
+    @property
+    def n_steps(self) -> int:
+        return int(self.duration_s * 1000 // self.step_ms)
+
+
+# ---- random numbers (splitmix64: tiny, fast, reproducible) -----------------------------------
+
+@nb.njit(cache=True, inline="always")
+def _next_u64(rng):
+    rng[0] += np.uint64(0x9E3779B97F4A7C15)
+    z = rng[0]
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+@nb.njit(cache=True)
+def _uniform(rng):
+    return np.float64(_next_u64(rng) >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+
+
+@nb.njit(cache=True)
+def _normal(rng):
+    u1 = _uniform(rng)
+    u2 = _uniform(rng)
+    return np.sqrt(-2.0 * np.log(1.0 - u1)) * np.cos(2.0 * np.pi * u2)
+
+
+@nb.njit(cache=True)
+def _poisson(rng, lam):
+    # Knuth: the rates per 20 ms step are small.
+    limit = np.exp(-lam)
+    k = 0
+    p = _uniform(rng)
+    while p > limit:
+        k += 1
+        p *= _uniform(rng)
+    return k
+
+
+@nb.njit(cache=True)
+def _lots(rng, median_btc, sigma):
+    lots = np.int64(np.round(median_btc * np.exp(sigma * _normal(rng)) / 0.001))
+    return max(lots, np.int64(1))
+
+
+# ---- the book -------------------------------------------------------------------------------
+
+@nb.njit(cache=True)
+def _next_bid(bid, start):
+    i = start
+    while i > 0 and bid[i] == 0:
+        i -= 1
+    return i
+
+
+@nb.njit(cache=True)
+def _next_ask(ask, start):
+    i = start
+    n = ask.shape[0]
+    while i < n - 1 and ask[i] == 0:
+        i += 1
+    return i
+
+
+@nb.njit(cache=True)
+def _fill_deep(rng, side, lo, hi, prm):
+    for i in range(lo, hi):
+        side[i] = _lots(rng, prm[19], prm[20]) if _uniform(rng) < prm[16] / (prm[16] + prm[18]) else 0
+
+
+@nb.njit(cache=True)
+def _recentre(rng, bid, ask, st, prm):
+    """Shift the window so the mid sits in the middle; new ticks get a fresh deep book."""
+    w = bid.shape[0]
+    shift = (st[I_BB] + st[I_BA]) // 2 - w // 2
+    if shift > 0:
+        bid[: w - shift] = bid[shift:].copy()
+        ask[: w - shift] = ask[shift:].copy()
+        bid[w - shift:] = 0
+        _fill_deep(rng, ask, w - shift, w, prm)
+    elif shift < 0:
+        s = -shift
+        bid[s:] = bid[: w - s].copy()
+        ask[s:] = ask[: w - s].copy()
+        ask[:s] = 0
+        _fill_deep(rng, bid, 0, s, prm)
+    st[I_BB] -= shift
+    st[I_BA] -= shift
+    st[I_BASE] += shift
+
+
+@nb.njit(cache=True)
+def _market(rng, side, best, lots, is_ask):
+    """A market order eats `lots` from the best of `side` outward; returns the new best."""
+    i = best
+    n = side.shape[0]
+    while lots > 0 and 0 < i < n - 1:
+        take = min(lots, side[i])
+        side[i] -= take
+        lots -= take
+        if side[i] == 0:
+            i = _next_ask(side, i + 1) if is_ask else _next_bid(side, i - 1)
+    return i
+
+
+@nb.njit(cache=True)
+def _best_queue(rng, side, best, dt, prm):
+    """Limit orders and cancellations at the best queue (queue-reactive rates)."""
+    q = side[best]
+    q_btc = q * 0.001
+    n_lim = _poisson(rng, prm[0] * (0.5 + 1.5 * np.exp(-q_btc / prm[4])) * dt)
+    for _ in range(n_lim):
+        side[best] += _lots(rng, prm[1], prm[2])
+    n_can = _poisson(rng, prm[3] * (side[best] * 0.001 / prm[4]) * dt)
+    for _ in range(n_can):
+        side[best] -= min(side[best], _lots(rng, prm[5], prm[6]))
+
+
+@nb.njit(cache=True)
+def _deep(rng, side, best, sign, dt, prm):
+    n = _poisson(rng, prm[15] * dt)
+    w = side.shape[0]
+    for _ in range(n):
+        d = 1 + np.int64(_uniform(rng) * DEEP_RANGE)
+        i = best + sign * d
+        if i <= 0 or i >= w - 1:
+            continue
+        if side[i] == 0:
+            p_ins = prm[16] + prm[17] * np.exp(-(d - 1) / 1.5)
+            if _uniform(rng) < p_ins:
+                side[i] = _lots(rng, prm[19], prm[20])
+        elif _uniform(rng) < prm[18]:
+            side[i] = 0
+        else:
+            side[i] = _lots(rng, prm[19], prm[20])
+
+
+@nb.njit(cache=True)
+def _top(side, best, sign, out_idx, out_lots):
+    """Top DEPTH occupied ticks of a side from its best outward; returns the count."""
+    n = 0
+    i = best
+    w = side.shape[0]
+    while n < DEPTH and 0 < i < w - 1:
+        if side[i] > 0:
+            out_idx[n] = i
+            out_lots[n] = side[i]
+            n += 1
+        i += sign
+    return n
+
+
+@nb.njit(cache=True)
+def _diff(old_idx, old_lots, n_old, new_idx, new_lots, n_new, sign, base, side_code,
+          out_side, out_tick, out_lots, k):
+    """Merge two best-first level lists; append (side, tick, lots) changes (lots 0 = delete)."""
+    i = 0
+    j = 0
+    while i < n_old or j < n_new:
+        if j >= n_new or (i < n_old and sign * (old_idx[i] - new_idx[j]) < 0):
+            out_side[k] = side_code
+            out_tick[k] = old_idx[i] + base
+            out_lots[k] = 0
+            k += 1
+            i += 1
+        elif i >= n_old or sign * (old_idx[i] - new_idx[j]) > 0:
+            out_side[k] = side_code
+            out_tick[k] = new_idx[j] + base
+            out_lots[k] = new_lots[j]
+            k += 1
+            j += 1
+        else:
+            if old_lots[i] != new_lots[j]:
+                out_side[k] = side_code
+                out_tick[k] = new_idx[j] + base
+                out_lots[k] = new_lots[j]
+                k += 1
+            i += 1
+            j += 1
+    return k
+
+
+@nb.njit(cache=True)
+def _run(rng, bid, ask, st, pub_idx, pub_lots, prm, dt, n_steps, out_off, out_side, out_tick,
+         out_lots):
+    """Advance `n_steps`; record each step's published changes (CSR in out_off)."""
+    new_idx = np.zeros((2, DEPTH), np.int64)
+    new_lots = np.zeros((2, DEPTH), np.int64)
+    w = bid.shape[0]
+    k = 0
+    out_off[0] = 0
+    for s in range(n_steps):
+        bb = st[I_BB]
+        ba = st[I_BA]
+        # market orders: buyers hit the asks, sellers the bids
+        for _ in range(_poisson(rng, prm[7] * dt)):
+            ba = _market(rng, ask, ba, min(_lots(rng, prm[8], prm[9]), np.int64(prm[10] / 0.001)), True)
+        for _ in range(_poisson(rng, prm[7] * dt)):
+            bb = _market(rng, bid, bb, min(_lots(rng, prm[8], prm[9]), np.int64(prm[10] / 0.001)), False)
+        # best queues
+        if ba - bb == 1:
+            _best_queue(rng, bid, bb, dt, prm)
+            _best_queue(rng, ask, ba, dt, prm)
+            if bid[bb] == 0:
+                bb = _next_bid(bid, bb - 1)
+            if ask[ba] == 0:
+                ba = _next_ask(ask, ba + 1)
+        # an open spread is closed by a new queue next to one of the bests
+        if ba - bb > 1 and _uniform(rng) < prm[11]:
+            big = _uniform(rng) < prm[12]
+            lots = _lots(rng, prm[13], 1.0) if big else _lots(rng, prm[14], 2.0)
+            if _uniform(rng) < 0.5:
+                bb = ba - 1
+                bid[bb] += lots
+            else:
+                ba = bb + 1
+                ask[ba] += lots
+        # requote jump: both best queues move by J ticks, the side ahead is cleared
+        if _uniform(rng) < prm[21] * dt:
+            jump = 1 + np.int64(-np.log(1.0 - _uniform(rng)) * (prm[22] - 1.0))
+            up = _uniform(rng) < 0.5
+            old_b = bid[bb]
+            old_a = ask[ba]
+            if up:
+                ask[ba:ba + jump] = 0
+                ba = _next_ask(ask, ba + jump)
+                bid[bb] = _lots(rng, prm[19], prm[20])
+                bb = ba - 1
+                bid[bb] = max(old_b, _lots(rng, prm[13], 1.0))
+                ask[ba] = max(ask[ba], old_a)
+            else:
+                bid[bb - jump + 1:bb + 1] = 0
+                bb = _next_bid(bid, bb - jump)
+                ask[ba] = _lots(rng, prm[19], prm[20])
+                ba = bb + 1
+                ask[ba] = max(old_a, _lots(rng, prm[13], 1.0))
+                bid[bb] = max(bid[bb], old_b)
+        # deep book
+        _deep(rng, bid, bb, -1, dt, prm)
+        _deep(rng, ask, ba, 1, dt, prm)
+        st[I_BB] = bb
+        st[I_BA] = ba
+        if bb < 4 * DEEP_RANGE or ba > w - 4 * DEEP_RANGE:
+            _recentre(rng, bid, ask, st, prm)
+        # publish: top-50 diff against what the client holds
+        nb_ = _top(bid, st[I_BB], -1, new_idx[0], new_lots[0])
+        na_ = _top(ask, st[I_BA], 1, new_idx[1], new_lots[1])
+        base = st[I_BASE]
+        k = _diff(pub_idx[0] - (base - st[5]), pub_lots[0], st[I_NPB], new_idx[0], new_lots[0],
+                  nb_, -1, base, 0, out_side, out_tick, out_lots, k)
+        k = _diff(pub_idx[1] - (base - st[5]), pub_lots[1], st[I_NPA], new_idx[1], new_lots[1],
+                  na_, 1, base, 1, out_side, out_tick, out_lots, k)
+        pub_idx[0, :nb_] = new_idx[0, :nb_]
+        pub_lots[0, :nb_] = new_lots[0, :nb_]
+        pub_idx[1, :na_] = new_idx[1, :na_]
+        pub_lots[1, :na_] = new_lots[1, :na_]
+        st[I_NPB] = nb_
+        st[I_NPA] = na_
+        st[5] = base  # the base the published indices refer to
+        out_off[s + 1] = k
+    return k
+
+
+# ---- the Python side: state, encoding ------------------------------------------------------
+
+def _price_text(tick: int) -> str:
+    return f"{tick // 10}.{tick % 10}"
+
+
+def _size_text(lots: int) -> str:
+    return f"{lots // 1000}.{lots % 1000:03d}" if lots else "0"
+
+
+class Simulation:
+    """A resumable simulation: `frames()` yields `(receive_ts_ns, wire_frame)` in order."""
+
+    CHUNK = 2000  # steps per numba call (bounded change buffers)
+
+    def __init__(self, config: SimulatorConfig) -> None:
+        self.config = config
+        self.prm = config.params.as_array()
+        mixed = (config.seed * 0x9E3779B97F4A7C15 + 1) & 0xFFFFFFFFFFFFFFFF
+        self.rng = np.array([mixed], dtype=np.uint64)
+        # latency / cts / seq noise: numpy's PCG64, seeded from the same seed
+        self.noise = np.random.default_rng([config.seed, 0x5EED])
+        self.topic = orderbook_topic(config.symbol)
+        self.bid = np.zeros(WINDOW, np.int64)
+        self.ask = np.zeros(WINDOW, np.int64)
+        mid_tick = round(config.start_price / TICK)
+        self.st = np.zeros(8, np.int64)
+        self.st[I_BASE] = mid_tick - WINDOW // 2
+        self.st[5] = self.st[I_BASE]
+        self.st[I_BB] = WINDOW // 2
+        self.st[I_BA] = WINDOW // 2 + 1
+        _fill_deep(self.rng, self.bid, 1, WINDOW // 2, self.prm)
+        _fill_deep(self.rng, self.ask, WINDOW // 2 + 2, WINDOW - 1, self.prm)
+        self.bid[WINDOW // 2] = 10_000  # 10 BTC best queues
+        self.ask[WINDOW // 2 + 1] = 10_000
+        self.pub_idx = np.zeros((2, DEPTH), np.int64)
+        self.pub_lots = np.zeros((2, DEPTH), np.int64)
+        self.u = 0
+        self.seq = 0
+        self.pushes = 0
+        self.last_recv = 0
+
+    def _levels_text(self, side: int) -> str:
+        n = int(self.st[I_NPB] if side == 0 else self.st[I_NPA])
+        base = int(self.st[5])
+        return ",".join(
+            f'["{_price_text(base + i)}","{_size_text(q)}"]'
+            for i, q in zip(self.pub_idx[side, :n].tolist(), self.pub_lots[side, :n].tolist(),
+                            strict=True)
+        )
+
+    def frames(self) -> Iterator[tuple[int, str]]:
+        cfg = self.config
+        dt_s = cfg.step_ms / 1000.0
+        n_total = cfg.n_steps
+        off = np.zeros(self.CHUNK + 1, np.int64)
+        cap = self.CHUNK * STEP_CAPACITY
+        side = np.zeros(cap, np.int64)
+        tick = np.zeros(cap, np.int64)
+        lots = np.zeros(cap, np.int64)
+        prefix = f'{{"topic":"{self.topic}","type":"'
+        sym = cfg.symbol
+        done = 0
+        first = True
+        start_ms = cfg.start_ms
+        while done < n_total:
+            # the first call runs one step alone: the snapshot is the book after step 0
+            n = 1 if first else min(self.CHUNK, n_total - done)
+            _run(self.rng, self.bid, self.ask, self.st, self.pub_idx, self.pub_lots, self.prm,
+                 dt_s, n, off, side, tick, lots)
+            counts = np.diff(off[: n + 1])
+            active = np.arange(1) if first else np.flatnonzero(counts)
+            latency = 4_000_000 + self.noise.exponential(6_000_000, len(active)).astype(np.int64)
+            cts_lag = self.noise.integers(1, 6, len(active))
+            seq_step = self.noise.integers(1, 40, len(active))
+            for j, s in enumerate(active.tolist()):
+                ts_ms = start_ms + (done + s) * cfg.step_ms
+                a, b = int(off[s]), int(off[s + 1])
+                if first:
+                    kind = "snapshot"
+                    bids = self._levels_text(0)
+                    asks = self._levels_text(1)
+                    first = False
+                else:
+                    kind = "delta"
+                    sd = side[a:b].tolist()
+                    tk = tick[a:b].tolist()
+                    lt = lots[a:b].tolist()
+                    bids = ",".join(f'["{_price_text(t)}","{_size_text(q)}"]'
+                                    for c, t, q in zip(sd, tk, lt, strict=True) if c == 0)
+                    asks = ",".join(f'["{_price_text(t)}","{_size_text(q)}"]'
+                                    for c, t, q in zip(sd, tk, lt, strict=True) if c == 1)
+                self.u += 1
+                self.seq += int(seq_step[j])
+                self.pushes += 1
+                frame = (f'{prefix}{kind}","ts":{ts_ms},"data":{{"s":"{sym}","b":[{bids}],'
+                         f'"a":[{asks}],"u":{self.u},"seq":{self.seq}}},"cts":{ts_ms - int(cts_lag[j])}}}')
+                # one TCP stream: receive times never go backwards
+                self.last_recv = max(self.last_recv + 1000, ts_ms * 1_000_000 + int(latency[j]))
+                yield self.last_recv, frame
+            done += n
+
+
+def simulate(config: SimulatorConfig) -> Iterator[tuple[int, str]]:
+    """The simulated stream: `(receive_ts_ns, Bybit v5 wire frame)` pairs in time order."""
+    return Simulation(config).frames()
+
+
+def simulate_to_store(settings, config: SimulatorConfig, replace: bool = False,
+                      progress: bool = False, lines_per_member: int = 2000) -> dict:
+    """Write a simulated stream into the raw capture store as if collected live.
+
+    File names are derived from the seed (deterministic); `replace` first deletes the raw
+    files of the days the run covers. Returns a JSON-able summary."""
+    from trade_pipeline.lake.raw_store import RawStoreWriter, clear_day
+
+    exchange = settings.exchange
+    end = config.start + dt.timedelta(seconds=config.duration_s)
+    days = []
+    d = config.start.date()
+    while d <= end.date():
+        days.append(d.isoformat())
+        d += dt.timedelta(days=1)
+    if replace:
+        for day in days:
+            clear_day(settings, exchange, config.symbol, day)
+    token = f"{(config.seed * 2654435761) & 0xFFFFFFFF:08x}"
+    writer = RawStoreWriter(settings.raw_dir, exchange, config.symbol,
+                            flush_interval=float("inf"), name_token=token)
+    t0 = time.perf_counter()
+    bar = None
+    if progress:
+        from rich.console import Console
+        from rich.progress import Progress
+
+        bar = Progress(console=Console(stderr=True), transient=True)
+        bar.start()
+        task = bar.add_task("simulate", total=config.n_steps)
+    sim = Simulation(config)
+    first_ts = last_ts = None
+    try:
+        for recv_ns, frame in sim.frames():
+            writer.append(recv_ns, frame)
+            if first_ts is None:
+                first_ts = recv_ns
+            last_ts = recv_ns
+            if writer.buffered >= lines_per_member:
+                writer.flush()
+                if bar is not None:
+                    bar.update(task, completed=(recv_ns // 1_000_000 - config.start_ms) // config.step_ms)
+    finally:
+        writer.close()
+        if bar is not None:
+            bar.stop()
+    return {
+        "messages": sim.pushes,
+        "steps": config.n_steps,
+        "files": [str(p) for p in writer.paths],
+        "bytes": writer.stats.bytes_written,
+        "days": days,
+        "seconds": round(time.perf_counter() - t0, 3),
+        "first_receive_ns": first_ts,
+        "last_receive_ns": last_ts,
+    }

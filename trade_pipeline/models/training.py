@@ -1,0 +1,592 @@
+"""Training: Optuna TPE over LightGBM parameters, scored by purged walk-forward CV.
+
+Flow (`train_model`):
+1. Forward returns for the horizon (`labels.py`); rows whose label is null are dropped (never
+   filled). Rows are sorted by time (one exchange + symbol per frame).
+2. `cv.make_split`: held-out tail, and walk-forward folds over the rows before it, purged
+   with an embargo >= the horizon.
+3. Each Optuna trial trains one booster per fold: fitted on the fold's fit rows, early-stopped
+   on its inner validation slice, scored on its test block. Every statistic (LightGBM's bin
+   edges, the classification dead zone) comes from the fit rows only.
+4. The best parameters train the final model on the whole search region (early-stopped on its
+   last slice); the tail, never seen by the search, gives the reported scores, next to a naive
+   baseline (the sign of `order_book_imbalance`).
+5. Feature importance (gain and split) from the final model; optional `top_k` retrains on the
+   K most important features and reports the tail-score difference.
+"""
+
+import datetime as dt
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+from trade_pipeline.models import cv
+from trade_pipeline.models.labels import (
+    DEFAULT_DEAD_ZONE_FACTOR,
+    dead_zone,
+    direction_labels,
+    forward_returns,
+    horizon_name,
+)
+
+TASKS = ("regression", "classification")
+BASELINE_FEATURE = "order_book_imbalance"
+
+# Absolute price levels are non-stationary (a model would learn "BTC was at 108k that day");
+# the feature tables keep them, the default model inputs leave them out (FEATURES.md allows it,
+# and the model records the columns it used).
+PRICE_LEVEL_FEATURES: frozenset[str] = frozenset(
+    [f"{side}_price_{i}" for side in ("bid", "ask") for i in range(1, 11)]
+    + ["mid_price", "microprice", "weighted_mid_price", "weighted_bid_price",
+       "weighted_ask_price"]
+)
+
+
+class TrainingError(ValueError):
+    """Training cannot run on this input; the message says why."""
+
+
+@dataclass(frozen=True)
+class Costs:
+    """Execution assumptions of the strategy return, spelled out (hftbacktest style).
+
+    A trade enters at a row and exits `horizon` later, both as a taker: it pays the fee on
+    each side and crosses the spread (enter at the ask / bid, exit at the bid / ask), i.e.
+    `spread / mid` at entry as an approximation of half a spread on each side."""
+
+    fee_bps_per_side: float = 5.5  # Bybit linear taker fee 0.055 %
+    pay_spread: bool = True
+
+    def round_trip(self, rel_spread: np.ndarray) -> np.ndarray:
+        cost = np.full(rel_spread.shape, 2 * self.fee_bps_per_side * 1e-4)
+        return cost + (rel_spread if self.pay_spread else 0.0)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    horizon: str = "5s"
+    trials: int = 10
+    task: str = "regression"
+    n_folds: int = 3
+    tail_fraction: float = 0.2
+    inner_valid_fraction: float = 0.15
+    embargo: dt.timedelta | None = None  # None: the horizon
+    dead_zone_factor: float = DEFAULT_DEAD_ZONE_FACTOR
+    max_boost_round: int = 300
+    early_stopping_rounds: int = 20
+    # One thread by default: LightGBM's OpenMP threads spin while waiting, and on a shared
+    # 2-core machine two threads ran 2-8x slower than one (measured); raise it on a free box.
+    num_threads: int = 1
+    seed: int = 7
+    top_k: int | None = None
+    features: tuple[str, ...] | None = None  # None: catalog minus price levels
+    costs: Costs = field(default_factory=Costs)
+    min_rows: int = 50
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise TrainingError(f"task must be one of {TASKS}, got {self.task!r}")
+        if self.trials < 1:
+            raise TrainingError(f"trials must be >= 1, got {self.trials}")
+        if self.top_k is not None and self.top_k < 1:
+            raise TrainingError(f"top_k must be >= 1, got {self.top_k}")
+        horizon_name(self.horizon)  # validates
+
+
+@dataclass
+class TrainResult:
+    booster: object  # lightgbm.Booster, trimmed to its best iteration
+    config: TrainConfig
+    features: list[str]
+    params: dict
+    cv_score: float
+    fold_metrics: list[dict]
+    tail_metrics: dict
+    baseline_metrics: dict
+    importance: list[dict]  # [{feature, gain, split}] sorted by gain, descending
+    dead_zone: float | None  # classification: the zone fitted on the final fit rows
+    data_start: dt.datetime
+    data_end: dt.datetime
+    tail_start: dt.datetime
+    tail_end: dt.datetime
+    n_rows: int
+    n_unlabelled: int
+    tail_predictions: np.ndarray
+    tail_returns: np.ndarray
+    top_k: dict | None = None
+    trials: list[dict] = field(default_factory=list)
+    elapsed_s: float = 0.0
+    partitions: list[str] = field(default_factory=list)
+
+    @property
+    def horizon(self) -> str:
+        return horizon_name(self.config.horizon)
+
+    @property
+    def score(self) -> float:
+        """The gate's figure on the tail: IC (regression) or -log loss (classification)."""
+        return tail_score(self.tail_metrics, self.config.task)
+
+    def metrics(self) -> dict:
+        """Flat, JSON-able figures (what `train --json` prints and MLflow logs)."""
+        out = {
+            "horizon": self.horizon, "task": self.config.task, "trials": self.config.trials,
+            "rows": self.n_rows, "unlabelled_rows": self.n_unlabelled,
+            "features": len(self.features), "cv_score": self.cv_score, "tail_score": self.score,
+            "trees": self.booster.num_trees(),
+            "data_start": self.data_start.isoformat(), "data_end": self.data_end.isoformat(),
+            "tail_start": self.tail_start.isoformat(), "tail_end": self.tail_end.isoformat(),
+            "elapsed_s": round(self.elapsed_s, 3),
+        }
+        out.update({f"tail_{k}": v for k, v in self.tail_metrics.items()})
+        out.update({f"baseline_{k}": v for k, v in self.baseline_metrics.items()})
+        for i, fm in enumerate(self.fold_metrics):
+            out.update({f"fold{i}_{k}": v for k, v in fm.items()})
+        out["top_features"] = [r["feature"] for r in self.importance[:10]]
+        if self.top_k:
+            out.update({f"top_k_{k}": v for k, v in self.top_k.items() if k != "features"})
+        return out
+
+
+# ---- metrics ----------------------------------------------------------------------------
+
+def _corr(a: np.ndarray, b: np.ndarray) -> float | None:
+    if a.size < 3 or np.std(a) == 0 or np.std(b) == 0:
+        return None  # undefined (constant input), not 0
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def _rank(a: np.ndarray) -> np.ndarray:
+    return pl.Series(a).rank("average").to_numpy()
+
+
+def hit_rate(pred: np.ndarray, realized: np.ndarray) -> float | None:
+    """Share of rows where sign(pred) == sign(realized), over rows where both are non-zero."""
+    mask = (pred != 0) & (realized != 0)
+    if not mask.any():
+        return None
+    return float(np.mean(np.sign(pred[mask]) == np.sign(realized[mask])))
+
+
+def regression_metrics(pred: np.ndarray, realized: np.ndarray) -> dict:
+    return {
+        "ic": _corr(pred, realized),
+        "rank_ic": _corr(_rank(pred), _rank(realized)),
+        "rmse": float(np.sqrt(np.mean((pred - realized) ** 2))),
+        "hit_rate": hit_rate(pred, realized),
+        "n": int(pred.size),
+    }
+
+
+def classification_metrics(proba: np.ndarray, classes: np.ndarray) -> dict:
+    """`proba` [n, 3] for classes (down, flat, up) = 0, 1, 2."""
+    from sklearn.metrics import balanced_accuracy_score, log_loss, roc_auc_score
+
+    present = np.unique(classes)
+    out = {
+        "log_loss": float(log_loss(classes, proba, labels=[0, 1, 2])),
+        "balanced_accuracy": float(balanced_accuracy_score(classes, proba.argmax(axis=1))),
+        "n": int(classes.size),
+    }
+    # AUC needs every class in the sample: otherwise it is undefined (None), not a guess.
+    out["auc"] = (
+        float(roc_auc_score(classes, proba, multi_class="ovr", labels=[0, 1, 2]))
+        if present.size == 3 else None
+    )
+    return out
+
+
+def signal_of(pred: np.ndarray, task: str) -> np.ndarray:
+    """Signed signal: the predicted return, or P(up) - P(down)."""
+    return pred if task == "regression" else pred[:, 2] - pred[:, 0]
+
+
+def strategy_return(
+    timestamps_us: np.ndarray, signal: np.ndarray, realized: np.ndarray, rel_spread: np.ndarray,
+    horizon: str, costs: Costs, threshold: np.ndarray | float,
+) -> dict:
+    """Cost-aware return of trading the signal on non-overlapping horizons.
+
+    From the first row, take a position sign(signal) when |signal| > threshold, hold it for
+    the horizon (the realized forward return), pay `costs.round_trip`, then look again at the
+    first row at or after the exit time. Returns summed (not compounded), in return units."""
+    from trade_pipeline.models.labels import parse_horizon
+
+    h_us = int(parse_horizon(horizon) / dt.timedelta(microseconds=1))
+    picks = []
+    i, n = 0, timestamps_us.size
+    while i < n:
+        picks.append(i)
+        i = int(np.searchsorted(timestamps_us, timestamps_us[i] + h_us, side="left"))
+    idx = np.asarray(picks, dtype=np.int64)
+    thr = threshold[idx] if isinstance(threshold, np.ndarray) else threshold
+    pos = np.where(np.abs(signal[idx]) > thr, np.sign(signal[idx]), 0.0)
+    traded = pos != 0
+    gross = pos * realized[idx]
+    net = gross - traded * costs.round_trip(rel_spread[idx])
+    return {
+        "strategy_return": float(net.sum()),
+        "strategy_gross_return": float(gross.sum()),
+        "strategy_trades": int(traded.sum()),
+        "strategy_opportunities": int(idx.size),
+    }
+
+
+def tail_score(metrics: dict, task: str) -> float:
+    value = metrics.get("ic") if task == "regression" else metrics.get("log_loss")
+    if value is None or not math.isfinite(value):
+        return float("-inf")
+    return float(value) if task == "regression" else -float(value)
+
+
+# ---- data preparation --------------------------------------------------------------------
+
+@dataclass
+class Prepared:
+    frame: pl.DataFrame  # labelled rows, time-sorted
+    x: np.ndarray  # [n, features] float64, NaN for null
+    returns: np.ndarray
+    ts_us: np.ndarray
+    rel_spread: np.ndarray
+    features: list[str]
+    n_unlabelled: int
+
+
+def default_features(frame_columns) -> list[str]:
+    from trade_pipeline.features.catalog import FEATURE_NAMES
+
+    missing = [n for n in FEATURE_NAMES if n not in frame_columns]
+    if missing:
+        raise TrainingError(f"feature frame lacks {len(missing)} catalog features, e.g. {missing[:3]}")
+    return [n for n in FEATURE_NAMES if n not in PRICE_LEVEL_FEATURES]
+
+
+def prepare(frame: pl.DataFrame, horizon: str, features: list[str] | None) -> Prepared:
+    """Label the frame for `horizon`, drop unlabelled rows, sort by time, build the matrix."""
+    for col in ("timestamp", "session_id", "mid_price", "spread"):
+        if col not in frame.columns:
+            raise TrainingError(f"feature frame lacks column {col!r}")
+    for col in ("exchange", "symbol"):
+        if col in frame.columns and frame.get_column(col).n_unique() > 1:
+            raise TrainingError(f"feature frame mixes several values of {col!r}; train one at a time")
+    features = list(features) if features else default_features(frame.columns)
+    unknown = [f for f in features if f not in frame.columns]
+    if unknown:
+        raise TrainingError(f"unknown feature(s) {unknown[:5]}")
+    ret = forward_returns(frame, horizon)
+    labelled = frame.with_columns(ret.alias("_ret")).filter(pl.col("_ret").is_not_null())
+    labelled = labelled.sort("timestamp", maintain_order=True)
+    x = labelled.select(features).cast(pl.Float64).to_numpy()
+    if not x.flags.c_contiguous:
+        x = np.ascontiguousarray(x)
+    return Prepared(
+        frame=labelled,
+        x=x,
+        returns=labelled.get_column("_ret").to_numpy(),
+        ts_us=labelled.get_column("timestamp").dt.epoch("us").to_numpy(),
+        rel_spread=(labelled.get_column("spread") / labelled.get_column("mid_price")).to_numpy(),
+        features=features,
+        n_unlabelled=frame.height - labelled.height,
+    )
+
+
+def _zone(prep: Prepared, rows: np.ndarray, factor: float) -> float:
+    return dead_zone(prep.frame[rows].select("spread", "mid_price"), factor)
+
+
+def _classes(returns: np.ndarray, zone: float) -> np.ndarray:
+    return direction_labels(returns, zone).to_numpy().astype(np.int64) + 1  # 0 down, 1 flat, 2 up
+
+
+# ---- LightGBM ----------------------------------------------------------------------------
+
+def base_params(config: TrainConfig) -> dict:
+    params = {
+        "verbosity": -1, "num_threads": config.num_threads, "seed": config.seed,
+        "deterministic": True, "force_col_wise": True, "max_bin": 63,
+        "feature_pre_filter": False,
+    }
+    if config.task == "regression":
+        params.update(objective="regression", metric="l2")
+    else:
+        params.update(objective="multiclass", num_class=3, metric="multi_logloss")
+    return params
+
+
+# The first trial: a sane default, so `--trials 1` is a real model, not a random draw.
+# Consecutive 100 ms rows are strongly correlated, so row bagging loses little signal and
+# keeps a trial on a full day (864,000 rows) within budget.
+DEFAULT_SEARCH_POINT = {
+    "learning_rate": 0.1, "num_leaves": 31, "min_data_in_leaf": 200,
+    "feature_fraction": 0.7, "bagging_fraction": 0.4, "lambda_l2": 1.0,
+}
+
+
+def suggest_params(trial) -> dict:
+    return {
+        "learning_rate": trial.suggest_float("learning_rate", 0.02, 0.3, log=True),
+        "num_leaves": trial.suggest_int("num_leaves", 7, 127, log=True),
+        "min_data_in_leaf": trial.suggest_int("min_data_in_leaf", 20, 2000, log=True),
+        "feature_fraction": trial.suggest_float("feature_fraction", 0.3, 1.0),
+        "bagging_fraction": trial.suggest_float("bagging_fraction", 0.2, 1.0),
+        "lambda_l2": trial.suggest_float("lambda_l2", 1e-3, 100.0, log=True),
+    }
+
+
+def fit_booster(
+    prep: Prepared, fit: np.ndarray, valid: np.ndarray, params: dict, config: TrainConfig,
+    columns: list[int] | None = None, zone: float | None = None,
+):
+    """Train on `fit`, early-stop on `valid`. Bin edges come from the fit rows only (the
+    validation set reuses them via `reference`). Returns a booster trimmed to its best
+    iteration."""
+    import lightgbm as lgb
+
+    cols = columns if columns is not None else list(range(len(prep.features)))
+    names = [prep.features[c] for c in cols]
+    x_fit = prep.x[np.ix_(fit, cols)] if columns is not None else prep.x[fit]
+    x_val = prep.x[np.ix_(valid, cols)] if columns is not None else prep.x[valid]
+    if config.task == "regression":
+        y_fit, y_val = prep.returns[fit], prep.returns[valid]
+    else:
+        y_fit, y_val = _classes(prep.returns[fit], zone), _classes(prep.returns[valid], zone)
+    full = {**base_params(config), **params}
+    if full.get("bagging_fraction", 1.0) < 1.0:
+        full["bagging_freq"] = 1
+    train_set = lgb.Dataset(x_fit, y_fit, feature_name=names, free_raw_data=True)
+    valid_set = lgb.Dataset(x_val, y_val, reference=train_set)
+    booster = lgb.train(
+        full, train_set, num_boost_round=config.max_boost_round, valid_sets=[valid_set],
+        callbacks=[lgb.early_stopping(config.early_stopping_rounds, verbose=False)],
+    )
+    best = booster.best_iteration or booster.current_iteration()
+    return lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
+
+
+def evaluate(
+    booster, prep: Prepared, rows: np.ndarray, config: TrainConfig, zone: float | None,
+    columns: list[int] | None = None,
+) -> tuple[dict, np.ndarray]:
+    x = prep.x[np.ix_(rows, columns)] if columns is not None else prep.x[rows]
+    pred = booster.predict(x)
+    return evaluate_predictions(pred, prep, rows, config, zone), pred
+
+
+def evaluate_predictions(
+    pred: np.ndarray, prep: Prepared, rows: np.ndarray, config: TrainConfig, zone: float | None
+) -> dict:
+    realized = prep.returns[rows]
+    if config.task == "regression":
+        metrics = regression_metrics(pred, realized)
+        threshold = config.costs.round_trip(prep.rel_spread[rows])  # trade only past the cost
+    else:
+        metrics = classification_metrics(pred, _classes(realized, zone))
+        metrics["hit_rate"] = hit_rate(signal_of(pred, config.task), realized)
+        threshold = 0.0
+        pred = np.where(pred.argmax(axis=1) == 1, 0.0, signal_of(pred, config.task))
+    metrics.update(strategy_return(
+        prep.ts_us[rows], signal_of(pred, "regression"), realized, prep.rel_spread[rows],
+        config.horizon, config.costs, threshold,
+    ))
+    return metrics
+
+
+def baseline_metrics(prep: Prepared, rows: np.ndarray, config: TrainConfig) -> dict:
+    """The naive model: sign(order_book_imbalance) as the direction, on the same rows."""
+    if BASELINE_FEATURE not in prep.frame.columns:
+        return {}
+    obi = prep.frame[rows].get_column(BASELINE_FEATURE).cast(pl.Float64).to_numpy()
+    realized = prep.returns[rows]
+    ok = np.isfinite(obi)
+    out = {
+        "ic": _corr(obi[ok], realized[ok]),
+        "hit_rate": hit_rate(np.sign(obi[ok]), realized[ok]),
+        "n": int(ok.sum()),
+    }
+    out.update(strategy_return(
+        prep.ts_us[rows], np.where(ok, np.sign(obi), 0.0), realized, prep.rel_spread[rows],
+        config.horizon, config.costs, 0.0,
+    ))
+    return out
+
+
+def _to_dt(us: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(us / 1e6, tz=dt.UTC)
+
+
+# ---- the entry point ---------------------------------------------------------------------
+
+TrialCallback = Callable[[int, int, float | None, float | None], None]
+
+
+def train_model(
+    features_frame: pl.DataFrame,
+    config: TrainConfig | None = None,
+    *,
+    on_trial: TrialCallback | None = None,
+    partitions: list[str] | None = None,
+    **overrides,
+) -> TrainResult:
+    """Search, train and score one model. `overrides` set TrainConfig fields, e.g.
+    `train_model(frame, trials=5, horizon="5s", top_k=20)`.
+
+    `on_trial(done, total, value, best)` is called after each Optuna trial (progress)."""
+    import optuna
+
+    config = config or TrainConfig()
+    if overrides:
+        from dataclasses import replace
+
+        config = replace(config, **overrides)
+    started = time.perf_counter()
+    prep = prepare(features_frame, config.horizon, list(config.features) if config.features else None)
+    if prep.x.shape[0] == 0:
+        raise TrainingError("no labelled rows: every session is shorter than the horizon")
+    split = cv.make_split(
+        prep.ts_us, config.horizon, n_folds=config.n_folds, tail_fraction=config.tail_fraction,
+        inner_valid_fraction=config.inner_valid_fraction, embargo=config.embargo,
+        min_rows=config.min_rows,
+    )
+    zones = [
+        _zone(prep, f.fit, config.dead_zone_factor) if config.task == "classification" else None
+        for f in split.folds
+    ]
+
+    def objective(trial) -> float:
+        params = suggest_params(trial)
+        scores, fold_metrics = [], []
+        for fold, zone in zip(split.folds, zones, strict=True):
+            booster = fit_booster(prep, fold.fit, fold.valid, params, config, zone=zone)
+            metrics, _ = evaluate(booster, prep, fold.test, config, zone)
+            metrics["trees"] = booster.num_trees()
+            fold_metrics.append(metrics)
+            scores.append(tail_score(metrics, config.task))
+        trial.set_user_attr("fold_metrics", fold_metrics)
+        finite = [s for s in scores if math.isfinite(s)]
+        # A fold with an undefined score (constant predictions) counts as the worst case.
+        return float(np.mean(scores)) if len(finite) == len(scores) else -1e9
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        direction="maximize", sampler=optuna.samplers.TPESampler(seed=config.seed)
+    )
+    study.enqueue_trial(DEFAULT_SEARCH_POINT)
+
+    def _progress(study_, trial_) -> None:
+        if on_trial:
+            best = study_.best_value if study_.best_trial is not None else None
+            on_trial(trial_.number + 1, config.trials, trial_.value, best)
+
+    study.optimize(objective, n_trials=config.trials, callbacks=[_progress])
+    best = study.best_trial
+    params = dict(best.params)
+
+    fit, valid = cv.final_fit_valid(prep.ts_us, split.search, config.horizon,
+                                    config.inner_valid_fraction, config.embargo)
+    zone = _zone(prep, fit, config.dead_zone_factor) if config.task == "classification" else None
+    booster = fit_booster(prep, fit, valid, params, config, zone=zone)
+    tail_metrics, tail_pred = evaluate(booster, prep, split.tail, config, zone)
+    importance = importance_ranking(booster)
+
+    top_k = None
+    if config.top_k:
+        k = min(config.top_k, len(prep.features))
+        chosen = [prep.features.index(r["feature"]) for r in importance[:k]]
+        small = fit_booster(prep, fit, valid, params, config, columns=chosen, zone=zone)
+        small_metrics, _ = evaluate(small, prep, split.tail, config, zone, columns=chosen)
+        small_score = tail_score(small_metrics, config.task)
+        top_k = {
+            "k": k, "features": [prep.features[c] for c in chosen],
+            "tail_score": small_score,
+            "score_diff_vs_full": small_score - tail_score(tail_metrics, config.task),
+            **{f"tail_{m}": v for m, v in small_metrics.items()},
+        }
+
+    ts = prep.ts_us
+    return TrainResult(
+        booster=booster, config=config, features=prep.features, params=params,
+        cv_score=float(best.value), fold_metrics=best.user_attrs["fold_metrics"],
+        tail_metrics=tail_metrics, baseline_metrics=baseline_metrics(prep, split.tail, config),
+        importance=importance, dead_zone=zone,
+        data_start=_to_dt(int(ts[0])), data_end=_to_dt(int(ts[-1])),
+        tail_start=_to_dt(int(ts[split.tail[0]])), tail_end=_to_dt(int(ts[split.tail[-1]])),
+        n_rows=int(ts.size), n_unlabelled=prep.n_unlabelled,
+        tail_predictions=signal_of(tail_pred, config.task), tail_returns=prep.returns[split.tail],
+        top_k=top_k,
+        trials=[{"number": t.number, "value": t.value, "params": t.params} for t in study.trials],
+        elapsed_s=time.perf_counter() - started, partitions=list(partitions or []),
+    )
+
+
+def importance_ranking(booster) -> list[dict]:
+    names = booster.feature_name()
+    gain = booster.feature_importance("gain")
+    split = booster.feature_importance("split")
+    rows = [
+        {"feature": n, "gain": float(g), "split": int(s)}
+        for n, g, s in zip(names, gain, split, strict=True)
+    ]
+    return sorted(rows, key=lambda r: (-r["gain"], -r["split"], r["feature"]))
+
+
+# ---- the lake ----------------------------------------------------------------------------
+
+def load_feature_frame(
+    settings, start: str | None = None, end: str | None = None
+) -> tuple[pl.DataFrame, list[str]]:
+    """The `l2_features` partitions of the settings' exchange + symbol with start <= date <=
+    end (inclusive; None = open), concatenated in time order, and their partition keys."""
+    from trade_pipeline.lake.layout import list_partitions, read_partition
+    from trade_pipeline.settings import check_date
+
+    if start:
+        check_date(start)
+    if end:
+        check_date(end)
+    keys = [
+        k for k in list_partitions(settings.lake_dir, "l2_features")
+        if k.exchange == settings.exchange and k.symbol == settings.symbol
+        and (start is None or k.date >= start) and (end is None or k.date <= end)
+    ]
+    if not keys:
+        raise TrainingError(
+            f"no l2_features partitions for {settings.exchange}/{settings.symbol} "
+            f"between {start or 'the start'} and {end or 'the end'} in {settings.lake_dir}"
+        )
+    frames = [read_partition(settings.lake_dir, "l2_features", k) for k in keys]
+    frame = pl.concat([f for f in frames if f is not None], how="vertical_relaxed")
+    return frame.sort("timestamp", maintain_order=True), [k.relpath("l2_features") for k in keys]
+
+
+def tail_frame(frame: pl.DataFrame, result_or_bounds) -> pl.DataFrame:
+    """Rows of `frame` in a result's held-out tail [tail_start, tail_end] (for the gate)."""
+    start, end = (
+        (result_or_bounds.tail_start, result_or_bounds.tail_end)
+        if isinstance(result_or_bounds, TrainResult) else result_or_bounds
+    )
+    return frame.filter(pl.col("timestamp").is_between(start, end, closed="both"))
+
+
+def score_on_tail(
+    predict: Callable[[np.ndarray], np.ndarray],
+    model_features: list[str],
+    frame: pl.DataFrame,
+    bounds: tuple[dt.datetime, dt.datetime],
+    config: TrainConfig,
+    zone: float | None = None,
+) -> dict:
+    """Metrics of any model (`predict(x) -> LightGBM-style output`) on the rows of `frame`
+    within `bounds`, labelled on the whole frame (so the tail's last labels still see the
+    rows after it). The champion gate scores both models this way on the same rows."""
+    prep = prepare(frame, config.horizon, model_features)
+    rows = np.flatnonzero(
+        (prep.ts_us >= int(bounds[0].timestamp() * 1e6 + 0.5) - 1)
+        & (prep.ts_us <= int(bounds[1].timestamp() * 1e6 + 0.5) + 1)
+    )
+    if rows.size == 0:
+        raise TrainingError(f"no labelled rows between {bounds[0]} and {bounds[1]}")
+    return evaluate_predictions(predict(prep.x[rows]), prep, rows, config, zone)

@@ -1,0 +1,202 @@
+"""The feature_stats asset and the check factories, materialized on an ephemeral instance."""
+
+import datetime as dt
+
+import dagster as dg
+import numpy as np
+import polars as pl
+import pytest
+
+from trade_pipeline.defs import monitoring as mon
+from trade_pipeline.defs.partitions import DAILY
+from trade_pipeline.defs.resources import build_resources
+from trade_pipeline.features.catalog import FEATURE_NAMES
+from trade_pipeline.lake.layout import PartitionKey, read_partition, write_partition
+from trade_pipeline.monitoring.feature_stats import STATS_SCHEMA
+from trade_pipeline_tests.monitoring.helpers import snapshot_frame
+
+DAY = "2025-07-07"
+T0 = dt.datetime(2025, 7, 7, 10, 0, tzinfo=dt.UTC)
+KEY = PartitionKey("bybit", "BTCUSDT", DAY)
+
+
+def _features(n: int = 500, inf_in: str | None = None) -> pl.DataFrame:
+    rng = np.random.default_rng(1)
+    cols = {
+        "timestamp": pl.Series([T0 + dt.timedelta(milliseconds=100 * i) for i in range(n)],
+                               dtype=pl.Datetime("us", "UTC")),
+        "exchange": ["bybit"] * n,
+        "symbol": ["BTCUSDT"] * n,
+        "session_id": pl.Series([1] * n, dtype=pl.Int64),
+    }
+    for name in FEATURE_NAMES:
+        values = rng.normal(size=n)
+        if name == inf_in:
+            values[3] = np.inf
+        cols[name] = pl.Series(values).set(pl.Series(np.arange(n) < 10), None)  # warm-up nulls
+    return pl.DataFrame(cols)
+
+
+@dg.asset(name="l2_features", partitions_def=DAILY)
+def fake_features():
+    """Stand-in for the features area's asset: the partition is written by the test."""
+
+
+@dg.asset(name="l2_snapshots", partitions_def=DAILY)
+def fake_snapshots(context: dg.AssetExecutionContext):
+    """Stand-in: the test writes the partition beforehand."""
+
+
+def _checks_of(results, asset: str) -> dict[str, dg.AssetCheckEvaluation]:
+    return {e.check_name: e for e in results.get_asset_check_evaluations()
+            if e.asset_key == dg.AssetKey(asset)}
+
+
+def test_feature_stats_asset_writes_the_lake_and_passes_its_checks(settings):
+    write_partition(_features(), settings.lake_dir, "l2_features", KEY)
+    checks = mon.lake_table_checks("feature_stats", "feature_stats")
+    result = dg.materialize(
+        [mon.feature_stats_asset, *checks],
+        resources=build_resources(str(settings.home)),
+        partition_key=DAY,
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+    assert result.success
+    stats = read_partition(settings.lake_dir, "feature_stats", KEY)
+    assert stats.schema == pl.Schema(STATS_SCHEMA)
+    assert stats["feature"].to_list() == list(FEATURE_NAMES)
+    assert stats["null_rate"].to_list() == pytest.approx([10 / 500] * len(FEATURE_NAMES))
+    meta = result.asset_materializations_for_node("feature_stats")[0].metadata
+    assert meta["dagster/row_count"].value == len(FEATURE_NAMES)
+    assert meta["null_rate"].value == pytest.approx(10 / 500)
+    evals = _checks_of(result, "feature_stats")
+    assert evals["schema"].passed and evals["row_count"].passed
+
+
+def test_feature_stats_fails_clearly_without_features(settings):
+    result = dg.materialize(
+        [mon.feature_stats_asset],
+        resources=build_resources(str(settings.home)),
+        partition_key=DAY,
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+    assert not result.success
+    failure = result.failure_data_for_node("feature_stats")
+    assert "l2_features has no partition" in str(failure.error)
+
+
+def test_feature_schema_check_catches_a_wrong_type(settings):
+    bad = _features().with_columns(pl.col("session_id").cast(pl.Int32))
+    write_partition(bad, settings.lake_dir, "l2_features", KEY)
+    result = dg.materialize(
+        [fake_features, *mon.lake_table_checks("l2_features", "l2_features")],
+        resources=build_resources(str(settings.home)),
+        partition_key=DAY,
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+    evals = _checks_of(result, "l2_features")
+    assert not evals["schema"].passed
+    assert "session_id" in evals["schema"].description
+    assert evals["row_count"].passed and evals["gap_rate"].passed
+
+
+def test_snapshot_gap_rate_and_missing_partition(settings):
+    # 10 rows, then a 2 s hole: 19 of 30 grid times missing -> warns.
+    offsets = [100 * i for i in range(10)] + [2900]
+    write_partition(snapshot_frame(T0, offsets), settings.lake_dir, "l2_snapshots", KEY)
+    checks = mon.lake_table_checks("l2_snapshots", "l2_snapshots")
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize([fake_snapshots, *checks],
+                            resources=build_resources(str(settings.home)),
+                            partition_key=DAY, instance=instance, raise_on_error=False)
+    evals = _checks_of(result, "l2_snapshots")
+    assert evals["schema"].passed and evals["row_count"].passed
+    gap = evals["gap_rate"]
+    assert not gap.passed and gap.severity == dg.AssetCheckSeverity.WARN
+    assert gap.metadata["missing_grid_times"].value == 19
+    # A day that was never written: blocking checks fail and say which file is missing.
+    result = dg.materialize([fake_snapshots, *checks],
+                            resources=build_resources(str(settings.home)),
+                            partition_key="2025-07-08", instance=instance, raise_on_error=False)
+    evals = _checks_of(result, "l2_snapshots")
+    assert not evals["row_count"].passed and "no partition file" in evals["row_count"].description
+
+
+def test_metadata_checks_read_the_materialization():
+    @dg.asset(partitions_def=DAILY)
+    def captured():
+        return dg.MaterializeResult(metadata={"messages": 1000, "gaps": 200, "files": 2})
+
+    @dg.asset
+    def empty_table():
+        return dg.MaterializeResult(metadata={"dagster/row_count": 0})
+
+    checks = mon.metadata_checks(dg.AssetKey("captured"), DAILY, has_gaps=True)
+    checks += mon.metadata_checks(dg.AssetKey("empty_table"), None, has_gaps=False)
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize([captured, *checks[:3]], partition_key=DAY, instance=instance)
+    evals = _checks_of(result, "captured")
+    assert evals["row_count"].passed  # messages = 1000
+    assert not evals["gap_rate"].passed and evals["gap_rate"].metadata["gap_rate"].value == 0.2
+    assert not evals["schema"].passed  # publishes no column schema
+    result = dg.materialize([empty_table, *checks[3:]], instance=instance)
+    evals = _checks_of(result, "empty_table")
+    assert not evals["row_count"].passed
+
+
+def test_every_asset_has_checks_and_freshness():
+    """Whatever assets the areas define, each gets checks (discovered, not listed)."""
+    from trade_pipeline.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    materializable = {k for k in graph.get_all_asset_keys() if graph.get(k).is_materializable}
+    checked: dict[dg.AssetKey, set[str]] = {}
+    for check_key in graph.asset_check_keys:
+        checked.setdefault(check_key.asset_key, set()).add(check_key.name)
+    assert dg.AssetKey("feature_stats") in materializable
+    for key in materializable:
+        names = checked.get(key, set())
+        assert names, f"asset {key.to_user_string()} has no checks"
+        if key.path[0].startswith("migration_"):
+            assert "applied" in names
+            continue
+        # The owning area's own check of a kind (e.g. `schema_matches_catalog`) counts.
+        assert any("schema" in n for n in names), (key, names)
+        assert any("row" in n for n in names), (key, names)
+        if key.path[0] not in mon.ONE_OFF:
+            assert "freshness_check" in names, f"{key.to_user_string()}: no freshness check"
+    sensor = defs.get_sensor_def("freshness_checks_sensor")
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+
+
+@dg.asset(name="raw_l2_captures", partitions_def=DAILY)
+def fake_raw():
+    """Stand-in: the test writes the day's capture files."""
+
+
+def test_raw_capture_checks_detect_formats(settings):
+    import gzip
+
+    import orjson
+
+    folder = settings.raw_dir / "exchange=bybit" / "symbol=BTCUSDT" / f"date={DAY}"
+    folder.mkdir(parents=True)
+    record = {"exchange": "bybit", "symbol": "BTCUSDT", "timestamp_ms": 1751882400000,
+              "received_timestamp_ms": 1751882400100, "type": "snapshot",
+              "bids": [[100.0, 1.0]], "asks": [[100.1, 1.0]], "update_id": 1, "sequence_id": 1}
+    (folder / "l2_data_BTC_USDT_USDT_20250707_100000.jsonl.gz").write_bytes(
+        gzip.compress(orjson.dumps(record) + b"\n"))
+    checks = mon.raw_capture_checks("raw_l2_captures")
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize([fake_raw, *checks], resources=build_resources(str(settings.home)),
+                            partition_key=DAY, instance=instance, raise_on_error=False)
+    evals = _checks_of(result, "raw_l2_captures")
+    assert evals["schema"].passed, evals["schema"].description
+    assert evals["row_count"].passed and evals["row_count"].metadata["files"].value == 1
+    (folder / "zz_notes.txt.gz").write_bytes(gzip.compress(b"hello, not a capture\n"))
+    result = dg.materialize([fake_raw, *checks], resources=build_resources(str(settings.home)),
+                            partition_key=DAY, instance=instance, raise_on_error=False)
+    evals = _checks_of(result, "raw_l2_captures")
+    assert not evals["schema"].passed and "zz_notes.txt.gz" in evals["schema"].description

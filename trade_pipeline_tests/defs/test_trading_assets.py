@@ -1,0 +1,63 @@
+"""The `backtest_results` asset: one day's snapshots, the registered champion, the warehouse
+rows, the MLflow run and the equity/drawdown plot in the metadata."""
+
+import json
+
+import dagster as dg
+import pytest
+
+from trade_pipeline.defs.resources import build_resources
+from trade_pipeline.defs.trading import backtest_results
+from trade_pipeline.settings import Settings
+from trade_pipeline_tests.trading.helpers import register, train_booster
+
+DAY = "2025-07-07"
+
+
+@pytest.mark.slow
+def test_backtest_results_asset(bybit_delta_files, tmp_path):
+    from trade_pipeline.features.batch import compute_features
+    from trade_pipeline.lake.layout import PartitionKey, write_partition
+    from trade_pipeline.market.snapshots import build_snapshots
+    from trade_pipeline.trading.store import read_run
+
+    home = tmp_path / "home"
+    settings = Settings.load(home=home).ensure_dirs()
+    train = build_snapshots([next(p for p in bybit_delta_files if "20250707_052632" in p.name)]).frame
+    register(settings, train_booster(compute_features(train), 1, 40), "btc_l2_1s", "champion")
+    day = build_snapshots([next(p for p in bybit_delta_files if "20250707_104036" in p.name)]).frame
+    write_partition(day, settings.lake_dir, "l2_snapshots", PartitionKey("bybit", "BTCUSDT", DAY))
+    exec_toml = tmp_path / "exec.toml"
+    exec_toml.write_text("latency_steps = 2\n[strategy]\nentry_threshold = 0.00001\n")
+
+    result = dg.materialize(
+        [backtest_results], resources=build_resources(str(home)), partition_key=DAY,
+        instance=dg.DagsterInstance.ephemeral(),
+        run_config={"ops": {"backtest_results": {"config": {
+            "model": "btc_l2_1s@champion", "exec_config": str(exec_toml)}}}},
+    )
+    assert result.success
+    meta = result.asset_materializations_for_node("backtest_results")[0].metadata
+    assert meta["rows"].value == day.height
+    assert meta["equity_curve"].value.startswith("![equity and drawdown](data:image/png;base64,")
+    run_id = meta["run_id"].value
+    stored = read_run(settings, run_id)
+    assert stored["result"]["model"][0] == "btc_l2_1s/1"
+    assert json.loads(stored["result"]["config"][0])["execution"]["latency_steps"] == 2
+    assert stored["trades"].height == meta["dagster/row_count"].value > 0
+    assert stored["predictions"].height == day.height
+    import mlflow
+
+    run = mlflow.MlflowClient(tracking_uri=settings.mlflow_tracking_uri).get_run(meta["mlflow_run_id"].value)
+    assert run.data.tags["run_id"] == run_id
+    artifacts = mlflow.MlflowClient(tracking_uri=settings.mlflow_tracking_uri).list_artifacts(
+        run.info.run_id, "plots")
+    assert [a.path for a in artifacts] == ["plots/equity_drawdown.png"]
+
+
+def test_backtest_results_fails_without_snapshots(tmp_path):
+    home = tmp_path / "home"
+    Settings.load(home=home).ensure_dirs()
+    with pytest.raises(dg.Failure, match="l2_snapshots has no rows"):
+        dg.materialize([backtest_results], resources=build_resources(str(home)), partition_key=DAY,
+                       instance=dg.DagsterInstance.ephemeral())

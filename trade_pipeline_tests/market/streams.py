@@ -1,0 +1,49 @@
+"""Helpers for market tests: hand-made capture lines and damaged copies of real captures."""
+
+import gzip
+from pathlib import Path
+
+import orjson
+
+
+def rec(t_ms: int, typ: str, u: int, bids=(), asks=(), symbol: str = "BTCUSDT",
+        recv_ms: int | None = None) -> dict:
+    """One format-2 (recorded Bybit) message."""
+    return {
+        "exchange": "bybit", "symbol": symbol, "timestamp_ms": t_ms,
+        "received_timestamp_ms": t_ms + 5 if recv_ms is None else recv_ms, "type": typ,
+        "bids": [list(x) for x in bids], "asks": [list(x) for x in asks],
+        "update_id": u, "sequence_id": u * 10,
+    }
+
+
+def write_lines(path: Path, items, gz: bool = True) -> Path:
+    """Write dicts (as JSON) or raw bytes/str lines, one per line."""
+    out = bytearray()
+    for item in items:
+        if isinstance(item, dict):
+            out += orjson.dumps(item)
+        elif isinstance(item, str):
+            out += item.encode()
+        else:
+            out += item
+        out += b"\n"
+    path.write_bytes(gzip.compress(bytes(out)) if gz else bytes(out))
+    return path
+
+
+def read_records(path: Path) -> list[dict]:
+    with gzip.open(path, "rb") as f:
+        return [orjson.loads(line) for line in f if line.strip()]
+
+
+def to_wire_line(m: dict) -> bytes:
+    """A format-2 record as a raw-store line: '<recv_ns> <Bybit v5 wire frame>'."""
+    frame = {
+        "topic": f"orderbook.50.{m['symbol']}", "type": m["type"], "ts": m["timestamp_ms"],
+        "data": {"s": m["symbol"], "b": [[repr(float(p)), repr(float(s))] for p, s in m["bids"]],
+                 "a": [[repr(float(p)), repr(float(s))] for p, s in m["asks"]],
+                 "u": m["update_id"], "seq": m["sequence_id"]},
+        "cts": m["timestamp_ms"] - 1,
+    }
+    return str(m["received_timestamp_ms"] * 1_000_000).encode() + b" " + orjson.dumps(frame)

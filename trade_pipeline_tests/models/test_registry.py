@@ -1,0 +1,132 @@
+"""MLflow registry, champion gate and serving, against real MLflow stores (SQLite, PostgreSQL)."""
+
+import dataclasses
+
+import numpy as np
+import polars as pl
+import pytest
+
+from trade_pipeline.models import registry, serving
+from trade_pipeline.models.training import train_model
+from trade_pipeline.settings import Settings
+from trade_pipeline_tests.models.synthetic import feature_frame
+
+
+@pytest.fixture(scope="module")
+def frame() -> pl.DataFrame:
+    return feature_frame(5000, sessions=2, seed=2)
+
+
+@pytest.fixture(scope="module")
+def results(frame):
+    return [train_model(frame, trials=1, horizon="1s", seed=s) for s in (1, 2)]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory, frame, results):
+    """One SQLite store with v1 (champion) and v2 (challenger, gated with a huge margin)."""
+    settings = Settings.load(home=tmp_path_factory.mktemp("mlflow") / "home").ensure_dirs()
+    target = registry.MlflowTarget.from_settings(settings)
+    example = frame.select(results[0].features).to_numpy()[:5]
+    refs, gates = [], []
+    for result, margin in zip(results, (0.0, 10.0), strict=True):
+        ref = registry.log_and_register(result, target, "bybit", "BTCUSDT", example)
+        refs.append(ref)
+        gates.append(registry.champion_gate(target, ref.name, ref.version, frame, margin=margin))
+    return settings, target, refs, gates
+
+
+def test_names() -> None:
+    assert registry.model_name("BTCUSDT", "5s") == "btc_l2_5s"
+    assert registry.model_name("ETHUSDC", "30s") == "eth_l2_30s"
+    assert registry.experiment_name("bybit", "BTCUSDT", "5000ms") == "l2_bybit_BTCUSDT_5s"
+
+
+@pytest.mark.slow
+def test_logged_run_and_aliases(store) -> None:
+    settings, target, refs, gates = store
+    client = target.client()
+    assert [r.name for r in refs] == ["btc_l2_1s", "btc_l2_1s"]
+    assert str(client.get_model_version_by_alias("btc_l2_1s", "challenger").version) == refs[1].version
+    assert str(client.get_model_version_by_alias("btc_l2_1s", "champion").version) == refs[0].version
+    assert gates[0].promoted and gates[0].reason == "no champion yet"
+    assert not gates[1].promoted and gates[1].champion_version == refs[0].version
+    run = client.get_run(refs[0].run_id)
+    assert run.data.tags["feature_catalog_hash"]
+    assert "cv_ic" in run.data.metrics and "tail_ic" in run.data.metrics
+    assert len(client.get_metric_history(refs[0].run_id, "cv_ic")) == 3  # one per fold
+    files = {f.path for f in client.list_artifacts(refs[0].run_id, "plots")}
+    assert files == {"plots/importance.png", "plots/predicted_vs_realized.png",
+                     "plots/calibration.png"}
+    exp = client.get_experiment(refs[0].experiment_id)
+    assert exp.name == "l2_bybit_BTCUSDT_1s"
+    assert exp.artifact_location.startswith(settings.mlflow_artifact_uri)
+    meta = registry.version_metadata("btc_l2_1s", refs[0].version)
+    assert meta["features"] == [*registry.feature_spec(meta["features"])["features"]]
+    assert set(meta["feature_versions"]) == set(meta["features"])
+
+
+@pytest.mark.slow
+def test_gate_compares_on_the_same_tail(store, frame, results) -> None:
+    settings, target, refs, gates = store
+    # v2 re-gated with no margin: promoted only if it really scores >= v1 on v2's tail
+    decision = registry.champion_gate(target, refs[1].name, refs[1].version, frame, margin=0.0)
+    assert decision.challenger_score == pytest.approx(results[1].score)
+    assert decision.promoted == (decision.challenger_score >= decision.champion_score)
+    # restore the fixture's state for the other tests
+    target.client().set_registered_model_alias("btc_l2_1s", "champion", refs[0].version)
+
+
+@pytest.mark.slow
+def test_serving_loads_by_alias_and_matches_lightgbm(store, frame, results) -> None:
+    settings, target, refs, gates = store
+    model = serving.load(settings, "btc_l2_1s@champion")
+    assert model.version == refs[0].version and model.feature_names == results[0].features
+    x = frame.select(model.feature_names).to_numpy()[:2000]
+    want = results[0].booster.predict(x)
+    got = np.array([model.predict_row(row) for row in x])
+    assert np.max(np.abs(got - want)) < 1e-9
+    with pytest.raises(serving.ServingError, match="no model version"):
+        serving.load(settings, "btc_l2_1s@nonexistent")
+
+
+@pytest.mark.slow
+def test_serving_refuses_changed_feature_versions(store, monkeypatch) -> None:
+    from trade_pipeline.features import catalog
+
+    settings, target, refs, gates = store
+    first = registry.version_metadata("btc_l2_1s", refs[0].version)["features"][0]
+    specs = dict(catalog.SPECS)
+    specs[first] = dataclasses.replace(specs[first], version=specs[first].version + 1)
+    monkeypatch.setattr(catalog, "SPECS", specs)
+    with pytest.raises(serving.ServingError, match=first):
+        serving.load(settings, "btc_l2_1s@champion")
+
+
+def test_feature_spec_check_without_mlflow() -> None:
+    from trade_pipeline.features.catalog import SPECS
+
+    good = registry.feature_spec(["order_book_imbalance", "spread_bps"])
+    serving.check_feature_spec(good)
+    for bad in (
+        {**good, "features": ["order_book_imbalance", "not_a_feature"]},
+        {**good, "feature_versions": {"order_book_imbalance": 99, "spread_bps": 1}},
+        {**good, "feature_versions": {"order_book_imbalance": SPECS["order_book_imbalance"].version}},
+        {"features": []},
+    ):
+        with pytest.raises(serving.ServingError):
+            serving.check_feature_spec(bad)
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_postgres_backend(pg_dsn, tmp_path, frame, results) -> None:
+    """The same logging + registry + serving path on the local PostgreSQL server."""
+    uri = pg_dsn.replace("postgresql://", "postgresql+psycopg://", 1)
+    target = registry.MlflowTarget(uri, (tmp_path / "artifacts").as_uri())
+    ref = registry.log_and_register(results[0], target, "bybit", "BTCUSDT")
+    gate = registry.champion_gate(target, ref.name, ref.version, frame)
+    assert gate.promoted
+    model = serving.load(ref=f"{ref.name}@champion", target=target)
+    x = frame.select(model.feature_names).to_numpy()[:100]
+    assert np.max(np.abs(model.predict(x) - results[0].booster.predict(x))) < 1e-9

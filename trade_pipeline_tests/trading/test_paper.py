@@ -1,0 +1,130 @@
+"""Paper trading on the replay server (loopback) against the backtest on the same file:
+same trades and PnL; predictions and trades in the warehouse, features in Redis, A/B shadow,
+kill switch and stale-data halt."""
+
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+import redis
+
+from trade_pipeline.market.replay_server import ReplayServerThread
+from trade_pipeline.market.snapshots import build_snapshots
+from trade_pipeline.trading.backtest import run_backtest
+from trade_pipeline.trading.engine import TradingConfig
+from trade_pipeline.trading.execution import ExecutionConfig
+from trade_pipeline.trading.inputs import model_predictions
+from trade_pipeline.trading.paper import run_paper
+from trade_pipeline.trading.store import read_run
+from trade_pipeline.trading.strategy import StrategyConfig
+
+
+def _file(files, stamp):
+    return next(p for p in files if stamp in p.name)
+
+
+def _config(preds: np.ndarray, q: float = 0.8, **exe) -> TradingConfig:
+    entry = float(np.nanquantile(np.abs(preds), q))
+    return TradingConfig(ExecutionConfig(latency_steps=2, **exe),
+                         StrategyConfig(entry_threshold=entry, exit_threshold=entry / 4,
+                                        order_qty=0.01, max_position=0.02, drawdown_stop=None,
+                                        cooldown_steps=5))
+
+
+@pytest.mark.slow
+def test_paper_equals_backtest_on_replayed_data(bybit_delta_files, test_models, settings, redis_target):
+    champion, challenger = test_models
+    path = _file(bybit_delta_files, "20250706_070028")
+    # Batch: file -> snapshots -> batch features -> predictions -> backtest.
+    snaps = build_snapshots([path]).frame
+    preds = model_predictions(champion, snaps)
+    config = _config(preds["prediction"].to_numpy())
+    bt = run_backtest(snaps, preds, config)
+    assert len(bt.trades) >= 4, "the test needs a few trades to compare"
+    # Live: replay server on loopback -> paper trading (champion + challenger in shadow).
+    with ReplayServerThread([path], speed=0) as srv:
+        out = run_paper(settings, config=config, url=srv.url, duration_s=60, model=champion,
+                        shadow=challenger, stale_after_s=30, redis_url=redis_target.url,
+                        redis_prefix=redis_target.prefix, ttl_s=60,
+                        end_of_stream=lambda: srv.finished.is_set())
+    assert out["stop_reason"] == "end_of_stream"
+    assert out["rows"] == snaps.height
+    assert out["trades"] == [t.as_dict() for t in bt.trades]
+    assert out["metrics"]["final_equity"] == bt.metrics["final_equity"]
+    assert out["metrics"]["fees_paid"] == bt.metrics["fees_paid"]
+    assert out["tick_to_signal_rows"] == snaps.height and out["tick_to_signal_p99_us"] > 0
+
+    # Warehouse: the run row (with latency figures), the trades, both models' predictions.
+    stored = read_run(settings, out["run_id"])
+    metrics = json.loads(stored["result"]["metrics"][0])
+    assert metrics["source"] == "paper" and metrics["tick_to_signal_p99_us"] == out["tick_to_signal_p99_us"]
+    assert metrics["ab"]["shadow"] == "btc_l2_1s@challenger"
+    assert stored["trades"].height == len(bt.trades)
+    assert stored["trades"]["price"].to_list() == [t.price for t in bt.trades]
+    by_version = stored["predictions"].partition_by("model_version", as_dict=True)
+    assert set(by_version) == {(1,), (2,)}
+    live = by_version[(1,)]["prediction"].to_numpy()
+    np.testing.assert_allclose(live, preds["prediction"].to_numpy(), rtol=0, atol=1e-12)
+    # Online store: the latest row's 118 features, timestamp and model version, with a TTL.
+    r = redis.Redis.from_url(redis_target.url)
+    key = f"{redis_target.prefix}:features:bybit:BTCUSDT"
+    assert 0 < r.ttl(key) <= 60
+    h = r.hgetall(key)
+    feats = json.loads(h[b"features"])
+    assert len(feats) == 118 and h[b"model_version"] == b"1"
+    assert int(h[b"timestamp_us"]) == int(snaps["timestamp"][-1].timestamp() * 1e6)
+    assert feats["bid_price_1"] == snaps["bid_price_1"][-1]
+    # MLflow: the paper run with the A/B comparison and the latency figures.
+    import mlflow
+
+    run = mlflow.MlflowClient(tracking_uri=settings.mlflow_tracking_uri).get_run(out["mlflow_run_id"])
+    assert "ab_prediction_corr" in run.data.metrics and "tick_to_signal_p99_us" in run.data.metrics
+
+
+def _always_in(preds) -> TradingConfig:
+    return TradingConfig(ExecutionConfig(), StrategyConfig(entry_threshold=0.0, exit_threshold=0.0,
+                                                           order_qty=0.01, max_position=0.01,
+                                                           drawdown_stop=None))
+
+
+def test_stale_data_flattens_and_stops(bybit_delta_files, test_models, settings):
+    champion, _ = test_models
+    path = _file(bybit_delta_files, "20250707_034621")
+    with ReplayServerThread([path], speed=0) as srv:
+        t = time.monotonic()
+        out = run_paper(settings, config=_always_in(None), url=srv.url, duration_s=30,
+                        model=champion, stale_after_s=0.5, store=False, mlflow=False)
+    assert out["stop_reason"] == "stale_data" and time.monotonic() - t < 10
+    assert out["trades"][-1]["reason"] == "stale_data"
+    assert out["metrics"]["final_position"] == 0.0 and out["halted"] == "stale_data"
+
+
+def test_kill_switch_redis_key_flattens_and_stops(bybit_delta_files, test_models, settings, redis_target):
+    champion, _ = test_models
+    path = _file(bybit_delta_files, "20250707_034621")
+    r = redis.Redis.from_url(redis_target.url)
+    timer = threading.Timer(1.5, lambda: r.set(f"{redis_target.prefix}:kill", "1"))
+    with ReplayServerThread([path], speed=4) as srv:
+        timer.start()
+        out = run_paper(settings, config=_always_in(None), url=srv.url, duration_s=30,
+                        model=champion, stale_after_s=5, redis_url=redis_target.url,
+                        redis_prefix=redis_target.prefix, store=False, mlflow=False)
+    timer.cancel()
+    assert out["stop_reason"] == f"kill_switch:redis:{redis_target.prefix}:kill"
+    assert out["trades"][-1]["reason"].startswith("kill_switch")
+    assert out["metrics"]["final_position"] == 0.0 and out["seconds"] < 5
+
+
+def test_kill_switch_file(bybit_delta_files, test_models, settings):
+    champion, _ = test_models
+    path = _file(bybit_delta_files, "20250707_034621")
+    kill = settings.home / "KILL"
+    timer = threading.Timer(1.0, kill.touch)
+    with ReplayServerThread([path], speed=4) as srv:
+        timer.start()
+        out = run_paper(settings, config=_always_in(None), url=srv.url, duration_s=30,
+                        model=champion, stale_after_s=5, store=False, mlflow=False)
+    assert out["stop_reason"] == f"kill_switch:file:{kill}"
+    assert out["metrics"]["final_position"] == 0.0

@@ -1,0 +1,63 @@
+"""`trade-pipeline paper` and `backtest --model` with models from the MLflow registry
+(loaded through the serving module), on the replay server."""
+
+import json
+import signal
+
+import pytest
+
+from trade_pipeline.cli import main
+from trade_pipeline.market.replay_server import ReplayServerThread
+
+from .helpers import register
+
+
+@pytest.fixture
+def registered(settings, test_boosters):
+    champion, challenger = test_boosters
+    register(settings, champion, "btc_l2_1s", "champion")
+    register(settings, challenger, "btc_l2_1s", "challenger")
+    return settings
+
+
+@pytest.mark.slow
+def test_paper_cli_champion_with_shadow(registered, bybit_delta_files, redis_target, capsys):
+    settings = registered
+    path = next(p for p in bybit_delta_files if "20250706_064238" in p.name)
+    old = signal.getsignal(signal.SIGUSR1)
+    try:
+        with ReplayServerThread([path], speed=0) as srv:
+            rc = main(["--home", str(settings.home), "paper", "--duration", "3", "--url", srv.url,
+                       "--model", "btc_l2_1s@champion", "--shadow", "btc_l2_1s@challenger",
+                       "--redis-url", redis_target.url, "--redis-prefix", redis_target.prefix,
+                       "--json"])
+    finally:
+        signal.signal(signal.SIGUSR1, old)
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["stop_reason"] == "duration" and out["rows"] > 100
+    assert out["model"] == "btc_l2_1s@champion" and out["ab"]["shadow"] == "btc_l2_1s@challenger"
+    assert out["ab"]["champion_version"] == 1 and out["ab"]["shadow_version"] == 2
+    assert out["tick_to_signal_p50_us"] > 0 and out["written"]["predictions"] == 2 * out["rows"]
+    assert out["online_store_writes"] > 0
+
+
+@pytest.mark.slow
+def test_backtest_cli_with_registered_model(registered, bybit_delta_files, tmp_path, capsys):
+    from trade_pipeline.market.snapshots import build_snapshots
+    from trade_pipeline.trading.store import read_run
+
+    settings = registered
+    path = next(p for p in bybit_delta_files if "20250707_104036" in p.name)
+    build_snapshots([path]).frame.write_parquet(tmp_path / "s.parquet")
+    (tmp_path / "exec.toml").write_text("[strategy]\nentry_threshold = 0.00001\nexit_threshold = 0.0\n")
+    rc = main(["--home", str(settings.home), "backtest", "--model", "btc_l2_1s@champion",
+               "--snapshots", str(tmp_path / "s.parquet"), "--config", str(tmp_path / "exec.toml"),
+               "--json"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["model"] == "btc_l2_1s@champion" and out["metrics"]["n_fills"] > 0
+    stored = read_run(settings, out["run_id"])
+    assert stored["predictions"].height == out["metrics"]["rows"]
+    assert set(stored["predictions"]["signal"].unique().to_list()) <= {-1, 0, 1}
+    assert stored["predictions"]["source"].unique().to_list() == ["backtest"]
