@@ -16,6 +16,7 @@ LightGBM model trained here on real features with the size the models issue quot
 
 import argparse
 import gc
+import os
 import sys
 import time
 from pathlib import Path
@@ -110,6 +111,22 @@ def run(settings, argv: list[str]) -> dict:
     wall = time.perf_counter() - t_start
     gc.unfreeze()
 
+    # Pass 1b: the same path timed in this thread's CPU time, which leaves out the time the
+    # process spends descheduled (the machine is shared; wall-clock p99 measures the load).
+    # Whole message, rows included (also the simulated order step): an upper bound.
+    cpu_trader = build_trader(settings, config, model)
+    cpu_ns = []
+    gc.collect()
+    gc.freeze()
+    for f in frames:
+        c0 = time.thread_time_ns()
+        n = cpu_trader.on_message(f, time.time_ns())
+        c1 = time.thread_time_ns()
+        if n:
+            cpu_ns.append(c1 - c0)
+    gc.unfreeze()
+    cpu = _pct(cpu_ns)
+
     # Pass 2: the same stages, timed one by one.
     sampler = LiveSampler(fmt="bybit_raw", symbol=settings.symbol)
     feats = OnlineFeatures()
@@ -139,7 +156,11 @@ def run(settings, argv: list[str]) -> dict:
         "tick_to_signal_p99_us": t2s.get("p99_us"),
         "tick_to_signal_max_us": t2s.get("max_us"),
         "target_p99_us": 100.0,
-        "meets_target": bool(t2s.get("p99_us") is not None and t2s["p99_us"] <= 100.0),
+        "meets_target_wall": bool(t2s.get("p99_us") is not None and t2s["p99_us"] <= 100.0),
+        "tick_to_signal_cpu_p50_us": cpu.get("p50_us"),
+        "tick_to_signal_cpu_p99_us": cpu.get("p99_us"),
+        "meets_target_cpu": bool(cpu.get("p99_us") is not None and cpu["p99_us"] <= 100.0),
+        "load_average_1m": round(os.getloadavg()[0], 2),
         "stage_sampler_per_message": _pct(per_msg),
         "stage_features_per_row": _pct(per_feat),
         "stage_inference_per_row": _pct(per_inf),

@@ -43,6 +43,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace, settings) -> int:
+    # REMAINDER swallows flags given after NAME; --json is ours wherever it stands.
+    extra = list(args.extra or [])
+    if "--json" in extra:
+        args.json = True
+        extra = [a for a in extra if a != "--json"]
+    args.extra = extra
     names = available() if args.name == "all" else [args.name]
     results = {}
     for name in names:

@@ -126,11 +126,17 @@ daily_l2_features_job = dg.define_asset_job(
     description="One UTC day: rebuild its snapshots, then its features.",
 )
 
-daily_l2_features_schedule = dg.build_schedule_from_partitioned_job(
-    daily_l2_features_job, hour_of_day=0, minute_of_hour=20,
+@dg.schedule(
+    cron_schedule="20 0 * * *", job=daily_l2_features_job, execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="Shortly after midnight UTC: materialize the day that just ended.",
 )
+def daily_l2_features_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    # Not build_schedule_from_partitioned_job: DAILY has end_offset=1 (today's partition
+    # exists for live data), so that helper would target the day that has just begun.
+    day = (context.scheduled_execution_time.astimezone(dt.UTC).date()
+           - dt.timedelta(days=1)).isoformat()
+    return dg.RunRequest(run_key=f"daily_l2_features:{day}", partition_key=day)
 
 
 # ---- retraining sensors --------------------------------------------------------------------

@@ -17,6 +17,7 @@ Checks come from small factories, applied by asset key to the assets the other a
   A sensor evaluates them.
 """
 
+import base64
 import datetime as dt
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -35,6 +36,7 @@ from trade_pipeline.lake.layout import PartitionKey, partition_file, read_partit
 from trade_pipeline.market.schema import SNAPSHOT_SCHEMA
 from trade_pipeline.monitoring.feature_stats import STATS_SCHEMA, feature_stats, summarize
 from trade_pipeline.monitoring.freshness import day_gaps
+from trade_pipeline.monitoring.plots import null_rate_png
 
 FEATURE_STATS_TABLE = "feature_stats"
 MAX_GAP_RATE = 0.05  # warn above 5 % missing grid times in a day
@@ -93,6 +95,7 @@ def feature_stats_asset(context: dg.AssetExecutionContext, pipeline: PipelineRes
     stats = feature_stats(frame, names)
     path = write_partition(stats, settings.lake_dir, FEATURE_STATS_TABLE, key)
     summary = summarize(stats, top=10)
+    png = null_rate_png(stats, f"{key.exchange}/{key.symbol} {key.date}: null / NaN / inf rates")
     worst = "\n".join(
         f"| {r['feature']} | {r['null_rate']:.4%} |" for r in summary["worst_null_rates"]
     )
@@ -107,6 +110,9 @@ def feature_stats_asset(context: dg.AssetExecutionContext, pipeline: PipelineRes
             "features_with_inf_or_nan": dg.MetadataValue.json(summary["features_with_inf_or_nan"]),
             "worst_null_rates": dg.MetadataValue.md(
                 "| feature | null rate |\n|---|---|\n" + worst if worst else "no nulls"
+            ),
+            "null_rate_plot": dg.MetadataValue.md(
+                f"![null rates](data:image/png;base64,{base64.b64encode(png).decode()})"
             ),
             "dagster/column_schema": _table_schema(STATS_SCHEMA),
         }

@@ -7,10 +7,12 @@ state object, so both run the same machine code in the same order and agree exac
 
 Time windows (t - w, t] of one session: each window keeps the absolute row index of its first
 row; rows leave when `ts <= t - w`. Running sums of (x - K) and (x - K)^2 per (series, window)
-give mean and sample std in O(1); K is a shift refreshed from a value in the window, the sums
-are recomputed exactly from the ring every RECOMPUTE_EVERY rows (bounds float drift), and a
-window whose non-null values are all equal reports std 0 and its mean exactly (detected via
-the position of the latest value change), so round-off never shows as a spurious tiny std.
+give mean and sample std in O(1). Precision: K is a shift (the window mean at the last exact
+recompute); every RECOMPUTE_EVERY rows all sums are recomputed exactly from the ring (bounds
+float drift); a std whose running sums cancel too much (K far from the values relative to
+their spread) recomputes its window exactly on the spot; and a window whose non-null values
+are all equal reports std 0 and its mean exactly (detected from the position of the latest
+value change), so round-off never shows as a spurious tiny std.
 
 Nulls are NaN inside the kernel (inputs: missing price; outputs: null results); the engines
 turn NaN into null at the edge.
@@ -25,6 +27,10 @@ from trade_pipeline.features.catalog import FEATURE_INDEX, N_FEATURES, N_RAW, RE
 
 N_DERIVED = N_FEATURES - N_RAW
 RECOMPUTE_EVERY = 1024
+# Running sums err by about eps * (ops since the last recompute, <= 2 * RECOMPUTE_EVERY) *
+# (largest S2 since then); a variance below CANCEL_RATIO times that scale is recomputed
+# exactly, which keeps every std within ~1e-10 relative of the two-pass value.
+CANCEL_RATIO = 1.0 / 256.0
 INITIAL_RING = 4096  # rows; holds 300 s at 100 ms, grows for denser streams
 
 # Status codes left in si[SI_STATUS] when process_rows stops early.
@@ -72,15 +78,16 @@ W1S, W5S, W10S, W20S, W30S, W60S, W300S = range(7)
 N_WINDOWS = len(WINDOW_US)
 # The window of 10 s is also OFI's 10 s (100 x 100 ms == 10 s).
 
-# Accumulators: (series, window, kind); kind 0 = plain sum (no shift), 1 = mean/std (shifted).
+# Accumulators: (series, window, kind); kind 0 = plain sum (K = 0), 1 = mean (shifted sum),
+# 2 = mean and std (shifted sums of x and x^2).
 _ACC = [
-    (S_RET, W1S, 1), (S_RET, W5S, 1), (S_RET, W20S, 1),
+    (S_RET, W1S, 2), (S_RET, W5S, 2), (S_RET, W20S, 2),
     (S_E1, W10S, 0), (S_E1, W30S, 0), (S_E1, W60S, 0), (S_E1, W300S, 0),
     (S_EW, W10S, 0), (S_EW, W30S, 0), (S_EW, W60S, 0), (S_EW, W300S, 0),
     (S_DEP1, W10S, 1), (S_DEP1, W30S, 1), (S_DEP1, W60S, 1), (S_DEP1, W300S, 1),
     (S_D5, W30S, 1),
-    (S_SPR, W1S, 1), (S_SPR, W5S, 1), (S_SPR, W10S, 1),
-    (S_SHAPE, W5S, 1),
+    (S_SPR, W1S, 2), (S_SPR, W5S, 2), (S_SPR, W10S, 2),
+    (S_SHAPE, W5S, 2),
 ]
 ACC_SERIES = np.array([a[0] for a in _ACC], dtype=np.int64)
 ACC_WINDOW = np.array([a[1] for a in _ACC], dtype=np.int64)
@@ -114,7 +121,8 @@ SF_CNT = SF_LASTVAL + N_SERIES  # per accumulator
 SF_S1 = SF_CNT + N_ACC
 SF_S2 = SF_S1 + N_ACC
 SF_K = SF_S2 + N_ACC
-N_SF = SF_K + N_ACC
+SF_SCALE = SF_K + N_ACC  # per accumulator: largest S2 since its last exact recompute
+N_SF = SF_SCALE + N_ACC
 
 # Params vector layout.
 P_DELTA, P_LAMBDA, P_Q, P_OFI_LEVELS = range(4)
@@ -235,31 +243,45 @@ def _e_level(pb0, qb0, pa0, qa0, pb1, qb1, pa1, qa1) -> float:
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _recompute(ring_ts, ring_v, si, sf, n_last):
-    """Exact sums of every accumulator over its window rows [start, n_last]; refresh shifts."""
-    mask = len(ring_ts) - 1
-    for a in range(N_ACC):
-        s = ACC_SERIES[a]
-        w = ACC_WINDOW[a]
-        k = 0.0
-        if ACC_KIND[a] == 1:
-            k = sf[SF_LASTVAL + s]
-            if math.isnan(k):
-                k = 0.0
+def _recompute_acc(ring_v, si, sf, a, n_last):
+    """Exact sums of accumulator a over its window rows [start, n_last], two-pass: the shift
+    K becomes the window mean, so the sums start small and cancellation-free."""
+    mask = len(ring_v) - 1
+    s = ACC_SERIES[a]
+    start = si[SI_WSTART + ACC_WINDOW[a]]
+    k = 0.0
+    if ACC_KIND[a] >= 1:
         cnt = 0.0
-        s1 = 0.0
-        s2 = 0.0
-        for j in range(si[SI_WSTART + w], n_last + 1):
+        total = 0.0
+        for j in range(start, n_last + 1):
             x = ring_v[j & mask, s]
             if not math.isnan(x):
-                d = x - k
                 cnt += 1.0
-                s1 += d
-                s2 += d * d
-        sf[SF_CNT + a] = cnt
-        sf[SF_S1 + a] = s1
-        sf[SF_S2 + a] = s2
-        sf[SF_K + a] = k
+                total += x
+        if cnt > 0.0:
+            k = total / cnt
+    cnt = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    for j in range(start, n_last + 1):
+        x = ring_v[j & mask, s]
+        if not math.isnan(x):
+            d = x - k
+            cnt += 1.0
+            s1 += d
+            s2 += d * d
+    sf[SF_CNT + a] = cnt
+    sf[SF_S1 + a] = s1
+    sf[SF_S2 + a] = s2
+    sf[SF_K + a] = k
+    sf[SF_SCALE + a] = s2
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _recompute(ring_v, si, sf, n_last):
+    """Exact sums of every accumulator (bounds the drift of running sums)."""
+    for a in range(N_ACC):
+        _recompute_acc(ring_v, si, sf, a, n_last)
 
 
 @nb.njit(cache=True, error_model="numpy", inline="always")
@@ -279,18 +301,25 @@ def _mean(si, sf, a) -> float:
     return sf[SF_K + a] + sf[SF_S1 + a] / cnt
 
 
-@nb.njit(cache=True, error_model="numpy", inline="always")
-def _std(si, sf, a) -> float:
+@nb.njit(cache=True, error_model="numpy")
+def _std(ring_v, si, sf, a, n_last) -> float:
     cnt = sf[SF_CNT + a]
     if cnt < 2.0:
         return np.nan
     if _constant(si, ACC_SERIES[a], ACC_WINDOW[a]):
         return 0.0
     s1 = sf[SF_S1 + a]
-    var = (sf[SF_S2 + a] - s1 * s1 / cnt) / (cnt - 1.0)
-    if var <= 0.0:
+    var_n = sf[SF_S2 + a] - s1 * s1 / cnt
+    if var_n < sf[SF_SCALE + a] * CANCEL_RATIO:
+        # the running sums carry round-off of the order of eps * SCALE (large values that
+        # were in the window since the last recompute, or a shift K far from the values):
+        # too much relative to this variance, so recompute the window exactly
+        _recompute_acc(ring_v, si, sf, a, n_last)
+        s1 = sf[SF_S1 + a]
+        var_n = sf[SF_S2 + a] - s1 * s1 / cnt
+    if var_n <= 0.0:
         return 0.0
-    return math.sqrt(var)
+    return math.sqrt(var_n / (cnt - 1.0))
 
 
 @nb.njit(cache=True, error_model="numpy")
@@ -303,8 +332,8 @@ def process_rows(ts, sess, book, out, ring_ts, ring_v, si, sf, params, start):
     n_rows = len(ts)
     mask = len(ring_ts) - 1
     cap = len(ring_ts)
-    delta = params[P_DELTA]
-    lam = params[P_LAMBDA]
+    inv_delta = 1.0 / params[P_DELTA]
+    inv_lam = 1.0 / params[P_LAMBDA]
     qty = params[P_Q]
     ofi_levels = int(params[P_OFI_LEVELS])
     hsum = 0.0
@@ -334,6 +363,7 @@ def process_rows(ts, sess, book, out, ring_ts, ring_v, si, sf, params, start):
                 sf[SF_S1 + a] = 0.0
                 sf[SF_S2 + a] = 0.0
                 sf[SF_K + a] = 0.0
+                sf[SF_SCALE + a] = 0.0
         n = si[SI_N]
         first = n == 0
         # ---- expire rows that left each window -------------------------------------------
@@ -348,7 +378,8 @@ def process_rows(ts, sess, book, out, ring_ts, ring_v, si, sf, params, start):
                         d = x - sf[SF_K + a]
                         sf[SF_CNT + a] -= 1.0
                         sf[SF_S1 + a] -= d
-                        sf[SF_S2 + a] -= d * d
+                        if ACC_KIND[a] == 2:
+                            sf[SF_S2 + a] -= d * d
                 j += 1
             si[SI_WSTART + w] = j
         oldest = n
@@ -362,6 +393,7 @@ def process_rows(ts, sess, book, out, ring_ts, ring_v, si, sf, params, start):
             if sf[SF_CNT + a] == 0.0:
                 sf[SF_S1 + a] = 0.0
                 sf[SF_S2 + a] = 0.0
+                sf[SF_SCALE + a] = 0.0
 
         # ---- per-row formulas ------------------------------------------------------------
         bp1 = book[r, 0]
@@ -383,6 +415,7 @@ def process_rows(ts, sess, book, out, ring_ts, ring_v, si, sf, params, start):
         out[O_PIA, r] = _div(ap1 - micro, mid)
         out[O_WMID, r] = _div(bp1 * bq1 + ap1 * aq1, bq1 + aq1)
 
+        bp_per_price = 1e4 / mid  # d_i = |p_i - mid| * bp_per_price (basis points)
         bsum = 0.0  # B_k
         asum = 0.0
         bpq = 0.0  # sum bp_i bq_i
@@ -410,9 +443,9 @@ def process_rows(ts, sess, book, out, ring_ts, ring_v, si, sf, params, start):
             asum += aq
             if bq != 0.0:  # a missing level (null price, size 0) contributes nothing
                 bpq += bp * bq
-                d = abs(bp - mid) / mid * 1e4
-                bpress += bq / (1.0 + d / delta)
-                bpress_w += bq * math.exp(-d / lam)
+                d = abs(bp - mid) * bp_per_price
+                bpress += bq / (1.0 + d * inv_delta)
+                bpress_w += bq * math.exp(-d * inv_lam)
                 if not bdone:
                     if bfill + bq >= qty:
                         bcost += (qty - bfill) * bp
@@ -422,9 +455,9 @@ def process_rows(ts, sess, book, out, ring_ts, ring_v, si, sf, params, start):
                         bfill += bq
             if aq != 0.0:
                 apq += ap * aq
-                d = abs(ap - mid) / mid * 1e4
-                apress += aq / (1.0 + d / delta)
-                apress_w += aq * math.exp(-d / lam)
+                d = abs(ap - mid) * bp_per_price
+                apress += aq / (1.0 + d * inv_delta)
+                apress_w += aq * math.exp(-d * inv_lam)
                 if not adone:
                     if afill + aq >= qty:
                         acost += (qty - afill) * ap
@@ -519,21 +552,26 @@ def process_rows(ts, sess, book, out, ring_ts, ring_v, si, sf, params, start):
         for a in range(N_ACC):
             x = ring_v[slot, ACC_SERIES[a]]
             if not math.isnan(x):
-                if sf[SF_CNT + a] == 0.0 and ACC_KIND[a] == 1:
+                kind = ACC_KIND[a]
+                if kind != 0 and sf[SF_CNT + a] == 0.0:
                     sf[SF_K + a] = x  # re-anchor the shift on an empty window
                 d = x - sf[SF_K + a]
                 sf[SF_CNT + a] += 1.0
                 sf[SF_S1 + a] += d
-                sf[SF_S2 + a] += d * d
+                if kind == 2:
+                    s2 = sf[SF_S2 + a] + d * d
+                    sf[SF_S2 + a] = s2
+                    if s2 > sf[SF_SCALE + a]:
+                        sf[SF_SCALE + a] = s2
         si[SI_SINCE] += 1
         if si[SI_SINCE] >= RECOMPUTE_EVERY:
-            _recompute(ring_ts, ring_v, si, sf, n)
+            _recompute(ring_v, si, sf, n)
             si[SI_SINCE] = 0
 
         # ---- window features --------------------------------------------------------------
-        out[O_VOL10, r] = _std(si, sf, A_RET + 0)
-        out[O_VOL50, r] = _std(si, sf, A_RET + 1)
-        out[O_VOL200, r] = _std(si, sf, A_RET + 2)
+        out[O_VOL10, r] = _std(ring_v, si, sf, A_RET + 0, n)
+        out[O_VOL50, r] = _std(ring_v, si, sf, A_RET + 1, n)
+        out[O_VOL200, r] = _std(ring_v, si, sf, A_RET + 2, n)
         for k in range(4):
             ofi = sf[SF_S1 + A_E1 + k]
             out[O_OFI10 + 3 * k, r] = ofi
@@ -541,10 +579,10 @@ def process_rows(ts, sess, book, out, ring_ts, ring_v, si, sf, params, start):
             out[O_OFI10 + 3 * k + 2, r] = sf[SF_S1 + A_EW + k] / hsum
         out[O_RES, r] = _div(d5, _mean(si, sf, A_D5))
         for k in range(3):
-            sd = _std(si, sf, A_SPR + k)
+            sd = _std(ring_v, si, sf, A_SPR + k, n)
             out[O_SS10 + 2 * k, r] = sd
             out[O_SS10 + 2 * k + 1, r] = _div(sd, _mean(si, sf, A_SPR + k))
-        out[O_SHAPE_STD, r] = _std(si, sf, A_SHAPE)
+        out[O_SHAPE_STD, r] = _std(ring_v, si, sf, A_SHAPE, n)
 
         # ---- remember this row ------------------------------------------------------------
         for c in range(40):

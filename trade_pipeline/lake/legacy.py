@@ -88,51 +88,72 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_legacy(path: str | Path) -> pl.DataFrame:
-    """The legacy rows as stored: id, raw timestamp/symbol/exchange/data_source text, the book
-    (Float64, null where SQLite holds NULL), update_id, and `_non_numeric` (a book cell holds
-    text or a blob), plus `_raw` (the row as JSON, for the quarantine)."""
-    path = Path(path)
+def _open(path: Path) -> tuple[sqlite3.Connection, list[str]]:
+    """A read-only connection and the legacy table's columns (clear errors otherwise)."""
     if not path.is_file():
         raise LegacyImportError(f"{path}: no such file")
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    except sqlite3.Error as exc:
-        raise LegacyImportError(f"{path}: cannot open as SQLite: {exc}") from None
-    try:
-        try:
-            cols = [r[1] for r in conn.execute(f"PRAGMA table_info({LEGACY_TABLE})")]
-        except sqlite3.DatabaseError as exc:
-            raise LegacyImportError(f"{path}: not a SQLite database: {exc}") from None
-        if not cols:
-            raise LegacyImportError(f"{path}: no table {LEGACY_TABLE}")
-        missing = [c for c in ("id", "timestamp", "symbol", *BOOK) if c not in cols]
-        if missing:
-            raise LegacyImportError(f"{path}: {LEGACY_TABLE} lacks columns {missing}")
-        optional = {c: (c if c in cols else "NULL") for c in ("exchange", "data_source", "update_id")}
-        non_numeric = " OR ".join(f"typeof({c}) NOT IN ('real', 'integer', 'null')" for c in BOOK)
-        numeric = ", ".join(
-            f"CASE WHEN typeof({c}) IN ('real', 'integer') THEN {c} END AS {c}" for c in BOOK
-        )
-        # Every column of the row, as JSON, for the quarantine table.
-        raw_json = "json_object(" + ", ".join(f"'{c}', {c}" for c in cols if c != "id") + ")"
-        query = (
-            f"SELECT id, CAST(timestamp AS TEXT), typeof(timestamp), CAST(symbol AS TEXT),"
-            f" CAST({optional['exchange']} AS TEXT), CAST({optional['data_source']} AS TEXT),"
-            f" {numeric},"
-            f" CASE WHEN typeof({optional['update_id']}) = 'integer' THEN {optional['update_id']} END,"
-            f" ({non_numeric}), {raw_json} FROM {LEGACY_TABLE} ORDER BY id"
-        )
-        rows = conn.execute(query).fetchall()
-    finally:
+        cols = [r[1] for r in conn.execute(f"PRAGMA table_info({LEGACY_TABLE})")]
+    except sqlite3.DatabaseError as exc:
+        raise LegacyImportError(f"{path}: not a SQLite database: {exc}") from None
+    if not cols:
         conn.close()
+        raise LegacyImportError(f"{path}: no table {LEGACY_TABLE}")
+    missing = [c for c in ("id", "timestamp", "symbol", *BOOK) if c not in cols]
+    if missing:
+        conn.close()
+        raise LegacyImportError(f"{path}: {LEGACY_TABLE} lacks columns {missing}")
+    return conn, cols
+
+
+def read_legacy(path: str | Path, chunk_rows: int = 100_000) -> pl.DataFrame:
+    """The legacy rows as stored: id, raw timestamp/symbol/exchange/data_source text, the book
+    (Float64, null where SQLite holds NULL), update_id, and `_non_numeric` (a book cell holds
+    text or a blob; that row's book values are not trusted, it is quarantined)."""
+    path = Path(path)
+    conn, cols = _open(path)
+    optional = {c: (c if c in cols else "NULL") for c in ("exchange", "data_source", "update_id")}
     schema = {
         "legacy_id": pl.Int64, "timestamp_raw": pl.String, "timestamp_type": pl.String,
         "symbol_raw": pl.String, "exchange_raw": pl.String, "data_source": pl.String,
-        **{c: pl.Float64 for c in BOOK}, "update_id": pl.Int64, "_non_numeric": pl.Boolean,
-        "_raw": pl.String,
+        **{c: pl.Float64 for c in BOOK}, "update_id": pl.Int64,
     }
-    return pl.DataFrame(rows, schema=schema, orient="row")
+    try:
+        non_numeric = " OR ".join(f"typeof({c}) NOT IN ('real', 'integer', 'null')" for c in BOOK)
+        bad_ids = [r[0] for r in conn.execute(
+            f"SELECT id FROM {LEGACY_TABLE} WHERE {non_numeric}"
+            f" OR typeof({optional['update_id']}) NOT IN ('integer', 'null')")]
+        numeric = [*BOOK, optional["update_id"]]
+        if bad_ids:  # slower path: null out text cells (their rows are flagged below)
+            numeric = [f"CASE WHEN typeof({c}) IN ('real', 'integer') THEN {c} END" for c in numeric]
+        cursor = conn.execute(
+            f"SELECT id, CAST(timestamp AS TEXT), typeof(timestamp), CAST(symbol AS TEXT),"
+            f" CAST({optional['exchange']} AS TEXT), CAST({optional['data_source']} AS TEXT),"
+            f" {', '.join(numeric)} FROM {LEGACY_TABLE} ORDER BY id")
+        frames = []
+        while rows := cursor.fetchmany(chunk_rows):
+            frames.append(pl.DataFrame(rows, schema=schema, orient="row"))
+    finally:
+        conn.close()
+    frame = pl.concat(frames) if frames else pl.DataFrame(schema=schema)
+    return frame.with_columns(pl.col("legacy_id").is_in(bad_ids).alias("_non_numeric"))
+
+
+def legacy_rows_json(path: str | Path, ids: list[int], chunk: int = 500) -> pl.DataFrame:
+    """`(legacy_id, row_json)`: the given rows exactly as stored, every column, as JSON."""
+    conn, cols = _open(Path(path))
+    raw_json = "json_object(" + ", ".join(f"'{c}', {c}" for c in cols if c != "id") + ")"
+    out: list[tuple[int, str]] = []
+    try:
+        for i in range(0, len(ids), chunk):
+            part = ids[i:i + chunk]
+            out += conn.execute(
+                f"SELECT id, {raw_json} FROM {LEGACY_TABLE} WHERE id IN ({', '.join('?' * len(part))})",
+                part).fetchall()
+    finally:
+        conn.close()
+    return pl.DataFrame(out, schema={"legacy_id": pl.Int64, "row_json": pl.String}, orient="row")
 
 
 # ---- cleaning -----------------------------------------------------------------------------
@@ -167,6 +188,12 @@ def _clean_exchange(raw: str | None) -> str | None:
     return exchange if EXCHANGE_RE.match(exchange) else None
 
 
+def _per_unique(values: pl.Series, fn) -> pl.Series:
+    """`fn` applied once per distinct value (few distinct symbols among millions of rows)."""
+    mapping = {v: fn(v) for v in values.unique().to_list()}
+    return pl.Series([mapping[v] for v in values.to_list()], dtype=pl.String)
+
+
 def _invalid_levels(df: pl.DataFrame) -> pl.Series:
     """Per row: a level is inconsistent (see module doc)."""
     bad = pl.lit(False)
@@ -188,8 +215,8 @@ def classify(raw: pl.DataFrame) -> pl.DataFrame:
     ts = [parse_timestamp_us(t, k) for t, k in zip(raw["timestamp_raw"], raw["timestamp_type"], strict=True)]
     df = raw.with_columns(
         pl.Series("ts_us", ts, dtype=pl.Int64),
-        pl.Series("symbol", [_clean_symbol(s) for s in raw["symbol_raw"]], dtype=pl.String),
-        pl.Series("exchange", [_clean_exchange(e) for e in raw["exchange_raw"]], dtype=pl.String),
+        _per_unique(raw["symbol_raw"], _clean_symbol).alias("symbol"),
+        _per_unique(raw["exchange_raw"], _clean_exchange).alias("exchange"),
     )
     upper = BID_PRICE[1:] + ASK_PRICE[1:]
     only_l1 = pl.all_horizontal([pl.col(c).is_null() for c in upper])
@@ -327,10 +354,10 @@ def import_legacy(
 
     q = quarantine.select(
         pl.lit(sha).alias("source_sha256"), "legacy_id", "reason",
-        pl.format("timestamp={} symbol={} exchange={} data_source={}", "timestamp_raw",
-                  "symbol_raw", "exchange_raw", "data_source").alias("detail"),
-        pl.col("_raw").alias("row_json"),
-    )
+        pl.format("timestamp={} symbol={} exchange={} data_source={}",
+                  *(pl.col(c).fill_null("NULL") for c in
+                    ("timestamp_raw", "symbol_raw", "exchange_raw", "data_source"))).alias("detail"),
+    ).join(legacy_rows_json(path, quarantine["legacy_id"].to_list()), on="legacy_id", how="left")
     log_rows = []
     day = pl.col("timestamp").dt.date().cast(pl.String)
     parts = {}

@@ -20,6 +20,7 @@ silence longer than `CCXT_MAX_GAP_S` (then the book is invalid until the next fu
 
 import datetime as dt
 import zlib
+from array import array
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -31,10 +32,16 @@ import numpy as np
 import orjson
 
 from trade_pipeline.market.messages import (
+    F_KIND,
     F_NA,
     F_NB,
+    F_OFF,
+    F_PU,
     F_RECV,
+    F_RULE,
     F_T,
+    F_UFIRST,
+    F_ULAST,
     K_DELTA,
     K_FULL,
     K_REPLAY,
@@ -251,7 +258,7 @@ class ParseContext:
     symbol: str | None = None
     exchange: str | None = None
     tz: dt.tzinfo | None = None  # zone of naive ccxt timestamps (None: UTC)
-    messages: int = 0  # book messages read (see `entries`)
+    messages: int = 0  # book messages read (lines that became a normalized message)
     replays: int = 0  # buffer entries that re-feed an already-read Binance diff
     bad_lines: int = 0
     other_symbol: int = 0
@@ -313,7 +320,7 @@ def _kind(typ: str) -> int:
 
 
 def _bybit_record(obj: dict, recv_ns: int | None, buf: MessageBuffer, ctx: ParseContext) -> None:
-    # Hot path of the recorded-capture ingest: appends straight into the flat buffers.
+    # Format 2, one line (the careful path; `_block_bybit_record_fast` is the bulk path).
     sym = obj["symbol"]
     if sym != ctx.symbol and not ctx.accept_symbol(sym):
         return
@@ -342,10 +349,20 @@ def _bybit_wire(obj: dict, recv_ns: int | None, buf: MessageBuffer, ctx: ParseCo
     sym = data["s"]
     if sym != ctx.symbol and not ctx.accept_symbol(sym):
         return
-    kind = _kind(obj["type"])
+    typ = obj["type"]
+    kind = K_DELTA if typ == "delta" else _kind(typ)
     u = data["u"]
-    buf.add(obj["ts"] * 1000, NULL_I64 if recv_ns is None else recv_ns // 1000, kind, R_BYBIT,
-            u, u, NULL_I64, data["b"], data["a"], strings=True)
+    b = data["b"]
+    a = data["a"]
+    nb, na = len(b), len(a)
+    b += a  # our own parsed list: one conversion pass (the live path's hot spot)
+    lv = buf.levels
+    start = len(lv)
+    lv.extend(map(float, _cf(b)))
+    if len(lv) - start != 2 * (nb + na):
+        raise ValueError("a level is not a [price, size] pair")
+    buf.fields.extend((obj["ts"] * 1000, NULL_I64 if recv_ns is None else recv_ns // 1000, kind,
+                       R_BYBIT, u, u, NULL_I64, nb, na, 0))
 
 
 def _is_full(side: list) -> bool:
@@ -436,44 +453,6 @@ def _block_generic(fmt: str, lines: list, buf: MessageBuffer, ctx: ParseContext,
             ctx.bad(f"{name}:{lineno}", f"malformed message ({type(exc).__name__}: {exc})")
 
 
-def _block_bybit_record(lines: list, buf: MessageBuffer, ctx: ParseContext, name: str,
-                        base: int) -> None:
-    """Format 2, inlined: the hot loop of recorded ingest (same rules as `_bybit_record`)."""
-    loads = orjson.loads
-    lv = buf.levels
-    fl = buf.fields
-    symbol = ctx.symbol
-    for lineno, line in enumerate(lines, base + 1):
-        n_levels = len(lv)
-        n_fields = len(fl)
-        try:
-            obj = loads(line)
-            sym = obj["symbol"]
-            if sym != symbol:
-                if not ctx.accept_symbol(sym):
-                    continue
-                symbol = ctx.symbol
-            typ = obj["type"]
-            kind = K_DELTA if typ == "delta" else _kind(typ)
-            b = obj["bids"]
-            a = obj["asks"]
-            recv = obj.get("received_timestamp_ms")
-            u = obj["update_id"]
-            lv.extend(_cf(b))
-            lv.extend(_cf(a))
-            if len(lv) - n_levels != 2 * (len(b) + len(a)):
-                raise ValueError("a level is not a [price, size] pair")
-            fl.extend((obj["timestamp_ms"] * 1000, NULL_I64 if recv is None else recv * 1000,
-                       kind, R_BYBIT, u, u, NULL_I64, len(b), len(a), 0))
-        except orjson.JSONDecodeError as exc:
-            if line and not line.isspace():
-                ctx.bad(f"{name}:{lineno}", f"invalid JSON ({exc})")
-        except _ERRORS as exc:
-            del lv[n_levels:]
-            del fl[n_fields:]
-            ctx.bad(f"{name}:{lineno}", f"malformed message ({type(exc).__name__}: {exc})")
-
-
 class _Careful(Exception):
     """The fast loop met something it does not handle: redo the block line by line."""
 
@@ -481,10 +460,13 @@ class _Careful(Exception):
 def _block_bybit_record_fast(lines: list, buf: MessageBuffer, ctx: ParseContext) -> bool:
     """Format 2 without per-line checks; False (block rolled back) on anything unusual.
 
-    The careful loop `_block_bybit_record` then redoes the block and counts each bad line.
+    The careful per-line loop (`_block_generic` + `_bybit_record`) then redoes the block and
+    counts each bad line.
     Validation is per block: level counts must match the levels appended (a level that is
-    not a [price, size] pair breaks it), and array('q') rejects non-integer ids and times.
-    Times are converted ms -> us on the block in numpy.
+    not a [price, size] pair breaks it), array('q') rejects non-integer ids and times, and
+    an unknown message type or another symbol sends the block to the careful loop.
+    Per-message fields go to plain lists (cheapest to append) and become int64 columns at the
+    end of the block; times are converted ms -> us there.
     """
     if not lines:
         return True
@@ -492,43 +474,50 @@ def _block_bybit_record_fast(lines: list, buf: MessageBuffer, ctx: ParseContext)
     if symbol is None:
         return False  # let the careful loop pick the stream's symbol
     lv = buf.levels
-    fl = buf.fields
-    l0, f0 = len(lv), len(fl)
+    l0 = len(lv)
     loads = orjson.loads
     lv_extend = lv.extend
-    fl_extend = fl.extend
+    ts: list = []
+    recv: list = []
+    kinds: list = []
+    uids: list = []
+    nbs: list = []
+    nas: list = []
     try:
         for line in lines:
             obj = loads(line)
             if obj["symbol"] != symbol:
                 raise _Careful
             typ = obj["type"]
-            if typ == "delta":
-                kind = K_DELTA
-            elif typ == "snapshot":
-                kind = K_SNAPSHOT
-            else:
-                raise _Careful
+            kinds.append(K_DELTA if typ == "delta" else K_SNAPSHOT if typ == "snapshot" else -1)
             b = obj["bids"]
             a = obj["asks"]
+            nbs.append(len(b))
+            nas.append(len(a))
+            b += a  # our own parsed list: one flatten call per message
             lv_extend(_cf(b))
-            lv_extend(_cf(a))
-            u = obj["update_id"]
-            fl_extend((obj["timestamp_ms"], obj.get("received_timestamp_ms", NULL_I64), kind,
-                       R_BYBIT, u, u, NULL_I64, len(b), len(a), 0))
-        view = np.frombuffer(fl, dtype=np.int64)[f0:].reshape(-1, NFIELDS)
-        ok = 2 * int(view[:, F_NB].sum() + view[:, F_NA].sum()) == len(lv) - l0
-        if ok:
-            view[:, F_T] *= 1000
-            recv = view[:, F_RECV]
-            recv[recv != NULL_I64] *= 1000
-        del view, recv
-    except (_Careful, orjson.JSONDecodeError, *_ERRORS):
+            uids.append(obj["update_id"])
+            ts.append(obj["timestamp_ms"])
+            recv.append(obj["received_timestamp_ms"])
+        block = np.empty((len(ts), NFIELDS), dtype=np.int64)
+        for col, values in ((F_T, ts), (F_RECV, recv), (F_KIND, kinds), (F_ULAST, uids),
+                            (F_NB, nbs), (F_NA, nas)):
+            block[:, col] = np.frombuffer(array("q", values), dtype=np.int64)
+        ok = (2 * int(block[:, F_NB].sum() + block[:, F_NA].sum()) == len(lv) - l0
+              and bool((block[:, F_KIND] >= 0).all()))
+    except (_Careful, orjson.JSONDecodeError, OverflowError, *_ERRORS):
         ok = False
     if not ok:
         del lv[l0:]
-        del fl[f0:]
-    return ok
+        return False
+    block[:, F_T] *= 1000
+    block[:, F_RECV] *= 1000
+    block[:, F_RULE] = R_BYBIT
+    block[:, F_UFIRST] = block[:, F_ULAST]
+    block[:, F_PU] = NULL_I64
+    block[:, F_OFF] = 0
+    buf.fields.frombytes(block.tobytes())
+    return True
 
 
 def parse_block(fmt: str, lines: list, buf: MessageBuffer, ctx: ParseContext, name: str = "live",
@@ -538,11 +527,9 @@ def parse_block(fmt: str, lines: list, buf: MessageBuffer, ctx: ParseContext, na
     Prefixed formats read the `<ns> ` prefix when present, else use recv_ns (the live path
     passes the bare WebSocket frame and its receive time).
     """
-    if fmt == "bybit":
-        if not _block_bybit_record_fast(lines, buf, ctx):
-            _block_bybit_record(lines, buf, ctx, name, base)
-    else:
-        _block_generic(fmt, lines, buf, ctx, name, base, recv_ns)
+    if fmt == "bybit" and _block_bybit_record_fast(lines, buf, ctx):
+        return
+    _block_generic(fmt, lines, buf, ctx, name, base, recv_ns)
 
 
 def parse_line(fmt: str, line: bytes | str, buf: MessageBuffer, ctx: ParseContext,

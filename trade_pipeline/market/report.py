@@ -53,6 +53,7 @@ class SnapshotReport:
             "time_backwards": c.get("time_backwards", 0),
             "time_breaks": c.get("time_breaks", 0),
             "empty_side_skipped": c.get("empty_side_skipped", 0),
+            "bad_levels": c.get("bad_levels", 0),
             "other_symbol": self.other_symbol,
             "control_messages": self.control_messages,
             "non_book": dict(self.non_book),

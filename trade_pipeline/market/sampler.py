@@ -94,7 +94,8 @@ C_TIME_BREAKS = 11  # R_NONE sources: continuity broken by silence > max gap
 C_RESYNCS = 12  # Binance REST snapshots loaded
 C_SNAPSHOTS = 13  # exchange snapshots (incl. Bybit u == 1) and full books applied
 C_REPLAYED = 14  # buffered Binance diffs applied after a REST snapshot (counted once as read)
-NCOUNTERS = 15
+C_BAD_LEVELS = 15  # levels ignored: NaN/inf, price <= 0 or size < 0
+NCOUNTERS = 16
 COUNTER_NAMES = (
     "applied",
     "sessions",
@@ -111,6 +112,7 @@ COUNTER_NAMES = (
     "resyncs",
     "snapshots",
     "replayed",
+    "bad_levels",
 )
 
 # ---- actions (decided purely from state + message) ---------------------------------------
@@ -239,14 +241,27 @@ def _emit_until(limit, inclusive, book, st, prm, cnt, out_i, out_f, r):
 
 
 @nb.njit(cache=True, nogil=True)
-def _apply_levels(book, st, levels, off, nbids, nasks):
+def _good_level(price, size):
+    # a price must be finite and > 0, a size finite and >= 0 (0 deletes); NaN fails both
+    return price > 0.0 and price < np.inf and size >= 0.0 and size < np.inf
+
+
+@nb.njit(cache=True, nogil=True)
+def _apply_levels(book, st, cnt, levels, off, nbids, nasks):
+    """Apply a message's levels; unusable levels (NaN, inf, price <= 0, size < 0) are counted."""
     nb_ = st[S_NB]
     for j in range(off, off + nbids):
-        nb_ = set_level(book[BID_KEYS], book[BID_SIZES], nb_, -levels[j, 0], levels[j, 1])
+        if _good_level(levels[j, 0], levels[j, 1]):
+            nb_ = set_level(book[BID_KEYS], book[BID_SIZES], nb_, -levels[j, 0], levels[j, 1])
+        else:
+            cnt[C_BAD_LEVELS] += 1
     st[S_NB] = nb_
     na_ = st[S_NA]
     for j in range(off + nbids, off + nbids + nasks):
-        na_ = set_level(book[ASK_KEYS], book[ASK_SIZES], na_, levels[j, 0], levels[j, 1])
+        if _good_level(levels[j, 0], levels[j, 1]):
+            na_ = set_level(book[ASK_KEYS], book[ASK_SIZES], na_, levels[j, 0], levels[j, 1])
+        else:
+            cnt[C_BAD_LEVELS] += 1
     st[S_NA] = na_
 
 
@@ -334,7 +349,7 @@ def replay(msgs, levels, i0, book, st, prm, cnt, out_i, out_f):
             st[S_LID] = u_last
             st[S_NB] = 0
             st[S_NA] = 0
-            _apply_levels(book, st, levels, off, nbids, nasks)
+            _apply_levels(book, st, cnt, levels, off, nbids, nasks)
         else:
             if action in (A_START, A_FULL):
                 cnt[C_SNAPSHOTS] += 1
@@ -352,7 +367,7 @@ def replay(msgs, levels, i0, book, st, prm, cnt, out_i, out_f):
                 if step > 0:
                     # never re-emit a grid time an earlier session already covered
                     st[S_NEXT_G] = max(((t + step - 1) // step) * step, st[S_NEXT_G])
-            _apply_levels(book, st, levels, off, nbids, nasks)
+            _apply_levels(book, st, cnt, levels, off, nbids, nasks)
             if replayed:
                 cnt[C_REPLAYED] += 1
             else:

@@ -226,7 +226,7 @@ def write_snapshots(
     initial_state: BookState | dict | None = None,
     tz: str | None = None,
     progress: bool = False,
-    row_group_rows: int = 1 << 20,
+    row_group_rows: int = 1 << 18,
 ) -> tuple[SnapshotReport, BookState]:
     """Stream captures into one Parquet file (flat memory); returns (report, final state).
 

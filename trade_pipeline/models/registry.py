@@ -15,6 +15,8 @@
 """
 
 import datetime as dt
+import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,12 +52,31 @@ class MlflowTarget:
         return cls(settings.mlflow_tracking_uri, settings.mlflow_artifact_uri)
 
     def client(self):
-        import mlflow
         from mlflow import MlflowClient
 
+        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+
+    @contextmanager
+    def active(self):
+        """Point MLflow's fluent API here for the block, then restore the previous state.
+
+        `mlflow.set_tracking_uri` also exports MLFLOW_TRACKING_URI process-wide, which
+        `Settings.load` reads: left set, it would send every other home to this store."""
+        import mlflow
+
+        saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
         mlflow.set_tracking_uri(self.tracking_uri)
         mlflow.set_registry_uri(self.tracking_uri)
-        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+        try:
+            yield
+        finally:
+            mlflow.set_tracking_uri(saved["MLFLOW_TRACKING_URI"])
+            mlflow.set_registry_uri(saved["MLFLOW_REGISTRY_URI"])
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
 
 
 @dataclass(frozen=True)
@@ -206,7 +227,7 @@ def log_and_register(
         "top_features": [r["feature"] for r in result.importance[:10]],
         "partitions": result.partitions[:400],
     }
-    with mlflow.start_run(experiment_id=exp_id) as run:
+    with target.active(), mlflow.start_run(experiment_id=exp_id) as run:
         mlflow.set_tags({
             "exchange": exchange, "symbol": symbol, "horizon": result.horizon,
             "task": result.config.task, "feature_catalog_hash": spec["feature_catalog_hash"],
@@ -269,11 +290,20 @@ def get_by_alias(client, name: str, alias: str):
         raise
 
 
-def version_metadata(name: str, version: str) -> dict:
+def version_metadata(target: MlflowTarget, name: str, version: str) -> dict:
     """The metadata logged with a model version (feature spec, horizon, task, ranges)."""
     import mlflow.models
 
-    return dict(mlflow.models.get_model_info(f"models:/{name}/{version}").metadata or {})
+    with target.active():
+        return dict(mlflow.models.get_model_info(f"models:/{name}/{version}").metadata or {})
+
+
+def load_booster(target: MlflowTarget, name: str, version: str):
+    """The LightGBM booster of a registered model version."""
+    import mlflow.lightgbm
+
+    with target.active():
+        return mlflow.lightgbm.load_model(f"models:/{name}/{version}")
 
 
 def champion_gate(
@@ -283,14 +313,12 @@ def champion_gate(
     """Score challenger and champion on the challenger's tail rows of `frame`; move
     `champion` when the challenger wins by `margin`. `frame` must hold those rows (and the
     rows after them that their labels need): the training frame, or the same lake range."""
-    import mlflow.lightgbm
-
     from trade_pipeline.models import serving
     from trade_pipeline.models.training import Costs, TrainConfig, score_on_tail, tail_score
 
     client = target.client()
     challenger = client.get_model_version(name, str(challenger_version))
-    meta = version_metadata(name, challenger.version)
+    meta = version_metadata(target, name, challenger.version)
     bounds = (dt.datetime.fromisoformat(meta["tail_start"]),
               dt.datetime.fromisoformat(meta["tail_end"]))
     costs = Costs() if fee_bps_per_side is None else Costs(fee_bps_per_side=fee_bps_per_side)
@@ -298,7 +326,7 @@ def champion_gate(
     zone = meta.get("dead_zone")
 
     def score(version: str, features: list[str]) -> float:
-        booster = mlflow.lightgbm.load_model(f"models:/{name}/{version}")
+        booster = load_booster(target, name, version)
         metrics = score_on_tail(booster.predict, features, frame, bounds, config, zone)
         return tail_score(metrics, config.task)
 
@@ -318,7 +346,7 @@ def champion_gate(
         return decide(True, None, None, "no champion yet")
     if str(champion.version) == str(challenger.version):
         return decide(True, str(champion.version), chal_score, "challenger is the champion")
-    champ_meta = version_metadata(name, champion.version)
+    champ_meta = version_metadata(target, name, champion.version)
     try:
         serving.check_feature_spec(champ_meta)
     except serving.ServingError as exc:
@@ -339,7 +367,7 @@ def champion_info(target: MlflowTarget, name: str) -> dict | None:
     mv = get_by_alias(client, name, CHAMPION)
     if mv is None:
         return None
-    meta = version_metadata(name, mv.version)
+    meta = version_metadata(target, name, mv.version)
     return {
         "version": str(mv.version), "run_id": mv.run_id,
         "created": dt.datetime.fromtimestamp(mv.creation_timestamp / 1000, tz=dt.UTC),

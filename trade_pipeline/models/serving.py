@@ -12,7 +12,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from trade_pipeline.models.compiled import CompiledBooster
-from trade_pipeline.models.registry import MlflowTarget, get_by_alias, version_metadata
+from trade_pipeline.models.registry import (
+    MlflowTarget,
+    get_by_alias,
+    load_booster,
+    version_metadata,
+)
 
 
 class ServingError(RuntimeError):
@@ -109,8 +114,6 @@ def load(settings=None, ref: str = "", tracking_uri: str | None = None,
          target: MlflowTarget | None = None) -> CompiledModel:
     """Load `NAME@ALIAS` (or `NAME/VERSION`) from the registry of `settings` (or `target` /
     `tracking_uri`), check it against the catalog, compile it."""
-    import mlflow.lightgbm
-
     name, alias, version = parse_ref(ref)
     if target is None:
         if settings is None:
@@ -125,9 +128,9 @@ def load(settings=None, ref: str = "", tracking_uri: str | None = None,
             raise ServingError(f"no model version {name}@{alias} in {target.tracking_uri}")
     else:
         mv = client.get_model_version(name, version)
-    meta = version_metadata(name, mv.version)
+    meta = version_metadata(target, name, str(mv.version))
     check_feature_spec(meta)
-    booster = mlflow.lightgbm.load_model(f"models:/{name}/{mv.version}")
+    booster = load_booster(target, name, str(mv.version))
     return compile_booster(booster, name, str(mv.version), meta, alias, mv.run_id)
 
 

@@ -466,9 +466,12 @@ def train_model(
             fold_metrics.append(metrics)
             scores.append(tail_score(metrics, config.task))
         trial.set_user_attr("fold_metrics", fold_metrics)
-        finite = [s for s in scores if math.isfinite(s)]
-        # A fold with an undefined score (constant predictions) counts as the worst case.
-        return float(np.mean(scores)) if len(finite) == len(scores) else -1e9
+        # A fold whose IC is undefined (the booster predicts a constant: it found nothing)
+        # ranks like a fold with no information, i.e. IC 0, for the search only; the
+        # reported fold metric stays undefined (None).
+        if config.task == "regression":
+            scores = [s if math.isfinite(s) else 0.0 for s in scores]
+        return float(np.mean(scores)) if all(math.isfinite(s) for s in scores) else -1e9
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(

@@ -87,6 +87,8 @@ class PaperTrader:
         self.online_store = online_store
         self.tick_to_signal_ns: list[int] = []
         self.equity_curve: list[float] = []
+        self._written_rows = 0
+        self._written_trades = 0
         self.messages = 0
         self.rows = 0
         self.last_x: np.ndarray | None = None
@@ -146,6 +148,23 @@ class PaperTrader:
         if self.online_store is not None:
             self.online_store.put(self.exchange, self.symbol, main.ts_us[-1], self.last_x,
                                   str(main.model.version))
+
+    def take_unwritten(self, run_id: str) -> dict:
+        """Trades and predictions not yet handed to the warehouse (marks them handed)."""
+        from trade_pipeline.trading.store import predictions_frame
+
+        lo, hi = self._written_rows, self.rows
+        preds = []
+        for track in [self.main] + ([self.shadow] if self.shadow else []):
+            if hi > lo:
+                preds.append(predictions_frame(
+                    track.ts_us[lo:hi], track.predictions[lo:hi], track.signals[lo:hi],
+                    exchange=self.exchange, symbol=self.symbol, model_name=track.model.name,
+                    model_version=track.model.version, source="paper", run_id=run_id))
+        t0 = self._written_trades
+        trades = self.engine.trades[t0:]
+        self._written_rows, self._written_trades = hi, t0 + len(trades)
+        return {"trades": trades, "trade_offset": t0, "predictions": preds}
 
     def flatten_now(self, reason: str):
         """Kill switch / stale data: close at the last book seen and halt (both tracks)."""
@@ -219,13 +238,16 @@ async def run_stream(trader: PaperTrader, *args, stop_signals: bool = False, **k
 
 async def _run_stream(trader: PaperTrader, url: str, symbol: str, duration_s: float, *,
                      stale: StaleDataGuard, kill: KillSwitch, flush_at_end: bool = True,
-                     max_reconnects: int = 10, end_of_stream=None) -> LoopResult:
+                     max_reconnects: int = 10, end_of_stream=None, flush=None,
+                     flush_every_s: float = 5.0) -> LoopResult:
     """Subscribe to `orderbook.50.<symbol>` at `url` and feed the trader until the duration
     ends (then the sampler's last rows are flushed), the kill switch trips or data goes
     stale (both: flatten and stop). Reconnects with backoff on a dropped connection.
 
     `end_of_stream` (optional callable): checked whenever the socket has been idle for
-    0.1 s; True ends the run like the duration does (a replayed file that was fully sent)."""
+    0.1 s; True ends the run like the duration does (a replayed file that was fully sent).
+    `flush` (optional callable, run in a worker thread every `flush_every_s`): writes the
+    rows produced so far (it receives `trader.take_unwritten`'s batch)."""
     import websockets
     from websockets.asyncio.client import connect
 
@@ -233,6 +255,7 @@ async def _run_stream(trader: PaperTrader, url: str, symbol: str, duration_s: fl
 
     start = time.monotonic()
     deadline = start + duration_s
+    next_flush = start + flush_every_s
     connections = 0
     stale.touch()
     stop = "duration"
@@ -262,6 +285,9 @@ async def _run_stream(trader: PaperTrader, url: str, symbol: str, duration_s: fl
                     if now >= next_ping:
                         await ws.send(ping_request("paper"))
                         next_ping = now + PING_INTERVAL_S
+                    if flush is not None and now >= next_flush:
+                        await asyncio.to_thread(flush, trader.take_unwritten(flush.run_id))
+                        next_flush = time.monotonic() + flush_every_s
                     timeout = max(0.0, min(deadline - now, stale.remaining(now) + 1e-3,
                                            next_ping - now, kill.check_every_s, 0.1))
                     try:
@@ -314,7 +340,8 @@ def run_paper(settings: Settings, *, config: TradingConfig, url: str, duration_s
               redis_url: str | None = None, redis_prefix: str = "trade_pipeline", ttl_s: float = 30.0,
               kill_file=None, install_signal: bool = False, store: bool = True, mlflow: bool = True,
               run_id: str | None = None, tracking_uri: str | None = None,
-              artifact_uri: str | None = None, end_of_stream=None) -> dict:
+              artifact_uri: str | None = None, end_of_stream=None,
+              flush_every_s: float = 5.0) -> dict:
     """One paper session end to end; returns its summary (and stores it)."""
     from trade_pipeline.features.catalog import FEATURE_NAMES
     from trade_pipeline.trading.online_store import OnlineStore
@@ -329,14 +356,39 @@ def run_paper(settings: Settings, *, config: TradingConfig, url: str, duration_s
         redis_client = redis.Redis.from_url(redis_url)
         online = OnlineStore(redis_client, redis_prefix, list(FEATURE_NAMES), ttl_s)
     trader = build_trader(settings, config, model, shadow, online)
+    flusher = None
+    if store:
+        from trade_pipeline.trading.service import ensure_warehouse
+
+        ensure_warehouse(settings)
+        flusher = _Flusher(settings, run_id, trader.exchange, trader.symbol)
     kill = KillSwitch(path=kill_file or settings.home / "KILL", redis_client=redis_client,
                       redis_key=f"{redis_prefix}:kill" if redis_client is not None else None,
                       install_signal=install_signal)
     loop = asyncio.run(run_stream(trader, url, settings.symbol, duration_s,
                                   stale=StaleDataGuard(stale_after_s), kill=kill,
-                                  end_of_stream=end_of_stream, stop_signals=install_signal))
+                                  end_of_stream=end_of_stream, stop_signals=install_signal,
+                                  flush=flusher, flush_every_s=flush_every_s))
     return finish_run(settings, trader, loop, run_id=run_id, store=store, mlflow=mlflow,
-                      tracking_uri=tracking_uri, artifact_uri=artifact_uri)
+                      tracking_uri=tracking_uri, artifact_uri=artifact_uri,
+                      flushed=flusher.written if flusher else None)
+
+
+class _Flusher:
+    """Writes a running session's new trades and predictions to the warehouse."""
+
+    def __init__(self, settings: Settings, run_id: str, exchange: str, symbol: str):
+        self.settings, self.run_id, self.exchange, self.symbol = settings, run_id, exchange, symbol
+        self.written = {"trades": 0, "predictions": 0, "flushes": 0}
+
+    def __call__(self, batch: dict) -> None:
+        from trade_pipeline.trading.store import append_rows
+
+        n = append_rows(self.settings, run_id=self.run_id, source="paper", exchange=self.exchange,
+                        symbol=self.symbol, **batch)
+        for k, v in n.items():
+            self.written[k] += v
+        self.written["flushes"] += 1
 
 
 def summary(trader: PaperTrader, loop: LoopResult | None, run_id: str) -> dict:
@@ -377,29 +429,29 @@ def _sampler_counters(sampler) -> dict | None:
 
 def finish_run(settings: Settings, trader: PaperTrader, loop: LoopResult | None, *, run_id: str,
                store: bool = True, mlflow: bool = True, tracking_uri: str | None = None,
-               artifact_uri: str | None = None) -> dict:
-    from trade_pipeline.trading.store import predictions_frame, write_run
+               artifact_uri: str | None = None, flushed: dict | None = None) -> dict:
+    from trade_pipeline.trading.store import write_run
 
     out = summary(trader, loop, run_id)
     if store and trader.rows:
         from trade_pipeline.trading.service import ensure_warehouse
 
         ensure_warehouse(settings)
-        preds = []
-        for track in [trader.main] + ([trader.shadow] if trader.shadow else []):
-            preds.append(predictions_frame(
-                track.ts_us, track.predictions, track.signals, exchange=trader.exchange,
-                symbol=trader.symbol, model_name=track.model.name, model_version=track.model.version,
-                source="paper", run_id=run_id))
+        rest = trader.take_unwritten(run_id)
         ts = trader.main.ts_us
         metrics = {**out["metrics"], **{k: v for k, v in out.items() if k.startswith("tick_to_signal")},
                    "messages": trader.messages, "stop_reason": out["stop_reason"], "ab": out["ab"],
                    "shadow": trader.shadow.model.label if trader.shadow else None}
-        out["written"] = write_run(
+        written = write_run(
             settings, run_id=run_id, source="paper", model=trader.main.model.label,
             start_us=int(ts[0]), end_us=int(ts[-1]), metrics=metrics,
-            config=trader.config.as_dict(), trades=trader.engine.trades, predictions=preds,
-            exchange=trader.exchange, symbol=trader.symbol)
+            config=trader.config.as_dict(), trades=rest["trades"], predictions=rest["predictions"],
+            trade_offset=rest["trade_offset"], exchange=trader.exchange, symbol=trader.symbol)
+        flushed = flushed or {}
+        out["written"] = {"backtest_results": 1,
+                          "trades": written["trades"] + flushed.get("trades", 0),
+                          "predictions": written["predictions"] + flushed.get("predictions", 0),
+                          "flushes_before_end": flushed.get("flushes", 0)}
     if mlflow and trader.rows:
         from trade_pipeline.trading.plots import equity_drawdown_png
         from trade_pipeline.trading.tracking import log_run

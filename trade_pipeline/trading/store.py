@@ -62,9 +62,11 @@ def predictions_frame(ts_us, predictions, signals, *, exchange: str, symbol: str
     })
 
 
-def trades_rows(trades: list[Trade], *, run_id: str, source: str, exchange: str, symbol: str) -> pl.DataFrame:
+def trades_rows(trades: list[Trade], *, run_id: str, source: str, exchange: str, symbol: str,
+                offset: int = 0) -> pl.DataFrame:
+    """Trade ids are the fill's position in the run (`offset` + index), zero-padded."""
     return pl.DataFrame({
-        "trade_id": [f"{i:07d}" for i in range(len(trades))],
+        "trade_id": [f"{offset + i:07d}" for i in range(len(trades))],
         "run_id": [run_id] * len(trades),
         "source": [source] * len(trades),
         "timestamp": pl.Series([t.fill_us for t in trades], dtype=pl.Int64).cast(pl.Datetime("us")).dt.replace_time_zone("UTC"),
@@ -107,8 +109,10 @@ def write_run(
     predictions: list[pl.DataFrame] | None = None,
     exchange: str | None = None,
     symbol: str | None = None,
+    trade_offset: int = 0,
 ) -> dict:
-    """One run (backtest or paper) in one transaction: its result row, trades and predictions.
+    """One run (backtest or paper) in one transaction: its result row, trades and predictions
+    (for a paper run: those not yet written by `append_rows`, trade ids from `trade_offset`).
     Returns the row counts written."""
     from trade_pipeline.lake.warehouse import session
 
@@ -128,13 +132,35 @@ def write_run(
                  json.dumps(metrics), json.dumps(_json_safe(config))],
             )
             n_trades = _insert(conn, "trades", trades_rows(
-                trades, run_id=run_id, source=source, exchange=exchange, symbol=symbol), TRADE_COLUMNS)
+                trades, run_id=run_id, source=source, exchange=exchange, symbol=symbol,
+                offset=trade_offset), TRADE_COLUMNS)
             n_preds = sum(_insert(conn, "predictions", p, PREDICTION_COLUMNS) for p in predictions or [])
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
     return {"backtest_results": 1, "trades": n_trades, "predictions": n_preds}
+
+
+def append_rows(settings: Settings, *, run_id: str, source: str, exchange: str, symbol: str,
+                trades: list[Trade], trade_offset: int, predictions: list[pl.DataFrame]) -> dict:
+    """A running session's new trades and predictions, in one short transaction (paper
+    trading flushes every few seconds so a crash loses little and monitors see the run)."""
+    from trade_pipeline.lake.warehouse import session
+
+    with session(settings) as conn:
+        _check_tables(conn)
+        conn.execute("BEGIN TRANSACTION")
+        try:
+            n_trades = _insert(conn, "trades", trades_rows(
+                trades, run_id=run_id, source=source, exchange=exchange, symbol=symbol,
+                offset=trade_offset), TRADE_COLUMNS)
+            n_preds = sum(_insert(conn, "predictions", p, PREDICTION_COLUMNS) for p in predictions)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return {"trades": n_trades, "predictions": n_preds}
 
 
 def read_run(settings: Settings, run_id: str) -> dict:

@@ -24,15 +24,16 @@ def _numeric(d: dict) -> dict:
             if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)}
 
 
-def experiment_id(settings: Settings, tracking_uri: str | None = None,
-                  artifact_uri: str | None = None) -> str:
-    import mlflow
+def _client(settings: Settings, tracking_uri: str | None):
+    # Only the client API: the fluent one (mlflow.set_tracking_uri) exports
+    # MLFLOW_TRACKING_URI process-wide, which would redirect other homes' settings.
     from mlflow import MlflowClient
 
     uri = tracking_uri or settings.mlflow_tracking_uri
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    client = MlflowClient(tracking_uri=uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def experiment_id(client, settings: Settings, artifact_uri: str | None = None) -> str:
     name = f"{EXPERIMENT_PREFIX}/{settings.exchange}/{settings.symbol}"
     exp = client.get_experiment_by_name(name)
     if exp is not None:
@@ -46,21 +47,35 @@ def log_run(settings: Settings, *, run_name: str, kind: str, params: dict, metri
             tags: dict | None = None, tracking_uri: str | None = None,
             artifact_uri: str | None = None) -> str:
     """One MLflow run holding a backtest's or a paper session's figures; returns its id."""
-    import mlflow
+    import time
 
-    exp = experiment_id(settings, tracking_uri, artifact_uri)
-    with mlflow.start_run(experiment_id=exp, run_name=run_name) as run:
-        mlflow.set_tags({"kind": kind, **(tags or {})})
-        flat = {k: str(v) for k, v in _flat("", params, {}).items()}
-        mlflow.log_params({k: v[:500] for k, v in flat.items()})
-        mlflow.log_metrics(_numeric(metrics))
+    from mlflow.entities import Metric, Param, RunTag
+
+    client = _client(settings, tracking_uri)
+    exp = experiment_id(client, settings, artifact_uri)
+    run = client.create_run(exp, run_name=run_name,
+                            tags={"kind": kind, **{k: str(v) for k, v in (tags or {}).items()}})
+    run_id = run.info.run_id
+    try:
+        now = int(time.time() * 1000)
+        flat = {k: str(v)[:500] for k, v in _flat("", params, {}).items()}
+        client.log_batch(
+            run_id,
+            metrics=[Metric(k, v, now, 0) for k, v in _numeric(metrics).items()],
+            params=[Param(k, v) for k, v in flat.items()],
+            tags=[RunTag("mlflow.runName", run_name)],
+        )
         with tempfile.TemporaryDirectory() as tmp:
             for name, data in (pngs or {}).items():
                 path = Path(tmp) / name
                 path.write_bytes(data)
-                mlflow.log_artifact(str(path), artifact_path="plots")
+                client.log_artifact(run_id, str(path), artifact_path="plots")
             for name, frame in (tables or {}).items():
                 path = Path(tmp) / name
                 frame.write_csv(path)
-                mlflow.log_artifact(str(path), artifact_path="tables")
-        return run.info.run_id
+                client.log_artifact(run_id, str(path), artifact_path="tables")
+    except BaseException:
+        client.set_terminated(run_id, status="FAILED")
+        raise
+    client.set_terminated(run_id)
+    return run_id

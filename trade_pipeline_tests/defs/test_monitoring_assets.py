@@ -69,6 +69,7 @@ def test_feature_stats_asset_writes_the_lake_and_passes_its_checks(settings):
     meta = result.asset_materializations_for_node("feature_stats")[0].metadata
     assert meta["dagster/row_count"].value == len(FEATURE_NAMES)
     assert meta["null_rate"].value == pytest.approx(10 / 500)
+    assert "data:image/png;base64," in meta["null_rate_plot"].value
     evals = _checks_of(result, "feature_stats")
     assert evals["schema"].passed and evals["row_count"].passed
 

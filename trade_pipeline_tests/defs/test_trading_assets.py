@@ -14,6 +14,13 @@ from trade_pipeline_tests.trading.helpers import register, train_booster
 DAY = "2025-07-07"
 
 
+@pytest.fixture(autouse=True)
+def _no_mlflow_env(monkeypatch):
+    # mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI, which Settings.load reads.
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+
+
 @pytest.mark.slow
 def test_backtest_results_asset(bybit_delta_files, tmp_path):
     from trade_pipeline.features.batch import compute_features

@@ -141,11 +141,17 @@ def test_two_concurrent_partition_runs_share_the_pool(tmp_path: Path) -> None:
     # The concurrency section of deploy/dagster.yaml (the PostgreSQL storage is not needed).
     deploy = yaml.safe_load((REPO_ROOT / "deploy" / "dagster.yaml").read_text())
     (dagster_home / "dagster.yaml").write_text(yaml.safe_dump({"concurrency": deploy["concurrency"]}))
+    env = {**os.environ, "DAGSTER_HOME": str(dagster_home)}
+    # Create the instance's storage once and pin the pool, as a deployment does (two fresh
+    # processes would otherwise race to create the same SQLite storage).
+    dagster_cli = Path(sys.executable).parent / "dagster"
+    out = subprocess.run([str(dagster_cli), "instance", "concurrency", "set", DUCKDB_POOL, "1"],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
     with wconn.session(home / "warehouse.duckdb") as conn:
         migrations.migrate(conn, str(home / "lake"))
     script = tmp_path / "writer.py"
     script.write_text(WRITER)
-    env = {**os.environ, "DAGSTER_HOME": str(dagster_home)}
     start_at = time.time() + 12  # after both processes imported dagster (slow under load)
     procs = [subprocess.Popen([sys.executable, str(script), str(home), day, str(start_at)], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

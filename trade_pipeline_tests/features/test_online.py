@@ -109,3 +109,32 @@ def test_online_equals_batch_on_all_shared_data(real_snapshots):
     for name, snaps in real_snapshots.items():
         assert snaps.height > 1000, name
         assert_engines_agree(snaps)
+
+
+@pytest.mark.slow
+def test_batch_matches_slow_reference_on_real_books(real_snapshots):
+    from trade_pipeline_tests.features.reference import assert_close, reference
+
+    for snaps in real_snapshots.values():
+        part = snaps.slice(snaps.height // 2, 600)
+        f = compute_features(part)
+        for i, row in enumerate(reference(part)):
+            for name, expected in row.items():
+                assert_close(f[name][i], expected, name, i)
+
+
+@pytest.mark.slow
+def test_real_day_split_mid_session_equals_the_whole(real_snapshots):
+    """A partition cut inside a long real session, warmed up, equals the uncut run."""
+    from trade_pipeline.features.warmup import compute_partition
+
+    snaps = real_snapshots["bybit_format3"]  # one 50 minute session
+    cut = snaps.height * 2 // 3
+    head, tail = snaps.head(cut), snaps.slice(cut)
+    feats, warm = compute_partition(tail, lambda k: head if k == 1 else None)
+    assert warm.complete and 0 < warm.n_rows < cut
+    whole = compute_features(snaps).slice(cut)
+    x, y = feats.select(FEATURE_NAMES).to_numpy(), whole.select(FEATURE_NAMES).to_numpy()
+    assert (np.isnan(x) == np.isnan(y)).all()
+    x, y = np.nan_to_num(x), np.nan_to_num(y)
+    assert (np.abs(x - y) <= np.maximum(1e-12, 1e-9 * np.abs(y))).all()

@@ -213,3 +213,20 @@ def test_cli_prints_counts_per_reason(tmp_path: Path, legacy_db, capsys) -> None
     for reason, count in truth["defects"].items():
         assert f"{reason}" in out and str(count) in out
     assert f"imported {len(truth['rows'])} rows in 2 sessions" in out
+
+
+def test_text_in_a_book_column_is_quarantined(settings, conn, tmp_path: Path) -> None:
+    path = tmp_path / "t.db"
+    db = sqlite3.connect(path)
+    db.execute(LEGACY_DDL)
+    bids = [(100.0 - i, 1.0) for i in range(10)]
+    asks = [(101.0 + i, 1.0) for i in range(10)]
+    insert(db, "2025-07-07 00:00:00", "BTCUSDT", bids, asks)
+    insert(db, "2025-07-07 00:00:01", "BTCUSDT", bids, asks)
+    db.execute("UPDATE l2_training_data_practical SET bid_size_3 = 'lots' WHERE id = 2")
+    db.commit()
+    db.close()
+    report = legacy.import_legacy(settings, path, conn)
+    assert (report.rows_imported, report.quarantined) == (1, {"non_numeric_book": 1})
+    row = conn.execute("SELECT row_json->>'bid_size_3' FROM legacy_quarantine").fetchall()
+    assert row == [("lots",)]

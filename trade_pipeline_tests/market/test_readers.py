@@ -208,3 +208,42 @@ def test_readers_stream_with_flat_memory(tmp_path):
     big, n_big = peak(_delta_file(tmp_path / "b.jsonl.gz", 40_000))
     assert n_big == 4 * n_small - 3
     assert big < 1.5 * small + 1_000_000, (small, big)  # not proportional to the file
+
+
+def _parse_both(lines):
+    from trade_pipeline.market.messages import MessageBuffer
+    from trade_pipeline.market.readers import ParseContext, _block_generic, parse_block
+
+    out = []
+    for fn in (lambda b, c: parse_block("bybit", lines, b, c, "f", 0),
+               lambda b, c: _block_generic("bybit", lines, b, c, "f", 0)):
+        buf, ctx = MessageBuffer(), ParseContext(symbol="BTCUSDT")
+        fn(buf, ctx)
+        msgs, levels = buf.arrays()
+        out.append((msgs.tolist(), levels.tolist(), ctx.bad_lines, ctx.other_symbol))
+    return out
+
+
+def test_fast_block_parser_equals_careful_parser_on_good_and_bad_lines():
+    import orjson
+
+    good = [orjson.dumps(rec(1000 + i, "snapshot" if i == 0 else "delta", 5 + i,
+                             bids=[(100.0, 1.0 + i)], asks=[(100.1, 2.0)] * (i % 3)))
+            for i in range(20)]
+    fast, careful = _parse_both(good)
+    assert fast == careful and fast[2] == 0 and len(fast[0]) == 20
+    variants = [
+        b"{broken",
+        orjson.dumps(rec(2000, "delta", 99, bids=[(1.0, 1.0)], symbol="ETHUSDT")),
+        orjson.dumps(rec(2000, "weird", 99)),
+        orjson.dumps(rec(2000, "delta", 99, bids=[[1.0, 2.0, 3.0]])),
+        orjson.dumps(rec(2000, "delta", 99, bids=[[1.0]])),
+        orjson.dumps(rec(2000, "delta", 99) | {"received_timestamp_ms": None}),
+        orjson.dumps(rec(2000.5, "delta", 99)),
+        orjson.dumps({k: v for k, v in rec(2000, "delta", 99).items() if k != "update_id"}),
+        b"",
+    ]
+    for bad in variants:
+        lines = [*good[:10], bad, *good[10:]]
+        fast, careful = _parse_both(lines)
+        assert fast == careful, bad

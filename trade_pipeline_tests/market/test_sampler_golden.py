@@ -182,3 +182,22 @@ def test_session_ids_unique_when_sessions_start_at_the_same_time(tmp_path):
     ]
     res = build_snapshots([write_lines(tmp_path / "s.jsonl.gz", msgs)], cadence="event")
     assert res.frame["session_id"].to_list() == [1_000_000, 1_000_001, 1_000_001]
+
+
+def test_unusable_levels_are_counted_not_applied(tmp_path):
+    raw = tmp_path / "n.jsonl"
+    lines = [
+        rec(1000, "snapshot", 5, **SNAP),
+        # NaN is not JSON: write the line by hand; then a negative price and a negative size
+        b'{"exchange": "bybit", "symbol": "BTCUSDT", "timestamp_ms": 1010, "type": "delta", '
+        b'"received_timestamp_ms": 1011, "bids": [[100.0, NaN]], "asks": [], "update_id": 6}',
+        rec(1020, "delta", 6, bids=[(-5.0, 1.0), (100.0, -1.0), (99.5, 1.0)]),
+        rec(1100, "delta", 7, asks=[(100.1, 4.0)]),
+    ]
+    res = build_snapshots([write_lines(raw, lines, gz=False)])
+    rep = res.report.to_dict()
+    assert rep["bad_lines"] == 1 and rep["bad_levels"] == 2 and rep["gaps"] == 0
+    row = res.frame.row(-1, named=True)
+    assert (row["bid_price_1"], row["bid_size_1"]) == (100.0, 1.0)
+    assert (row["bid_price_2"], row["bid_price_3"]) == (99.9, 99.5)
+    assert row["ask_size_1"] == 4.0

@@ -26,7 +26,8 @@ def feature_frame(
     spread = np.full(n, 0.1)
     cols = {name: rng.normal(size=n) for name in FEATURE_NAMES}
     cols.update(mid_price=mid, spread=spread, order_book_imbalance=obi,
-                spread_bps=spread / mid * 1e4)
+                # stationary (a random-walk mid would make it drift from day to day)
+                spread_bps=spread / 100_000 * 1e4 + rng.normal(scale=1e-3, size=n))
     cols["mid_price_return"] = np.r_[np.nan, mid[1:] / mid[:-1] - 1]
     frame = pl.DataFrame(
         {

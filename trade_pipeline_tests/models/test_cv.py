@@ -1,6 +1,7 @@
 """Purged walk-forward CV: no label window crosses a split; the tail stays unseen."""
 
 import datetime as dt
+import itertools
 
 import numpy as np
 import pytest
@@ -65,6 +66,6 @@ def test_folds_walk_forward() -> None:
     ts = np.arange(5000) * 100_000
     split = make_split(ts, "1s", n_folds=3)
     tests = [f.test for f in split.folds]
-    assert all(a.max() < b.min() for a, b in zip(tests, tests[1:], strict=False))
+    assert all(a.max() < b.min() for a, b in itertools.pairwise(tests))
     assert all(len(f.fit) < len(g.fit) for f, g in zip(split.folds, split.folds[1:], strict=False))
     assert split.tail.min() == 4000

@@ -33,7 +33,11 @@ def store(tmp_path_factory, frame, results):
         ref = registry.log_and_register(result, target, "bybit", "BTCUSDT", example)
         refs.append(ref)
         gates.append(registry.champion_gate(target, ref.name, ref.version, frame, margin=margin))
-    return settings, target, refs, gates
+    return settings, target, refs, gates, results
+
+
+def store_results(store):
+    return store[4]
 
 
 def test_names() -> None:
@@ -44,7 +48,7 @@ def test_names() -> None:
 
 @pytest.mark.slow
 def test_logged_run_and_aliases(store) -> None:
-    settings, target, refs, gates = store
+    settings, target, refs, gates, _ = store
     client = target.client()
     assert [r.name for r in refs] == ["btc_l2_1s", "btc_l2_1s"]
     assert str(client.get_model_version_by_alias("btc_l2_1s", "challenger").version) == refs[1].version
@@ -54,21 +58,23 @@ def test_logged_run_and_aliases(store) -> None:
     run = client.get_run(refs[0].run_id)
     assert run.data.tags["feature_catalog_hash"]
     assert "cv_ic" in run.data.metrics and "tail_ic" in run.data.metrics
-    assert len(client.get_metric_history(refs[0].run_id, "cv_ic")) == 3  # one per fold
+    defined = sum(fm["ic"] is not None for fm in store_results(store)[0].fold_metrics)
+    assert len(client.get_metric_history(refs[0].run_id, "cv_ic")) == defined  # one per fold
+    assert len(client.get_metric_history(refs[0].run_id, "cv_rmse")) == 3
     files = {f.path for f in client.list_artifacts(refs[0].run_id, "plots")}
     assert files == {"plots/importance.png", "plots/predicted_vs_realized.png",
                      "plots/calibration.png"}
     exp = client.get_experiment(refs[0].experiment_id)
     assert exp.name == "l2_bybit_BTCUSDT_1s"
     assert exp.artifact_location.startswith(settings.mlflow_artifact_uri)
-    meta = registry.version_metadata("btc_l2_1s", refs[0].version)
+    meta = registry.version_metadata(target, "btc_l2_1s", refs[0].version)
     assert meta["features"] == [*registry.feature_spec(meta["features"])["features"]]
     assert set(meta["feature_versions"]) == set(meta["features"])
 
 
 @pytest.mark.slow
 def test_gate_compares_on_the_same_tail(store, frame, results) -> None:
-    settings, target, refs, gates = store
+    _settings, target, refs, _gates, _ = store
     # v2 re-gated with no margin: promoted only if it really scores >= v1 on v2's tail
     decision = registry.champion_gate(target, refs[1].name, refs[1].version, frame, margin=0.0)
     assert decision.challenger_score == pytest.approx(results[1].score)
@@ -79,7 +85,7 @@ def test_gate_compares_on_the_same_tail(store, frame, results) -> None:
 
 @pytest.mark.slow
 def test_serving_loads_by_alias_and_matches_lightgbm(store, frame, results) -> None:
-    settings, target, refs, gates = store
+    settings, _target, refs, _gates, _ = store
     model = serving.load(settings, "btc_l2_1s@champion")
     assert model.version == refs[0].version and model.feature_names == results[0].features
     x = frame.select(model.feature_names).to_numpy()[:2000]
@@ -94,8 +100,8 @@ def test_serving_loads_by_alias_and_matches_lightgbm(store, frame, results) -> N
 def test_serving_refuses_changed_feature_versions(store, monkeypatch) -> None:
     from trade_pipeline.features import catalog
 
-    settings, target, refs, gates = store
-    first = registry.version_metadata("btc_l2_1s", refs[0].version)["features"][0]
+    settings, target, refs, _gates, _ = store
+    first = registry.version_metadata(target, "btc_l2_1s", refs[0].version)["features"][0]
     specs = dict(catalog.SPECS)
     specs[first] = dataclasses.replace(specs[first], version=specs[first].version + 1)
     monkeypatch.setattr(catalog, "SPECS", specs)

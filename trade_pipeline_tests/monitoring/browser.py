@@ -72,6 +72,21 @@ class Page:
             " if (b) { b.click(); return true; } return false; })()"
         ))
 
+    def click_text(self, text: str) -> bool:
+        """Click the innermost element whose visible text is exactly `text`."""
+        return bool(self.evaluate(
+            "(() => { const all = [...document.querySelectorAll('body *')]"
+            f".filter(e => e.innerText && e.innerText.trim() === {json.dumps(text)});"
+            " const e = all[all.length - 1]; if (e) { e.click(); return true; } return false; })()"
+        ))
+
+    def wheel(self, x: int, y: int, delta_y: float, times: int = 1, ctrl: bool = False) -> None:
+        """Mouse-wheel at (x, y); with ctrl, graph views zoom (out on positive delta)."""
+        for _ in range(times):
+            self.send("Input.dispatchMouseEvent", type="mouseWheel", x=x, y=y, deltaX=0,
+                      deltaY=delta_y, modifiers=2 if ctrl else 0)
+            time.sleep(0.2)
+
     def screenshot(self, path: Path) -> bytes:
         data = base64.b64decode(self.send("Page.captureScreenshot", format="png")["data"])
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -87,6 +102,7 @@ def chromium(profile: Path, width: int = 1600, height: int = 1000) -> Iterator[P
     binary = find_chromium()
     assert binary, "chromium not installed"
     profile.mkdir(parents=True, exist_ok=True)
+    (profile / "DevToolsActivePort").unlink(missing_ok=True)  # a stale one from a reused profile
     proc = subprocess.Popen(
         [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}",
          "about:blank"],

@@ -118,6 +118,24 @@ def _plot_asset(instance) -> str | None:
     return None
 
 
+def _most_downstream(names: list[str]) -> str:
+    """The materialized asset with the most upstream assets: its lineage shows the chain."""
+    from trade_pipeline.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+
+    def ancestors(key, seen):
+        for parent in graph.get(key).parent_keys:
+            if parent not in seen:
+                seen.add(parent)
+                ancestors(parent, seen)
+        return seen
+
+    import dagster as dg
+
+    return max(names, key=lambda n: (len(ancestors(dg.AssetKey.from_user_string(n), set())), n))
+
+
 def _materialized(instance) -> list[str]:
     import dagster as dg
 
@@ -186,19 +204,23 @@ def test_ui_lists_everything_and_screenshots(tmp_path):
             time.sleep(2)
             page.click_button("Skip")  # the first-visit "join the community" dialog
             time.sleep(1)
-            last = materialized[-1] if "backtest_results" not in materialized else "backtest_results"
-            page.goto(f"{base}/assets/{last}?view=lineage&lineageScope=upstream&lineageDepth=10")
-            page.wait_for_text(last, "Lineage")
-            time.sleep(4)
+            last = _most_downstream(materialized)
+            page.goto(f"{base}/assets/{last}?view=lineage&lineageScope=upstream&lineageDepth=20")
+            page.wait_for_text(last, "Graph depth")
+            time.sleep(3)
+            page.wheel(900, 600, 100, times=2, ctrl=True)  # zoom out to show the chain
+            time.sleep(2)
             shots["asset_graph"] = tmp_path / "asset_graph.png"
             page.screenshot(shots["asset_graph"])
 
             shown = plot_asset or ("feature_stats" if "feature_stats" in materialized
                                    else materialized[0])
-            page.goto(f"{base}/assets/{shown}")
-            page.wait_for_text(shown, "Latest materialization")
-            time.sleep(4)
-            if plot_asset:  # the plot is a markdown image: it must have been rendered
+            page.goto(f"{base}/assets/{shown}?view=events")
+            page.wait_for_text(shown, "materialized in run")
+            time.sleep(3)
+            if plot_asset:  # the plot is a markdown image: open it; it must render
+                assert page.click_text("[Show Markdown]"), "no markdown metadata to open"
+                time.sleep(3)
                 assert page.evaluate(
                     "[...document.images].some(i => i.src.startsWith('data:image/png') "
                     "&& i.naturalWidth > 100)"), "the plot did not render"

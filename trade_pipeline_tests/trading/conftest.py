@@ -6,6 +6,14 @@ import pytest
 from .helpers import train_booster
 
 
+@pytest.fixture(autouse=True)
+def _no_mlflow_env(monkeypatch):
+    """`mlflow.set_tracking_uri` exports MLFLOW_TRACKING_URI, which `Settings.load` reads:
+    without this, one test's MLflow store would leak into the next test's home."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+
+
 @pytest.fixture(scope="session")
 def train_features(bybit_delta_files):
     from trade_pipeline.features.batch import compute_features

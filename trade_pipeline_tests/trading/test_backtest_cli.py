@@ -26,6 +26,7 @@ def _signals(frame: pl.DataFrame, path, every: int = 20):
     return sig
 
 
+@pytest.mark.slow
 def test_backtest_json_and_store(real_snapshots, tmp_path, capsys):
     frame, snap = real_snapshots
     _signals(frame, tmp_path / "p.parquet")

@@ -2,6 +2,7 @@
 same trades and PnL; predictions and trades in the warehouse, features in Redis, A/B shadow,
 kill switch and stale-data halt."""
 
+import asyncio
 import json
 import threading
 import time
@@ -16,7 +17,8 @@ from trade_pipeline.trading.backtest import run_backtest
 from trade_pipeline.trading.engine import TradingConfig
 from trade_pipeline.trading.execution import ExecutionConfig
 from trade_pipeline.trading.inputs import model_predictions
-from trade_pipeline.trading.paper import run_paper
+from trade_pipeline.trading.paper import build_trader, run_paper, run_stream
+from trade_pipeline.trading.risk import KillSwitch, StaleDataGuard
 from trade_pipeline.trading.store import read_run
 from trade_pipeline.trading.strategy import StrategyConfig
 
@@ -47,7 +49,7 @@ def test_paper_equals_backtest_on_replayed_data(bybit_delta_files, test_models, 
     with ReplayServerThread([path], speed=0) as srv:
         out = run_paper(settings, config=config, url=srv.url, duration_s=60, model=champion,
                         shadow=challenger, stale_after_s=30, redis_url=redis_target.url,
-                        redis_prefix=redis_target.prefix, ttl_s=60,
+                        redis_prefix=redis_target.prefix, ttl_s=60, flush_every_s=0.05,
                         end_of_stream=lambda: srv.finished.is_set())
     assert out["stop_reason"] == "end_of_stream"
     assert out["rows"] == snaps.height
@@ -61,7 +63,9 @@ def test_paper_equals_backtest_on_replayed_data(bybit_delta_files, test_models, 
     metrics = json.loads(stored["result"]["metrics"][0])
     assert metrics["source"] == "paper" and metrics["tick_to_signal_p99_us"] == out["tick_to_signal_p99_us"]
     assert metrics["ab"]["shadow"] == "btc_l2_1s@challenger"
-    assert stored["trades"].height == len(bt.trades)
+    assert out["written"]["flushes_before_end"] >= 1  # rows reach the warehouse while running
+    assert stored["trades"].height == len(bt.trades) == out["written"]["trades"]
+    assert stored["trades"]["trade_id"].to_list() == [f"{i:07d}" for i in range(len(bt.trades))]
     assert stored["trades"]["price"].to_list() == [t.price for t in bt.trades]
     by_version = stored["predictions"].partition_by("model_version", as_dict=True)
     assert set(by_version) == {(1,), (2,)}
@@ -101,30 +105,69 @@ def test_stale_data_flattens_and_stops(bybit_delta_files, test_models, settings)
     assert out["metrics"]["final_position"] == 0.0 and out["halted"] == "stale_data"
 
 
+def _when_positioned(trader, action):
+    """A watcher thread: runs `action` once the trader holds a position."""
+    def watch():
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if trader.engine.account.position != 0.0:
+                action()
+                return
+            time.sleep(0.01)
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
+    return t
+
+
+def _run_with_kill(settings, champion, path, kill: KillSwitch, trigger):
+    trader = build_trader(settings, _always_in(None), champion)
+    watcher = _when_positioned(trader, trigger)
+    with ReplayServerThread([path], speed=2) as srv:
+        loop = asyncio.run(run_stream(trader, srv.url, "BTCUSDT", 30,
+                                      stale=StaleDataGuard(5), kill=kill))
+    watcher.join(1)
+    return trader, loop
+
+
 def test_kill_switch_redis_key_flattens_and_stops(bybit_delta_files, test_models, settings, redis_target):
     champion, _ = test_models
     path = _file(bybit_delta_files, "20250707_034621")
     r = redis.Redis.from_url(redis_target.url)
-    timer = threading.Timer(1.5, lambda: r.set(f"{redis_target.prefix}:kill", "1"))
-    with ReplayServerThread([path], speed=4) as srv:
-        timer.start()
-        out = run_paper(settings, config=_always_in(None), url=srv.url, duration_s=30,
-                        model=champion, stale_after_s=5, redis_url=redis_target.url,
-                        redis_prefix=redis_target.prefix, store=False, mlflow=False)
-    timer.cancel()
-    assert out["stop_reason"] == f"kill_switch:redis:{redis_target.prefix}:kill"
-    assert out["trades"][-1]["reason"].startswith("kill_switch")
-    assert out["metrics"]["final_position"] == 0.0 and out["seconds"] < 5
+    key = f"{redis_target.prefix}:kill"
+    kill = KillSwitch(redis_client=r, redis_key=key)
+    trader, loop = _run_with_kill(settings, champion, path, kill, lambda: r.set(key, "1"))
+    assert loop.stop_reason == f"kill_switch:redis:{key}"
+    assert trader.engine.trades[-1].reason == loop.stop_reason
+    assert trader.engine.account.position == 0.0 and trader.engine.halted == loop.stop_reason
+    assert loop.seconds < 15
 
 
 def test_kill_switch_file(bybit_delta_files, test_models, settings):
     champion, _ = test_models
     path = _file(bybit_delta_files, "20250707_034621")
-    kill = settings.home / "KILL"
-    timer = threading.Timer(1.0, kill.touch)
-    with ReplayServerThread([path], speed=4) as srv:
-        timer.start()
-        out = run_paper(settings, config=_always_in(None), url=srv.url, duration_s=30,
-                        model=champion, stale_after_s=5, store=False, mlflow=False)
-    assert out["stop_reason"] == f"kill_switch:file:{kill}"
-    assert out["metrics"]["final_position"] == 0.0
+    kill_file = settings.home / "KILL"
+    trader, loop = _run_with_kill(settings, champion, path, KillSwitch(path=kill_file), kill_file.touch)
+    assert loop.stop_reason == f"kill_switch:file:{kill_file}"
+    assert trader.engine.trades[-1].reason == loop.stop_reason
+    assert trader.engine.account.position == 0.0
+
+
+def test_paper_survives_a_server_disconnect_and_a_gap(bybit_delta_files, test_models, settings):
+    """A dropped connection is reconnected (new session from the server's snapshot); a
+    dropped push is a sequence gap the sampler reports; trading goes on."""
+    from trade_pipeline.market.replay_server import Faults
+
+    champion, _ = test_models
+    path = _file(bybit_delta_files, "20250707_034621")
+    trader = build_trader(settings, _always_in(None), champion)
+    with ReplayServerThread([path], speed=0, faults=Faults(disconnect_after=[200], drop_every=400)) as srv:
+        loop = asyncio.run(run_stream(trader, srv.url, "BTCUSDT", 30, stale=StaleDataGuard(5),
+                                      kill=KillSwitch(), end_of_stream=lambda: srv.finished.is_set()))
+        assert srv.stats.disconnects_injected == 1
+    assert loop.stop_reason == "end_of_stream" and loop.connections == 2
+    report = trader.sampler.report()
+    assert report["gaps"] >= 1
+    ts = np.asarray(trader.main.ts_us)
+    assert trader.rows > 30 and (np.diff(ts) > 0).all()
+    assert trader.engine.trades, "trading continued"
+    assert loop.seconds < 10, loop.seconds

@@ -1,0 +1,169 @@
+"""The l2_model asset with its blocking champion gate, the retraining sensors, the schedule."""
+
+import datetime as dt
+import shutil
+
+import dagster as dg
+import numpy as np
+import polars as pl
+import pytest
+
+from trade_pipeline.defs.models import (
+    GATE_CHECK,
+    RetrainPolicy,
+    build_retrain_sensors,
+    daily_l2_features_job,
+    daily_l2_features_schedule,
+    l2_model,
+)
+from trade_pipeline.defs.resources import build_resources
+from trade_pipeline.lake.layout import PartitionKey, write_partition
+from trade_pipeline.models.registry import MlflowTarget, get_by_alias
+from trade_pipeline.settings import Settings
+from trade_pipeline_tests.models.synthetic import feature_frame
+
+pytestmark = pytest.mark.slow
+DAYS = ["2025-07-07", "2025-07-08"]
+POLICY = RetrainPolicy(horizon="1s", new_partitions=2, psi_threshold=0.25, trials=1)
+
+
+def write_day(settings: Settings, day: str, seed: int, shift: float = 0.0) -> None:
+    start = dt.datetime.fromisoformat(day).replace(tzinfo=dt.UTC)
+    frame = feature_frame(2500, sessions=1, seed=seed, start=start)
+    if shift:
+        frame = frame.with_columns(pl.col("order_book_imbalance") + shift,
+                                   pl.col("spread_bps") * (1 + shift))
+    write_partition(frame, settings.lake_dir, "l2_features",
+                    PartitionKey(settings.exchange, settings.symbol, day))
+
+
+def materialize(settings: Settings, margin: float = 0.0, raise_on_error: bool = True):
+    config = {"trials": 1, "horizon": "1s", "start_date": DAYS[0], "end_date": DAYS[-1],
+              "margin": margin}
+    return dg.materialize(
+        [l2_model], resources=build_resources(str(settings.home)),
+        run_config={"ops": {"l2_model": {"config": config}}},
+        instance=dg.DagsterInstance.ephemeral(), raise_on_error=raise_on_error,
+    )
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory) -> tuple[Settings, dg.ExecuteInProcessResult]:
+    settings = Settings.load(home=tmp_path_factory.mktemp("models") / "home").ensure_dirs()
+    for i, day in enumerate(DAYS):
+        write_day(settings, day, seed=i)
+    return settings, materialize(settings)
+
+
+@pytest.fixture
+def home(template, tmp_path) -> Settings:
+    """A private copy of the template home (lake + MLflow store with a champion)."""
+    src, _ = template
+    shutil.copytree(src.home, tmp_path / "home")
+    return Settings.load(home=tmp_path / "home")
+
+
+def sensors() -> dict:
+    return {s.name: s for s in build_retrain_sensors(POLICY)}
+
+
+def evaluate(settings: Settings, name: str, cursor: str | None = None):
+    sensor = sensors()[name]
+    with dg.build_sensor_context(cursor=cursor, resources=build_resources(str(settings.home)),
+                                 instance=dg.DagsterInstance.ephemeral()) as context:
+        result = sensor.evaluate_tick(context)
+    return result
+
+
+def test_materialize_registers_and_gates(template) -> None:
+    settings, result = template
+    assert result.success
+    mat = result.asset_materializations_for_node("l2_model")[0]
+    md = mat.metadata
+    assert md["model_name"].value == "btc_l2_1s" and md["promoted"].value is True
+    for key in ("tail_ic", "tail_hit_rate", "baseline_ic", "cv_score", "tail_strategy_return"):
+        assert key in md, key
+    checks = result.get_asset_check_evaluations()
+    assert [c.check_name for c in checks] == [GATE_CHECK] and checks[0].passed
+    client = MlflowTarget.from_settings(settings).client()
+    assert str(get_by_alias(client, "btc_l2_1s", "champion").version) == md["model_version"].value
+
+
+def test_gate_blocks_a_challenger_that_does_not_beat_the_champion(home) -> None:
+    result = materialize(home, margin=10.0, raise_on_error=False)
+    checks = result.get_asset_check_evaluations()
+    assert len(checks) == 1 and not checks[0].passed
+    assert checks[0].severity == dg.AssetCheckSeverity.ERROR
+    client = MlflowTarget.from_settings(home).client()
+    assert str(get_by_alias(client, "btc_l2_1s", "champion").version) == "1"
+    assert str(get_by_alias(client, "btc_l2_1s", "challenger").version) == "2"
+
+
+def test_new_partitions_sensor(home) -> None:
+    r = evaluate(home, "retrain_on_new_partitions")
+    assert not r.run_requests and "0 new day" in r.skip_message
+    write_day(home, "2025-07-09", seed=3)
+    assert not evaluate(home, "retrain_on_new_partitions").run_requests
+    write_day(home, "2025-07-10", seed=4)
+    r = evaluate(home, "retrain_on_new_partitions")
+    assert len(r.run_requests) == 1 and r.cursor == "2025-07-10"
+    config = r.run_requests[0].run_config["ops"]["l2_model"]["config"]
+    assert config["end_date"] == "2025-07-10" and config["horizon"] == "1s"
+    again = evaluate(home, "retrain_on_new_partitions", cursor=r.cursor)
+    assert not again.run_requests
+
+
+def test_drift_sensor(home) -> None:
+    r = evaluate(home, "retrain_on_drift")
+    assert not r.run_requests and "no feature day after" in r.skip_message
+    write_day(home, "2025-07-09", seed=5)  # same distribution
+    r = evaluate(home, "retrain_on_drift")
+    assert not r.run_requests and r.cursor == "2025-07-09" and "PSI" in r.skip_message
+    write_day(home, "2025-07-10", seed=6, shift=1.5)  # the top feature moves
+    r = evaluate(home, "retrain_on_drift", cursor="2025-07-09")
+    assert len(r.run_requests) == 1 and r.cursor == "2025-07-10"
+    assert not evaluate(home, "retrain_on_drift", cursor="2025-07-10").run_requests
+
+
+def test_age_sensor(home) -> None:
+    import time
+
+    assert not evaluate(home, "retrain_on_age").run_requests  # 7 days: the champion is fresh
+    old = {s.name: s for s in build_retrain_sensors(
+        RetrainPolicy(horizon="1s", max_age=dt.timedelta(seconds=3)))}["retrain_on_age"]
+
+    def tick(cursor=None):
+        with dg.build_sensor_context(cursor=cursor, resources=build_resources(str(home.home)),
+                                     instance=dg.DagsterInstance.ephemeral()) as ctx:
+            return old.evaluate_tick(ctx)
+
+    time.sleep(3.1)
+    r = tick()
+    assert len(r.run_requests) == 1 and r.cursor.startswith("1@")
+    again = tick(r.cursor)  # the same champion, requested less than max_age ago
+    assert not again.run_requests and "already requested" in again.skip_message
+
+
+def test_sensors_skip_without_champion(tmp_path) -> None:
+    settings = Settings.load(home=tmp_path / "empty").ensure_dirs()
+    for name in sensors():
+        r = evaluate(settings, name)
+        assert not r.run_requests and "no champion" in r.skip_message
+
+
+def test_daily_schedule_targets_snapshots_and_features() -> None:
+    from trade_pipeline.definitions import build_definitions
+
+    repo = build_definitions(home="/tmp/unused").get_repository_def()
+    job = repo.get_job(daily_l2_features_job.name)
+    keys = {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
+    assert keys == {"l2_snapshots", "l2_features"}
+    assert daily_l2_features_schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    with dg.build_schedule_context(
+        repository_def=repo,
+        scheduled_execution_time=dt.datetime(2025, 7, 8, 0, 20, tzinfo=dt.UTC),
+    ) as ctx:
+        requests = list(daily_l2_features_schedule.evaluate_tick(ctx).run_requests)
+    assert [r.partition_key for r in requests] == ["2025-07-07"]
+    assert np.all([s.default_status == dg.DefaultSensorStatus.RUNNING
+                   for s in build_retrain_sensors()])
