@@ -6,10 +6,10 @@ them and binds the resources for the home named by $TRADE_PIPELINE_HOME.
 
 import dagster as dg
 
-from trade_pipeline.defs import features, ingest, models, monitoring, trading, warehouse
+from trade_pipeline.defs import features, ingest, jobs, models, monitoring, trading, warehouse
 from trade_pipeline.defs.resources import build_resources
 
-AREAS = (warehouse, ingest, features, models, trading, monitoring)
+AREAS = (warehouse, ingest, features, models, trading, monitoring, jobs)
 
 
 def build_definitions(home: str | dg.EnvVar | None = None) -> dg.Definitions:

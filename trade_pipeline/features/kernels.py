@@ -301,7 +301,7 @@ def _mean(si, sf, a) -> float:
     return sf[SF_K + a] + sf[SF_S1 + a] / cnt
 
 
-@nb.njit(cache=True, error_model="numpy")
+@nb.njit(cache=True, error_model="numpy", inline="always")
 def _std(ring_v, si, sf, a, n_last) -> float:
     cnt = sf[SF_CNT + a]
     if cnt < 2.0:

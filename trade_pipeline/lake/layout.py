@@ -55,8 +55,8 @@ def partition_file(root: str, table: str, key: PartitionKey) -> str:
 
 
 def table_glob(root: str, table: str) -> str:
-    """Glob for DuckDB's read_parquet over every partition of a table."""
-    return f"{root.rstrip('/')}/{table}/*/*/*/*.parquet"
+    """Glob for DuckDB's read_parquet over every partition (never the .tmp-* files being written)."""
+    return f"{root.rstrip('/')}/{table}/*/*/*/part-*.parquet"
 
 
 def write_partition(

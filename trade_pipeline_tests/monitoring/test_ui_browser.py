@@ -208,7 +208,7 @@ def test_ui_lists_everything_and_screenshots(tmp_path):
             page.goto(f"{base}/assets/{last}?view=lineage&lineageScope=upstream&lineageDepth=20")
             page.wait_for_text(last, "Graph depth")
             time.sleep(3)
-            page.wheel(900, 600, 100, times=2, ctrl=True)  # zoom out to show the chain
+            page.wheel(900, 600, 60, times=1, ctrl=True)  # zoom out to show the chain
             time.sleep(2)
             shots["asset_graph"] = tmp_path / "asset_graph.png"
             page.screenshot(shots["asset_graph"])

@@ -49,7 +49,7 @@ def test_paper_equals_backtest_on_replayed_data(bybit_delta_files, test_models, 
     with ReplayServerThread([path], speed=0) as srv:
         out = run_paper(settings, config=config, url=srv.url, duration_s=60, model=champion,
                         shadow=challenger, stale_after_s=30, redis_url=redis_target.url,
-                        redis_prefix=redis_target.prefix, ttl_s=60, flush_every_s=0.05,
+                        redis_prefix=redis_target.prefix, ttl_s=60, flush_every_s=0.5,
                         end_of_stream=lambda: srv.finished.is_set())
     assert out["stop_reason"] == "end_of_stream"
     assert out["rows"] == snaps.height
