@@ -67,6 +67,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.set_defaults(func=handle_paper)
 
 
+def _warehouse_errors() -> tuple[type[Exception], ...]:
+    from trade_pipeline.lake.migrations import MigrationError
+    from trade_pipeline.lake.warehouse import WarehouseLockTimeout
+    from trade_pipeline.trading.store import WarehouseNotReady
+
+    return (MigrationError, WarehouseLockTimeout, WarehouseNotReady)
+
+
 def handle_backtest(args: argparse.Namespace, settings) -> int:
     from trade_pipeline.trading.engine import TradingConfig
     from trade_pipeline.trading.service import backtest_command
@@ -77,7 +85,7 @@ def handle_backtest(args: argparse.Namespace, settings) -> int:
             settings, config=config, model_ref=args.model, predictions_path=args.predictions,
             snapshots_path=args.snapshots, start=args.start, end=args.end, store=not args.no_store,
         )
-    except ValueError as exc:
+    except (ValueError, *_warehouse_errors()) as exc:
         print(f"trade-pipeline: error: {exc}", file=sys.stderr)
         return 2
     if args.json:
@@ -93,13 +101,17 @@ def handle_paper(args: argparse.Namespace, settings) -> int:
     from trade_pipeline.trading.engine import TradingConfig
     from trade_pipeline.trading.paper import paper_command
 
-    out = paper_command(
-        settings, config=TradingConfig.load(args.config), duration_s=args.duration,
-        url=args.url or settings.bybit_ws_url, model_ref=args.model, shadow_ref=args.shadow,
-        stale_after_s=args.stale_after,
-        redis_url=None if args.no_redis else (args.redis_url or settings.redis_url),
-        redis_prefix=args.redis_prefix, ttl_s=args.ttl,
-    )
+    try:
+        out = paper_command(
+            settings, config=TradingConfig.load(args.config), duration_s=args.duration,
+            url=args.url or settings.bybit_ws_url, model_ref=args.model, shadow_ref=args.shadow,
+            stale_after_s=args.stale_after,
+            redis_url=None if args.no_redis else (args.redis_url or settings.redis_url),
+            redis_prefix=args.redis_prefix, ttl_s=args.ttl,
+        )
+    except _warehouse_errors() as exc:
+        print(f"trade-pipeline: error: {exc}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(out, indent=2, default=str))
     else:

@@ -9,8 +9,9 @@ Time windows (t - w, t] of one session: each window keeps the absolute row index
 row; rows leave when `ts <= t - w`. Running sums of (x - K) and (x - K)^2 per (series, window)
 give mean and sample std in O(1). Precision: K is a shift (the window mean at the last exact
 recompute); every RECOMPUTE_EVERY rows all sums are recomputed exactly from the ring (bounds
-float drift); a std whose running sums cancel too much (K far from the values relative to
-their spread) recomputes its window exactly on the spot; and a window whose non-null values
+float drift); a std whose running sums cancel too much (large values passed through the
+window since the last recompute, or K drifted far from the values relative to their spread)
+recomputes its window exactly on the spot; and a window whose non-null values
 are all equal reports std 0 and its mean exactly (detected from the position of the latest
 value change), so round-off never shows as a spurious tiny std.
 

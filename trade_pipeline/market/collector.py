@@ -126,11 +126,19 @@ class Collector:
                 if task is not stopper and task.exception() is not None:
                     raise task.exception()
         finally:
-            for task in [*tasks, stopper]:
-                task.cancel()
-            for task in [*tasks, stopper]:
+            # The stop flag ends the loops even if a cancellation were lost somewhere (Python
+            # 3.11's wait_for can swallow one); cancel until every task is really done.
+            self._stop.set()
+            pending = {*tasks, stopper}
+            for _ in range(50):
+                for task in pending:
+                    task.cancel()
+                _, pending = await asyncio.wait(pending, timeout=0.2)
+                if not pending:
+                    break
+            for task in {*tasks, stopper} - pending:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+                    task.result()
             self.writer.flush()
         self._sync_seq()
         return self.stats
@@ -185,9 +193,11 @@ class Collector:
         cfg = self.config
         pinger = asyncio.create_task(self._pinger(ws))
         try:
-            while True:
+            while not self._stop.is_set():
                 try:
-                    frame = await asyncio.wait_for(ws.recv(), timeout=cfg.idle_timeout_s)
+                    # asyncio.timeout, not wait_for: wait_for can swallow a cancellation on 3.11
+                    async with asyncio.timeout(cfg.idle_timeout_s):
+                        frame = await ws.recv()
                 except TimeoutError:
                     raise TimeoutError(f"no frame for {cfg.idle_timeout_s} s") from None
                 received = time.time_ns()

@@ -65,22 +65,30 @@ def features_panel(section: dict) -> Panel:
 
 
 def drift_panel(section: dict) -> Panel:
+    title = "Drift (PSI vs champion's training window)"
     if section.get("status") != "ok":
-        return _absent("Drift (PSI vs champion's training window)", section)
-    champ = section["champion"]
-    table = Table(expand=True)
-    table.add_column("feature")
-    table.add_column("PSI", justify="right")
-    for row in section["top"]:
-        style = "red" if row["psi"] > 0.25 else "yellow" if row["psi"] > 0.1 else ""
-        table.add_row(row["feature"], Text(f"{row['psi']:.4f}", style=style))
-    note = " (latest day is inside the training window)" if section["latest_in_training_window"] else ""
-    head = Text(
-        f"champion {champ['name']} v{champ['version']}; reference "
-        f"{section['reference']['start']} .. {section['reference']['end']}; "
-        f"latest {section['latest_date']}{note}"
-    )
-    return Panel(Group(head, table), title="Drift (PSI vs champion's training window)")
+        return _absent(title, section)
+    parts = []
+    for champ in section["champions"]:
+        name = f"{champ['model']} v{champ['version']}"
+        if champ.get("status") != "ok":
+            parts.append(Text(f"{name}: {champ['reason']}", style="yellow"))
+            continue
+        note = " (latest day is inside the training window)" if champ["latest_in_training_window"] else ""
+        parts.append(Text(
+            f"{name}: reference {champ['reference']['start']} .. {champ['reference']['end']}; "
+            f"latest {champ['latest_date']}{note}; max PSI {_fmt(champ['max_psi'])}, "
+            f"over the model's top features {_fmt(champ['max_psi_top_features'])}"
+        ))
+        table = Table(expand=True)
+        table.add_column("feature")
+        table.add_column("PSI", justify="right")
+        for row in champ["top"]:
+            style = "red" if row["psi"] > 0.25 else "yellow" if row["psi"] > 0.1 else ""
+            star = " *" if row["model_top_feature"] else ""
+            table.add_row(row["feature"] + star, Text(f"{row['psi']:.4f}", style=style))
+        parts.append(table)
+    return Panel(Group(*parts), title=title + "  (* = a top feature of the model)")
 
 
 def performance_panel(section: dict) -> Panel:

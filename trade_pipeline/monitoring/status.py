@@ -1,7 +1,8 @@
 """Everything `trade-pipeline monitor` shows, as one JSON-able dict.
 
 Sections: freshness (per symbol), features (null / inf rates of the newest partition),
-drift (PSI per feature, champion's training window vs the newest day), performance (IC and
+drift (PSI per feature, each champion's training window vs the newest day; champions and their
+data ranges come from the MLflow registry, as for the retraining sensors), performance (IC and
 hit rate of stored predictions against realized returns), paper (PnL of paper runs).
 Each section carries `status`: "ok", or a plain reason why it is absent ("no champion yet",
 "no warehouse yet", ...). An absent piece is said, never replaced by a number.
@@ -9,7 +10,7 @@ Each section carries `status`: "ok", or a plain reason why it is absent ("no cha
 
 import datetime as dt
 import json
-from collections.abc import Callable
+from pathlib import Path
 
 import polars as pl
 
@@ -28,15 +29,6 @@ ROLLING_EVERY = "1h"
 
 def absent(reason: str, **extra) -> dict:
     return {"status": "absent", "reason": reason, **extra}
-
-
-def _guard(section: Callable[[], dict], *expected: type[BaseException]) -> dict:
-    """Run a section; the listed (expected, explainable) errors become an absent section
-    naming the error. Anything else propagates: a bug is not a monitor state."""
-    try:
-        return section()
-    except expected as exc:
-        return absent(f"{type(exc).__name__}: {exc}")
 
 
 def _keys(settings: Settings, table: str) -> list[PartitionKey]:
@@ -91,17 +83,50 @@ def _has_table(conn, name: str) -> bool:
     return bool(found["n"][0])
 
 
-def champion(conn, settings: Settings) -> dict | None:
-    """The newest model version with the alias `champion` in the warehouse's models table."""
-    if not _has_table(conn, "models"):
+def _mlflow_target(settings: Settings):
+    """The registry, or None when the home has no MLflow store yet (the monitor must not
+    create one: a read-only view never writes)."""
+    from trade_pipeline.models.registry import MlflowTarget
+
+    uri = settings.mlflow_tracking_uri
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
         return None
-    rows = _query(
-        conn,
-        "SELECT name, version, horizon, data_start, data_end, feature_hash, created_at "
-        "FROM models WHERE alias = ? ORDER BY created_at DESC, version DESC LIMIT 1",
-        ["champion"],
-    )
-    return rows.row(0, named=True) if rows.height else None
+    return MlflowTarget(uri, settings.mlflow_artifact_uri)
+
+
+def champions(settings: Settings) -> list[dict]:
+    """Every registered model of this symbol (`<base>_l2_<horizon>`) holding the alias
+    `champion`, with the metadata logged at training (data range, horizon, top features):
+    the same `champion_info` the retraining sensors use."""
+    from trade_pipeline.models.registry import champion_info, model_name
+
+    target = _mlflow_target(settings)
+    if target is None:
+        return []
+    prefix = model_name(settings.symbol, "1s").removesuffix("1s")  # validated symbol: [a-z0-9_]
+    found = []
+    for model in target.client().search_registered_models(filter_string=f"name LIKE '{prefix}%'"):
+        info = champion_info(target, model.name)
+        if info is not None:
+            found.append({"name": model.name, **info})
+    return sorted(found, key=lambda c: c["name"])
+
+
+def _model_horizons(settings: Settings, pairs: list[tuple[str, int]]) -> dict:
+    """(model name, version) -> horizon, from each version's logged metadata."""
+    from mlflow.exceptions import MlflowException
+
+    from trade_pipeline.models.registry import version_metadata
+
+    target = _mlflow_target(settings)
+    out = {}
+    for name, version in pairs:
+        try:
+            meta = version_metadata(target, name, str(version)) if target else {}
+        except MlflowException:  # version not in this registry: horizon stays unknown
+            meta = {}
+        out[(name, version)] = meta.get("horizon")
+    return out
 
 
 def _sample(frame: pl.DataFrame, limit: int) -> pl.DataFrame:
@@ -109,22 +134,26 @@ def _sample(frame: pl.DataFrame, limit: int) -> pl.DataFrame:
     return frame.gather_every(step) if step > 1 else frame
 
 
-def drift_section(settings: Settings, conn) -> dict:
+def _as_utc(text: str) -> dt.datetime:
+    when = dt.datetime.fromisoformat(text)
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
+def drift_for(settings: Settings, champ: dict) -> dict:
+    """PSI of every catalog feature: the champion's training window vs the newest day."""
     from trade_pipeline.features.catalog import FEATURE_NAMES
     from trade_pipeline.monitoring.drift import feature_psi
 
-    champ = champion(conn, settings) if conn is not None else None
-    if champ is None:
-        return absent("no champion yet")
-    start, end = champ["data_start"], champ["data_end"]
-    if start is None or end is None:
-        return absent(f"champion {champ['name']} v{champ['version']} has no recorded data range")
+    head = {"model": champ["name"], "version": champ["version"],
+            "horizon": champ.get("horizon")}
+    if not champ.get("data_start") or not champ.get("data_end"):
+        return {**head, **absent("the champion records no training data range")}
+    start, end = _as_utc(champ["data_start"]), _as_utc(champ["data_end"])
     keys = _keys(settings, FEATURES)
-    if not keys:
-        return absent(f"no {FEATURES} partition to compare")
     window = [k for k in keys if start.date() <= k.day <= end.date()]
     if not window:
-        return absent(f"no {FEATURES} partition inside the training window {start}..{end}")
+        return {**head, **absent(f"no {FEATURES} partition inside the training window "
+                                 f"{start.isoformat()} .. {end.isoformat()}")}
     reference = pl.concat(
         [read_partition(settings.lake_dir, FEATURES, k) for k in window], how="vertical_relaxed"
     ).filter(pl.col("timestamp").is_between(start, end))
@@ -135,17 +164,37 @@ def drift_section(settings: Settings, conn) -> dict:
         _sample(reference, DRIFT_SAMPLE_ROWS), _sample(latest, DRIFT_SAMPLE_ROWS), names
     )
     ranked = sorted(psi.items(), key=lambda kv: kv[1], reverse=True)
+    top = set(champ.get("top_features") or [])
     return {
+        **head,
         "status": "ok",
-        "champion": {k: (str(v) if isinstance(v, dt.datetime) else v) for k, v in champ.items()},
         "reference": {"start": start.isoformat(), "end": end.isoformat(),
                       "rows": reference.height},
         "latest_date": latest_key.date,
         "latest_in_training_window": start.date() <= latest_key.day <= end.date(),
         "max_psi": ranked[0][1] if ranked else None,
-        "top": [{"feature": n, "psi": v} for n, v in ranked[:10]],
+        "max_psi_top_features": max((psi[n] for n in top if n in psi), default=None),
+        "top": [{"feature": n, "psi": v, "model_top_feature": n in top} for n, v in ranked[:10]],
         "psi": psi,
     }
+
+
+def drift_section(settings: Settings) -> dict:
+    from trade_pipeline.monitoring.drift import DriftError
+
+    champs = champions(settings)
+    if not champs:
+        return absent("no champion yet")
+    if not _keys(settings, FEATURES):
+        return absent(f"no {FEATURES} partition to compare")
+    out = []
+    for champ in champs:
+        try:
+            out.append(drift_for(settings, champ))
+        except DriftError as exc:  # e.g. a feature with no finite value on one side
+            out.append({"model": champ["name"], "version": champ["version"],
+                        **absent(f"DriftError: {exc}")})
+    return {"status": "ok", "champions": out}
 
 
 def _snapshots_for(settings: Settings, exchange: str, symbol: str, days: list[str]) -> pl.DataFrame | None:
@@ -167,14 +216,20 @@ def performance_section(settings: Settings, conn, now: dt.datetime) -> dict:
     since = now - dt.timedelta(days=PERFORMANCE_DAYS)
     preds = _query(
         conn,
-        "SELECT p.timestamp, p.exchange, p.symbol, p.model_name, p.model_version, p.source, "
-        "p.prediction, m.horizon FROM predictions p LEFT JOIN models m "
-        "ON m.name = p.model_name AND m.version = p.model_version "
-        "WHERE p.timestamp >= ? AND p.exchange = ? AND p.symbol = ?",
+        "SELECT timestamp, exchange, symbol, model_name, model_version, source, prediction "
+        "FROM predictions WHERE timestamp >= ? AND exchange = ? AND symbol = ?",
         [since, settings.exchange, settings.symbol],
     )
     if preds.is_empty():
         return absent(f"no predictions in the last {PERFORMANCE_DAYS} days")
+    pairs = preds.select("model_name", "model_version").unique().rows()
+    horizons = _model_horizons(settings, pairs)
+    preds = preds.with_columns(
+        pl.struct("model_name", "model_version")
+        .map_elements(lambda r: horizons[(r["model_name"], r["model_version"])],
+                      return_dtype=pl.String)
+        .alias("horizon")
+    )
     preds = preds.with_columns(pl.col("timestamp").dt.convert_time_zone("UTC").cast(pl.Datetime("us", "UTC")))
     days = sorted({t.date().isoformat() for t in preds["timestamp"].to_list()})
     snaps = _snapshots_for(settings, settings.exchange, settings.symbol, days)
@@ -185,7 +240,7 @@ def performance_section(settings: Settings, conn, now: dt.datetime) -> dict:
         entry = {"model": name, "version": version, "source": source, "horizon": horizon,
                  "predictions": group.height}
         if horizon is None:
-            models.append({**entry, **absent("model horizon unknown (no row in models)")})
+            models.append({**entry, **absent("model horizon unknown (version not in the registry)")})
             continue
         if snaps is None:
             models.append({**entry, **absent(f"no {SNAPSHOTS} rows for days {days}")})
@@ -231,7 +286,6 @@ def paper_section(conn) -> dict:
 def collect(settings: Settings, now: dt.datetime | None = None) -> dict:
     """The monitor's data: see the module docstring. Read-only on every store."""
     from trade_pipeline.lake.warehouse import WarehouseLockTimeout
-    from trade_pipeline.monitoring.drift import DriftError
 
     now = now or dt.datetime.now(dt.UTC)
     fresh = freshness_report(settings, now=now)
@@ -243,15 +297,15 @@ def collect(settings: Settings, now: dt.datetime | None = None) -> dict:
         "freshness": {"status": "ok" if fresh["symbols"] else "absent", **fresh}
         if fresh["symbols"] else absent("no raw captures and no lake partitions yet"),
         "features": features_section(settings),
+        "drift": drift_section(settings),
     }
     try:
         conn = _warehouse(settings)
     except WarehouseLockTimeout as exc:
         busy = absent(f"warehouse busy: {exc}")
-        data.update(drift=busy, performance=busy, paper=busy)
+        data.update(performance=busy, paper=busy)
         return data
     try:
-        data["drift"] = _guard(lambda: drift_section(settings, conn), DriftError)
         data["performance"] = performance_section(settings, conn, now)
         data["paper"] = paper_section(conn)
     finally:

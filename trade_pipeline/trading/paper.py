@@ -205,6 +205,12 @@ class PaperTrader:
         }
 
 
+def _is_data(raw) -> bool:
+    """A data push (Bybit puts "topic" first), as opposed to a pong or an ack."""
+    head = raw[:24]
+    return (b'"topic"' in head) if isinstance(head, bytes) else ('"topic"' in head)
+
+
 # ---- the WebSocket loop -------------------------------------------------------------------------
 @dataclass
 class LoopResult:
@@ -260,6 +266,7 @@ async def _run_stream(trader: PaperTrader, url: str, symbol: str, duration_s: fl
     stale.touch()
     stop = "duration"
     backoff = 0.2
+    failures = 0
     while True:
         if time.monotonic() >= deadline:
             break
@@ -299,13 +306,18 @@ async def _run_stream(trader: PaperTrader, url: str, symbol: str, duration_s: fl
                         continue
                     t0 = time.perf_counter_ns()
                     recv_ns = time.time_ns()
-                    if '"topic"' in raw[:24]:  # a data push (Bybit puts "topic" first)
+                    if _is_data(raw):
                         stale.touch()
                     trader.on_message(raw, recv_ns, t0)
                 break
-        except (OSError, websockets.exceptions.WebSocketException, TimeoutError):
-            if connections > max_reconnects:
-                stop = "disconnected"
+        except (OSError, websockets.exceptions.WebSocketException, TimeoutError) as exc:
+            failures += 1
+            last_error = f"{type(exc).__name__}: {exc}"
+            if connections == 0 and failures >= 3:
+                stop = f"connect_failed: {last_error}"
+                break
+            if failures > max_reconnects:
+                stop = f"disconnected: {last_error}"
                 break
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
@@ -413,7 +425,8 @@ def summary(trader: PaperTrader, loop: LoopResult | None, run_id: str) -> dict:
         "ab": trader.ab_comparison(),
         "online_store_writes": trader.online_store.writes if trader.online_store else 0,
         "trades": [t.as_dict() for t in eng.trades],
-        "error": None,
+        "error": loop.stop_reason if loop and loop.stop_reason.startswith(
+            ("connect_failed", "disconnected")) else None,
     }
     return out
 

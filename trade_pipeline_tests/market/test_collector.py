@@ -133,6 +133,18 @@ def test_pings_are_answered(settings, bybit_delta_files):
     assert collector.stats.reconnects == 0
 
 
+def test_duration_ends_a_busy_stream(settings, bybit_delta_files):
+    """The duration stops the collector while pushes pour in at full speed."""
+    big = max(bybit_delta_files, key=lambda p: p.stat().st_size)
+    with ReplayServerThread([big], speed=0) as srv:
+        t0 = time.monotonic()
+        collector, writer = _collect(settings, srv.url, duration_s=1.0)
+        took = time.monotonic() - t0
+    assert took < 5, took
+    assert collector.stats.messages > 0
+    assert len(_lines(writer.paths)) == collector.stats.messages  # flushed on the way out
+
+
 def test_unreachable_server_backs_off_and_stops(settings):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

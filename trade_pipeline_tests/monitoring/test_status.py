@@ -35,15 +35,33 @@ def _lake(settings):
         write_partition(feats, settings.lake_dir, "l2_features", key)
 
 
+def _register_champion(settings) -> None:
+    """A registered model version with the metadata training logs (data range, horizon, top
+    features) and the alias `champion`, in the home's real MLflow store."""
+    import mlflow
+    import mlflow.pyfunc
+
+    from trade_pipeline.models.registry import MlflowTarget
+
+    class Constant(mlflow.pyfunc.PythonModel):
+        def predict(self, context, model_input):
+            return model_input
+
+    target = MlflowTarget.from_settings(settings)
+    client = target.client()
+    exp = client.create_experiment("monitor-test", artifact_location=settings.mlflow_artifact_uri)
+    meta = {"data_start": T1.isoformat(), "data_end": (T1 + dt.timedelta(hours=1)).isoformat(),
+            "horizon": "1s", "top_features": ["mid_price", "spread"]}
+    with target.active(), mlflow.start_run(experiment_id=exp):
+        info = mlflow.pyfunc.log_model(name="model", python_model=Constant(), metadata=meta,
+                                       registered_model_name="btc_l2_1s", pip_requirements=[])
+    client.set_registered_model_alias("btc_l2_1s", "champion", info.registered_model_version)
+
+
 def _warehouse(settings, with_champion: bool):
     with session(settings) as conn:
         migrate(conn, settings.lake_dir)
         if with_champion:
-            conn.execute(
-                "INSERT INTO models (name, version, alias, horizon, data_start, data_end) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                ["btc_l2_1s", 1, "champion", "1s", T1, T1 + dt.timedelta(hours=1)],
-            )
             mids = np.array(random_walk_mids(N, seed=len(DAY2) + 3))
             # A prediction that knows the future return: IC must come out near 1.
             fwd = np.append(mids[10:] / mids[:-10] - 1, [np.nan] * 10)
@@ -75,6 +93,7 @@ def test_without_champion_the_rest_still_reports(settings):
     assert data["features"]["status"] == "ok" and data["features"]["date"] == DAY2
     assert data["features"]["null_rate"] == pytest.approx(10 / N)
     assert data["drift"] == {"status": "absent", "reason": "no champion yet"}
+    assert not (settings.home / "mlflow" / "mlflow.db").exists()  # the monitor created nothing
     assert data["performance"]["reason"].startswith("no predictions")
     assert data["paper"]["reason"].startswith("no paper trades")
     (btc,) = data["freshness"]["symbols"]
@@ -84,10 +103,14 @@ def test_without_champion_the_rest_still_reports(settings):
 def test_full_report_with_champion_predictions_and_trades(settings, capsys):
     _lake(settings)
     _warehouse(settings, with_champion=True)
+    _register_champion(settings)
     data = collect(settings, now=T2 + dt.timedelta(hours=2))
-    drift = data["drift"]
+    assert data["drift"]["status"] == "ok"
+    (drift,) = data["drift"]["champions"]
     assert drift["status"] == "ok" and drift["latest_date"] == DAY2
+    assert (drift["model"], drift["version"], drift["horizon"]) == ("btc_l2_1s", "1", "1s")
     assert drift["top"][0]["feature"] == "mid_price" and drift["top"][0]["psi"] > 1.0
+    assert drift["top"][0]["model_top_feature"] and drift["max_psi_top_features"] > 1.0
     assert drift["psi"]["spread"] < 0.1  # same distribution on both days
     (model,) = data["performance"]["models"]
     assert model["status"] == "ok" and model["horizon"] == "1s"
@@ -98,7 +121,7 @@ def test_full_report_with_champion_predictions_and_trades(settings, capsys):
     # The CLI prints the same data as JSON.
     assert main(["--home", str(settings.home), "monitor", "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
-    assert printed["drift"]["top"][0]["feature"] == "mid_price"
+    assert printed["drift"]["champions"][0]["top"][0]["feature"] == "mid_price"
     assert printed["paper"]["total_net_pnl"] == pytest.approx(11.0)
     # And the dashboard renders it.
     assert main(["--home", str(settings.home), "monitor", "--once"]) == 0

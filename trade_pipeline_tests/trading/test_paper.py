@@ -171,3 +171,11 @@ def test_paper_survives_a_server_disconnect_and_a_gap(bybit_delta_files, test_mo
     assert trader.rows > 30 and (np.diff(ts) > 0).all()
     assert trader.engine.trades, "trading continued"
     assert loop.seconds < 10, loop.seconds
+
+
+def test_unreachable_url_is_a_clear_error(test_models, settings):
+    champion, _ = test_models
+    out = run_paper(settings, config=_always_in(None), url="ws://127.0.0.1:1", duration_s=10,
+                    model=champion, store=False, mlflow=False)
+    assert out["error"].startswith("connect_failed: ConnectionRefusedError")
+    assert out["rows"] == 0 and out["seconds"] < 5
