@@ -8,7 +8,8 @@ go through the real snapshot builder and feature engine. Each horizon is trained
 normal pipeline (purged walk-forward CV, Optuna) and scored on its held-out tail (the last
 20 % of rows in time), which the search never saw. The figures are small-sample estimates:
 the tail holds a few thousand correlated rows, so treat differences of a few 0.01 in IC as
-noise.
+noise. Hit rates count rows where both the prediction and the realized return are
+non-zero (at 1 s most mids do not move: see `tail_nonzero_return_share`).
 """
 
 import argparse
@@ -42,7 +43,7 @@ def run(settings, argv: list[str]) -> dict:
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
-    frame, snaps = real_features()
+    frame, _snaps = real_features()
     out: dict = {"rows": frame.height, "sessions": frame["session_id"].n_unique(),
                  "trials": args.trials, "task": args.task,
                  "features_s": round(time.perf_counter() - started, 2)}
@@ -52,6 +53,7 @@ def run(settings, argv: list[str]) -> dict:
         tm, bm = r.tail_metrics, r.baseline_metrics
         out[horizon] = {
             "tail_rows": tm["n"],
+            "tail_nonzero_return_share": float((r.tail_returns != 0).mean()),
             "model_ic": tm.get("ic"), "model_rank_ic": tm.get("rank_ic"),
             "model_hit_rate": tm.get("hit_rate"),
             "model_log_loss": tm.get("log_loss"), "model_auc": tm.get("auc"),

@@ -91,30 +91,30 @@ def handle(args: argparse.Namespace, settings) -> int:
                             and best is not None else "")
 
         try:
-            result = train_model(frame, config, on_trial=on_trial, partitions=partitions)
+            if args.no_register:
+                result = train_model(frame, config, on_trial=on_trial, partitions=partitions)
+                out = result.metrics()
+            else:
+                from trade_pipeline.models.registry import (
+                    DEFAULT_MARGIN,
+                    MlflowTarget,
+                    train_and_register,
+                )
+
+                settings.ensure_dirs()
+                target = MlflowTarget.from_settings(settings)
+                margin = DEFAULT_MARGIN if args.margin is None else args.margin
+                trained = train_and_register(frame, target, settings.exchange, settings.symbol,
+                                             config, margin=margin, partitions=partitions,
+                                             on_trial=on_trial)
+                result, out = trained.result, trained.metrics()
         except (LabelError, TrainingError, ValueError) as exc:
             raise SettingsError(f"training failed: {exc}") from None
 
-    out = result.metrics()
     if not args.no_register:
-        from trade_pipeline.models.registry import (
-            DEFAULT_MARGIN,
-            MlflowTarget,
-            champion_gate,
-            log_and_register,
-        )
-
-        settings.ensure_dirs()
-        target = MlflowTarget.from_settings(settings)
-        err.print(f"logging to MLflow at {target.tracking_uri}")
-        example = frame.select(result.features).tail(5).cast(pl.Float64).to_numpy()
-        ref = log_and_register(result, target, settings.exchange, settings.symbol, example)
-        margin = DEFAULT_MARGIN if args.margin is None else args.margin
-        gate = champion_gate(target, ref.name, ref.version, frame, margin=margin,
-                             fee_bps_per_side=config.costs.fee_bps_per_side)
-        out["model"] = {"name": ref.name, "version": ref.version, "run_id": ref.run_id,
-                        "experiment_id": ref.experiment_id, "gate": gate.as_dict()}
-        err.print(f"registered {ref.name} v{ref.version} (challenger); champion gate: "
+        ref, gate = trained.ref, trained.gate
+        err.print(f"registered {ref.name} v{ref.version} (challenger) in "
+                  f"{target.tracking_uri}; champion gate: "
                   f"{'promoted' if gate.promoted else 'kept the champion'} ({gate.reason})")
     if args.json:
         print(json.dumps(out, indent=2, default=str))

@@ -155,7 +155,16 @@ def _preview(frame: pl.DataFrame) -> str:
 
 @dg.asset(
     partitions_def=DAILY,
-    deps=[raw_l2_captures],
+    deps=[
+        raw_l2_captures,
+        # each day continues the previous day's book checkpoint: backfills run in day order
+        dg.AssetDep(
+            "l2_snapshots",
+            partition_mapping=dg.TimeWindowPartitionMapping(
+                start_offset=-1, end_offset=-1
+            ),
+        ),
+    ],
     group_name="ingest",
     kinds={"python", "parquet"},
     description="Canonical 100 ms order-book snapshots (DATA.md) of one UTC day: Parquet zstd "

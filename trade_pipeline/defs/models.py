@@ -73,10 +73,8 @@ def _md_value(value):
 )
 def l2_model(context: dg.AssetExecutionContext, config: ModelConfig,
              pipeline: PipelineResource, mlflow: MlflowResource) -> dg.MaterializeResult:
-    import polars as pl
-
-    from trade_pipeline.models.registry import champion_gate, log_and_register
-    from trade_pipeline.models.training import TrainConfig, load_feature_frame, train_model
+    from trade_pipeline.models.registry import train_and_register
+    from trade_pipeline.models.training import TrainConfig, load_feature_frame
 
     settings = pipeline.settings().ensure_dirs()
     frame, partitions = load_feature_frame(settings, config.start_date, config.end_date)
@@ -86,12 +84,10 @@ def l2_model(context: dg.AssetExecutionContext, config: ModelConfig,
     def on_trial(done: int, total: int, value, best) -> None:
         context.log.info(f"optuna trial {done}/{total}: score {value} (best {best})")
 
-    result = train_model(frame, train_config, on_trial=on_trial, partitions=partitions)
-    target = _target(mlflow)
-    example = frame.select(result.features).tail(5).cast(pl.Float64).to_numpy()
-    ref = log_and_register(result, target, settings.exchange, settings.symbol, example)
-    gate = champion_gate(target, ref.name, ref.version, frame, margin=config.margin,
-                         fee_bps_per_side=train_config.costs.fee_bps_per_side)
+    trained = train_and_register(frame, _target(mlflow), settings.exchange, settings.symbol,
+                                 train_config, margin=config.margin, partitions=partitions,
+                                 on_trial=on_trial)
+    result, ref, gate = trained.result, trained.ref, trained.gate
     metrics = result.metrics()
     metadata = {k: _md_value(v) for k, v in metrics.items() if not k.startswith("fold")}
     metadata.update(

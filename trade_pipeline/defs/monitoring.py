@@ -76,6 +76,9 @@ def _partition(settings, partition_key: str) -> PartitionKey:
     partitions_def=DAILY,
     deps=["l2_features"],
     group_name="monitoring",
+    # Follows l2_features: a new or re-materialized feature day gets its stats (the
+    # automation daemon does it; backfills may select both assets as well).
+    automation_condition=dg.AutomationCondition.eager(),
     kinds={"polars", "parquet"},
     description="Per-day statistics of each of the 118 features (count, mean, std, "
     "quantiles, null / NaN / inf rates): the monitor and the drift sensor read it.",

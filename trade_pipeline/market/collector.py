@@ -45,6 +45,7 @@ class CollectorConfig:
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0
     open_timeout_s: float = 10.0
+    close_timeout_s: float = 1.0
     # No data (nor pong) for this long on an open connection: treat it as dead and reconnect.
     idle_timeout_s: float = 60.0
 
@@ -55,7 +56,7 @@ class CollectorConfig:
         if not self.url.startswith(("ws://", "wss://")):
             raise SettingsError(f"url must start with ws:// or wss://, got {self.url!r}")
         for name in ("ping_interval_s", "flush_interval_s", "backoff_initial_s", "backoff_max_s",
-                     "open_timeout_s", "idle_timeout_s"):
+                     "open_timeout_s", "close_timeout_s", "idle_timeout_s"):
             if not getattr(self, name) > 0:
                 raise SettingsError(f"{name} must be positive, got {getattr(self, name)}")
 
@@ -130,12 +131,16 @@ class Collector:
             # 3.11's wait_for can swallow one); cancel until every task is really done.
             self._stop.set()
             pending = {*tasks, stopper}
+            for task in pending:
+                task.cancel()
+            # give the close handshake (close_timeout) time to finish before insisting
+            _, pending = await asyncio.wait(pending, timeout=cfg.close_timeout_s + 1.0)
             for _ in range(50):
+                if not pending:
+                    break
                 for task in pending:
                     task.cancel()
                 _, pending = await asyncio.wait(pending, timeout=0.2)
-                if not pending:
-                    break
             for task in {*tasks, stopper} - pending:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     task.result()
@@ -174,7 +179,7 @@ class Collector:
                     ping_interval=None,  # Bybit wants application-level pings
                     max_size=2**24,
                     compression=None,
-                    close_timeout=1.0,  # stopping must not wait on a busy server
+                    close_timeout=cfg.close_timeout_s,  # stopping must not wait long
                 ) as ws:
                     self.stats.connections += 1
                     self._seq.reset()

@@ -306,8 +306,12 @@ class ReplayServer:
         return self.port
 
     async def close(self) -> None:
+        """Stop at once: connections are aborted, not closed politely (a client that stopped
+        reading would otherwise block the close frame behind a full send buffer forever)."""
         if self._server is not None:
-            self._server.close()
+            self._server.close(close_connections=False)
+            for connection in list(self._server.connections):
+                connection.transport.abort()
             await self._server.wait_closed()
 
     @property

@@ -26,7 +26,7 @@ bytes on every run and platform.
 import datetime as dt
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numba as nb
 import numpy as np
@@ -40,6 +40,35 @@ DEPTH = 50
 WINDOW = 1 << 14  # ticks held in memory per side (recentred when the price drifts away)
 DEEP_RANGE = 300  # deep events happen within this many ticks behind the best
 STEP_CAPACITY = 4 * DEPTH + 8  # max level changes one step can publish (both sides)
+MAX_JUMP = 2 * DEEP_RANGE  # ticks a requote jump may move the best (60 USD)
+# The window is recentred when a best comes this close to an edge: one step's moves (a jump,
+# a market order walking at most the book it sees, deep events) can never leave the window.
+RECENTRE_MARGIN = 2 * MAX_JUMP + DEEP_RANGE
+
+# Indices of the parameter vector (SimulatorParams.as_array, in field order).
+P_LIMIT_RATE = 0
+P_LIMIT_MEDIAN = 1
+P_LIMIT_SIGMA = 2
+P_CANCEL_RATE = 3
+P_CANCEL_REF = 4
+P_CANCEL_MEDIAN = 5
+P_CANCEL_SIGMA = 6
+P_MARKET_RATE = 7
+P_MARKET_MEDIAN = 8
+P_MARKET_SIGMA = 9
+P_MARKET_CAP = 10
+P_REFILL_PROB = 11
+P_REFILL_BIG_PROB = 12
+P_REFILL_BIG_MEDIAN = 13
+P_REFILL_SMALL_MEDIAN = 14
+P_DEEP_RATE = 15
+P_DEEP_INSERT_PROB = 16
+P_DEEP_INSERT_PROB_NEAR = 17
+P_DEEP_CANCEL_PROB = 18
+P_DEEP_MEDIAN = 19
+P_DEEP_SIGMA = 20
+P_JUMP_RATE = 21
+P_JUMP_MEAN_TICKS = 22
 
 # Indices of the int64 state vector.
 I_BB, I_BA, I_BASE, I_NPB, I_NPA = 0, 1, 2, 3, 4
@@ -76,15 +105,9 @@ class SimulatorParams:
     jump_mean_ticks: float = 20.0
 
     def as_array(self) -> np.ndarray:
-        return np.array([
-            self.limit_rate, self.limit_median, self.limit_sigma,
-            self.cancel_rate, self.cancel_ref, self.cancel_median, self.cancel_sigma,
-            self.market_rate, self.market_median, self.market_sigma, self.market_cap,
-            self.refill_prob, self.refill_big_prob, self.refill_big_median,
-            self.refill_small_median, self.deep_rate, self.deep_insert_prob,
-            self.deep_insert_prob_near, self.deep_cancel_prob, self.deep_median, self.deep_sigma,
-            self.jump_rate, self.jump_mean_ticks,
-        ], dtype=np.float64)
+        values = [getattr(self, f.name) for f in fields(self)]
+        assert len(values) == P_JUMP_MEAN_TICKS + 1
+        return np.array(values, dtype=np.float64)
 
 
 @dataclass(frozen=True)
@@ -162,7 +185,8 @@ def _lots(rng, median_btc, sigma):
 
 @nb.njit(cache=True)
 def _next_bid(bid, start):
-    i = start
+    """Best bid at or below `start` (clamped to the window: never an out-of-range index)."""
+    i = min(max(start, 0), bid.shape[0] - 1)
     while i > 0 and bid[i] == 0:
         i -= 1
     return i
@@ -170,8 +194,9 @@ def _next_bid(bid, start):
 
 @nb.njit(cache=True)
 def _next_ask(ask, start):
-    i = start
+    """Best ask at or above `start` (clamped to the window)."""
     n = ask.shape[0]
+    i = min(max(start, 0), n - 1)
     while i < n - 1 and ask[i] == 0:
         i += 1
     return i
@@ -179,8 +204,13 @@ def _next_ask(ask, start):
 
 @nb.njit(cache=True)
 def _fill_deep(rng, side, lo, hi, prm):
+    # the stationary occupancy of the deep insert/cancel process
+    occupancy = prm[P_DEEP_INSERT_PROB] / (prm[P_DEEP_INSERT_PROB] + prm[P_DEEP_CANCEL_PROB])
     for i in range(lo, hi):
-        side[i] = _lots(rng, prm[19], prm[20]) if _uniform(rng) < prm[16] / (prm[16] + prm[18]) else 0
+        if _uniform(rng) < occupancy:
+            side[i] = _lots(rng, prm[P_DEEP_MEDIAN], prm[P_DEEP_SIGMA])
+        else:
+            side[i] = 0
 
 
 @nb.njit(cache=True)
@@ -223,17 +253,17 @@ def _best_queue(rng, side, best, dt, prm):
     """Limit orders and cancellations at the best queue (queue-reactive rates)."""
     q = side[best]
     q_btc = q * 0.001
-    n_lim = _poisson(rng, prm[0] * (0.5 + 1.5 * np.exp(-q_btc / prm[4])) * dt)
+    n_lim = _poisson(rng, prm[P_LIMIT_RATE] * (0.5 + 1.5 * np.exp(-q_btc / prm[P_CANCEL_REF])) * dt)
     for _ in range(n_lim):
-        side[best] += _lots(rng, prm[1], prm[2])
-    n_can = _poisson(rng, prm[3] * (side[best] * 0.001 / prm[4]) * dt)
+        side[best] += _lots(rng, prm[P_LIMIT_MEDIAN], prm[P_LIMIT_SIGMA])
+    n_can = _poisson(rng, prm[P_CANCEL_RATE] * (side[best] * 0.001 / prm[P_CANCEL_REF]) * dt)
     for _ in range(n_can):
-        side[best] -= min(side[best], _lots(rng, prm[5], prm[6]))
+        side[best] -= min(side[best], _lots(rng, prm[P_CANCEL_MEDIAN], prm[P_CANCEL_SIGMA]))
 
 
 @nb.njit(cache=True)
 def _deep(rng, side, best, sign, dt, prm):
-    n = _poisson(rng, prm[15] * dt)
+    n = _poisson(rng, prm[P_DEEP_RATE] * dt)
     w = side.shape[0]
     for _ in range(n):
         d = 1 + np.int64(_uniform(rng) * DEEP_RANGE)
@@ -241,13 +271,13 @@ def _deep(rng, side, best, sign, dt, prm):
         if i <= 0 or i >= w - 1:
             continue
         if side[i] == 0:
-            p_ins = prm[16] + prm[17] * np.exp(-(d - 1) / 1.5)
+            p_ins = prm[P_DEEP_INSERT_PROB] + prm[P_DEEP_INSERT_PROB_NEAR] * np.exp(-(d - 1) / 1.5)
             if _uniform(rng) < p_ins:
-                side[i] = _lots(rng, prm[19], prm[20])
-        elif _uniform(rng) < prm[18]:
+                side[i] = _lots(rng, prm[P_DEEP_MEDIAN], prm[P_DEEP_SIGMA])
+        elif _uniform(rng) < prm[P_DEEP_CANCEL_PROB]:
             side[i] = 0
         else:
-            side[i] = _lots(rng, prm[19], prm[20])
+            side[i] = _lots(rng, prm[P_DEEP_MEDIAN], prm[P_DEEP_SIGMA])
 
 
 @nb.njit(cache=True)
@@ -308,10 +338,10 @@ def _run(rng, bid, ask, st, pub_idx, pub_lots, prm, dt, n_steps, out_off, out_si
         bb = st[I_BB]
         ba = st[I_BA]
         # market orders: buyers hit the asks, sellers the bids
-        for _ in range(_poisson(rng, prm[7] * dt)):
-            ba = _market(rng, ask, ba, min(_lots(rng, prm[8], prm[9]), np.int64(prm[10] / 0.001)), True)
-        for _ in range(_poisson(rng, prm[7] * dt)):
-            bb = _market(rng, bid, bb, min(_lots(rng, prm[8], prm[9]), np.int64(prm[10] / 0.001)), False)
+        for _ in range(_poisson(rng, prm[P_MARKET_RATE] * dt)):
+            ba = _market(rng, ask, ba, min(_lots(rng, prm[P_MARKET_MEDIAN], prm[P_MARKET_SIGMA]), np.int64(prm[P_MARKET_CAP] / 0.001)), True)
+        for _ in range(_poisson(rng, prm[P_MARKET_RATE] * dt)):
+            bb = _market(rng, bid, bb, min(_lots(rng, prm[P_MARKET_MEDIAN], prm[P_MARKET_SIGMA]), np.int64(prm[P_MARKET_CAP] / 0.001)), False)
         # best queues
         if ba - bb == 1:
             _best_queue(rng, bid, bb, dt, prm)
@@ -321,9 +351,9 @@ def _run(rng, bid, ask, st, pub_idx, pub_lots, prm, dt, n_steps, out_off, out_si
             if ask[ba] == 0:
                 ba = _next_ask(ask, ba + 1)
         # an open spread is closed by a new queue next to one of the bests
-        if ba - bb > 1 and _uniform(rng) < prm[11]:
-            big = _uniform(rng) < prm[12]
-            lots = _lots(rng, prm[13], 1.0) if big else _lots(rng, prm[14], 2.0)
+        if ba - bb > 1 and _uniform(rng) < prm[P_REFILL_PROB]:
+            big = _uniform(rng) < prm[P_REFILL_BIG_PROB]
+            lots = _lots(rng, prm[P_REFILL_BIG_MEDIAN], 1.0) if big else _lots(rng, prm[P_REFILL_SMALL_MEDIAN], 2.0)
             if _uniform(rng) < 0.5:
                 bb = ba - 1
                 bid[bb] += lots
@@ -331,31 +361,33 @@ def _run(rng, bid, ask, st, pub_idx, pub_lots, prm, dt, n_steps, out_off, out_si
                 ba = bb + 1
                 ask[ba] += lots
         # requote jump: both best queues move by J ticks, the side ahead is cleared
-        if _uniform(rng) < prm[21] * dt:
-            jump = 1 + np.int64(-np.log(1.0 - _uniform(rng)) * (prm[22] - 1.0))
+        if _uniform(rng) < prm[P_JUMP_RATE] * dt:
+            jump = 1 + np.int64(-np.log(1.0 - _uniform(rng)) * (prm[P_JUMP_MEAN_TICKS] - 1.0))
+            # bounded so the book stays inside the window (recentred within RECENTRE_MARGIN)
+            jump = min(jump, MAX_JUMP)
             up = _uniform(rng) < 0.5
             old_b = bid[bb]
             old_a = ask[ba]
             if up:
                 ask[ba:ba + jump] = 0
                 ba = _next_ask(ask, ba + jump)
-                bid[bb] = _lots(rng, prm[19], prm[20])
+                bid[bb] = _lots(rng, prm[P_DEEP_MEDIAN], prm[P_DEEP_SIGMA])
                 bb = ba - 1
-                bid[bb] = max(old_b, _lots(rng, prm[13], 1.0))
+                bid[bb] = max(old_b, _lots(rng, prm[P_REFILL_BIG_MEDIAN], 1.0))
                 ask[ba] = max(ask[ba], old_a)
             else:
-                bid[bb - jump + 1:bb + 1] = 0
+                bid[max(bb - jump + 1, 0):bb + 1] = 0
                 bb = _next_bid(bid, bb - jump)
-                ask[ba] = _lots(rng, prm[19], prm[20])
+                ask[ba] = _lots(rng, prm[P_DEEP_MEDIAN], prm[P_DEEP_SIGMA])
                 ba = bb + 1
-                ask[ba] = max(old_a, _lots(rng, prm[13], 1.0))
+                ask[ba] = max(old_a, _lots(rng, prm[P_REFILL_BIG_MEDIAN], 1.0))
                 bid[bb] = max(bid[bb], old_b)
         # deep book
         _deep(rng, bid, bb, -1, dt, prm)
         _deep(rng, ask, ba, 1, dt, prm)
         st[I_BB] = bb
         st[I_BA] = ba
-        if bb < 4 * DEEP_RANGE or ba > w - 4 * DEEP_RANGE:
+        if bb < RECENTRE_MARGIN or ba > w - RECENTRE_MARGIN:
             _recentre(rng, bid, ask, st, prm)
         # publish: top-50 diff against what the client holds
         nb_ = _top(bid, st[I_BB], -1, new_idx[0], new_lots[0])

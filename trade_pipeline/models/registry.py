@@ -373,3 +373,34 @@ def champion_info(target: MlflowTarget, name: str) -> dict | None:
         "created": dt.datetime.fromtimestamp(mv.creation_timestamp / 1000, tz=dt.UTC),
         **meta,
     }
+
+
+@dataclass(frozen=True)
+class Trained:
+    result: object  # training.TrainResult
+    ref: ModelRef
+    gate: GateDecision
+
+    def metrics(self) -> dict:
+        out = self.result.metrics()
+        out["model"] = {"name": self.ref.name, "version": self.ref.version,
+                        "run_id": self.ref.run_id, "experiment_id": self.ref.experiment_id,
+                        "gate": self.gate.as_dict()}
+        return out
+
+
+def train_and_register(
+    frame: pl.DataFrame, target: MlflowTarget, exchange: str, symbol: str, config=None, *,
+    margin: float = DEFAULT_MARGIN, partitions: list[str] | None = None, on_trial=None,
+    **overrides,
+) -> Trained:
+    """The whole step the CLI, the `l2_model` asset and the demo share: train (Optuna +
+    purged CV), log + register as challenger, run the champion gate on the same frame."""
+    from trade_pipeline.models.training import train_model
+
+    result = train_model(frame, config, on_trial=on_trial, partitions=partitions, **overrides)
+    example = frame.select(result.features).tail(5).cast(pl.Float64).to_numpy()
+    ref = log_and_register(result, target, exchange, symbol, example)
+    gate = champion_gate(target, ref.name, ref.version, frame, margin=margin,
+                         fee_bps_per_side=result.config.costs.fee_bps_per_side)
+    return Trained(result, ref, gate)

@@ -1,1 +1,14 @@
-"""Backtest, paper trading and risk: one execution model for both."""
+"""Backtest, paper trading and risk: one execution model for both.
+
+Entry points:
+- `backtest.run_backtest(snapshots, predictions, config) -> BacktestResult`: the shared
+  engine over a snapshot frame; `predictions` has `timestamp` and `signal` (-1/0/+1) or
+  `prediction` (turned into signals by the strategy's thresholds).
+- `service.backtest_model(settings, "NAME@ALIAS", snapshots, config)` -> (result,
+  predictions, model): batch features + the registered model + the backtest;
+  `service.record_backtest(settings, result, ...)`: warehouse rows + MLflow run + plot.
+- `paper.run_paper(settings, config=..., url=..., duration_s=..., model=..., shadow=...)`:
+  the live loop (WebSocket -> book -> row -> features -> model -> signal -> engine).
+- `engine.TradingConfig.load("exec.toml")`: every execution assumption
+  (`execution.ExecutionConfig`) and the strategy limits (`strategy.StrategyConfig`).
+"""

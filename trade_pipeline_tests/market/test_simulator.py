@@ -137,3 +137,24 @@ def test_cli_simulate_writes_the_raw_store(tmp_path, capsys):
     assert cli.main(argv) == 2  # refuses to overwrite without --replace
     assert "exists" in capsys.readouterr().err
     assert cli.main([*argv, "--replace"]) == 0
+
+
+def test_window_recentring_keeps_the_client_book_exact():
+    """Huge, frequent jumps drive the price across the in-memory tick window, which is then
+    recentred; the deltas must stay exact through it."""
+    from trade_pipeline.market.simulator import I_BASE, SimulatorParams
+
+    params = SimulatorParams(jump_rate=20, jump_mean_ticks=400)
+    sim = Simulation(SimulatorConfig(start=START, duration_s=60, seed=0, params=params))
+    bases = set()
+    bids: dict = {}
+    asks: dict = {}
+    for _, text in sim.frames():
+        bases.add(int(sim.st[I_BASE]))
+        data = orjson.loads(text)["data"]
+        _apply(bids, data["b"])
+        _apply(asks, data["a"])
+        assert max(map(float, bids)) < min(map(float, asks))
+    assert len(bases) >= 2  # the window moved
+    assert bids == dict(orjson.loads(f"[{sim._levels_text(0)}]"))
+    assert asks == dict(orjson.loads(f"[{sim._levels_text(1)}]"))

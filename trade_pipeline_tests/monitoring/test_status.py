@@ -66,14 +66,17 @@ def _warehouse(settings, with_champion: bool):
             # A prediction that knows the future return: IC must come out near 1.
             fwd = np.append(mids[10:] / mids[:-10] - 1, [np.nan] * 10)
             conn.executemany(
-                "INSERT INTO predictions VALUES (?, 'bybit', 'BTCUSDT', 'btc_l2_1s', 1, ?, 1, "
-                "'paper', 'run-1')",
+                "INSERT INTO predictions (timestamp, exchange, symbol, model_name, model_version, "
+                "prediction, signal, source, run_id) "
+                "VALUES (?, 'bybit', 'BTCUSDT', 'btc_l2_1s', 1, ?, 1, 'paper', 'run-1')",
                 [[T2 + dt.timedelta(milliseconds=100 * i), float(fwd[i]) if np.isfinite(fwd[i])
                   else None] for i in range(N)],
             )
             conn.executemany(
-                "INSERT INTO trades VALUES (?, 'run-1', 'paper', ?, 'bybit', 'BTCUSDT', ?, 0.01, "
-                "100000, 0.5, 'taker', ?, ?)",
+                "INSERT INTO trades (trade_id, run_id, source, timestamp, exchange, symbol, side, "
+                "qty, price, fee, liquidity, position_after, realized_pnl) "
+                "VALUES (?, 'run-1', 'paper', ?, 'bybit', 'BTCUSDT', ?, 0.01, 100000, 0.5, "
+                "'taker', ?, ?)",
                 [["t1", T2, "buy", 0.01, 0.0], ["t2", T2 + dt.timedelta(seconds=5), "sell", 0.0,
                                                12.0]],
             )

@@ -32,7 +32,7 @@ def register(settings, booster, name: str, alias: str) -> str:
     client = target.client()
     exp = ensure_experiment(client, f"test/{name}", target.artifact_uri)
     features = list(booster.feature_name())
-    with mlflow.start_run(experiment_id=exp):
+    with target.active(), mlflow.start_run(experiment_id=exp):
         info = mlflow.lightgbm.log_model(
             booster, name="model", pip_requirements=["lightgbm==4.7.0"],
             metadata={**feature_spec(features), "horizon": "1s", "task": "regression"},

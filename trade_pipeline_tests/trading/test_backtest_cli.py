@@ -93,3 +93,22 @@ def test_backtest_bad_inputs(real_snapshots, tmp_path, capsys):
     rc = main(["--home", str(tmp_path / "h"), "backtest", "--predictions", str(tmp_path / "none.parquet"),
                "--snapshots", str(snap), "--config", str(tmp_path / "bad.toml")])
     assert rc == 2 and "latency_steps" in capsys.readouterr().err
+
+
+def test_backtest_reads_the_lake_window(real_snapshots, tmp_path, capsys):
+    from trade_pipeline.lake.layout import PartitionKey, write_partition
+    from trade_pipeline.settings import Settings
+
+    frame, _ = real_snapshots
+    home = tmp_path / "home"
+    settings = Settings.load(home=home).ensure_dirs()
+    day = frame["timestamp"][0].date().isoformat()
+    write_partition(frame, settings.lake_dir, "l2_snapshots", PartitionKey("bybit", "BTCUSDT", day))
+    _signals(frame, tmp_path / "p.parquet")
+    rc = main(["--home", str(home), "backtest", "--predictions", str(tmp_path / "p.parquet"),
+               "--start", day, "--end", day, "--json", "--no-store"])
+    assert rc == 0
+    assert json.loads(capsys.readouterr().out)["metrics"]["rows"] == frame.height
+    rc = main(["--home", str(home), "backtest", "--predictions", str(tmp_path / "p.parquet"),
+               "--start", "2024-01-01", "--end", "2024-01-02", "--no-store"])
+    assert rc == 2 and "no l2_snapshots partitions" in capsys.readouterr().err

@@ -1,0 +1,47 @@
+"""`trade-pipeline train`: the stable command automated checks call."""
+
+import json
+
+import pytest
+
+from trade_pipeline.cli import main
+from trade_pipeline_tests.models.synthetic import feature_frame
+
+
+@pytest.fixture(scope="module")
+def features_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cli") / "features.parquet"
+    feature_frame(4000, sessions=2, seed=4).write_parquet(path)
+    return path
+
+
+def test_train_no_register_prints_json(features_file, tmp_path, capsys) -> None:
+    code = main(["--home", str(tmp_path / "home"), "train", "--trials", "1", "--horizon", "1s",
+                 "--features", str(features_file), "--top-k", "5", "--no-register", "--json"])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["horizon"] == "1s" and out["trials"] == 1
+    for key in ("tail_ic", "tail_rank_ic", "tail_rmse", "tail_hit_rate", "tail_strategy_return",
+                "baseline_ic", "top_k_score_diff_vs_full", "top_features"):
+        assert key in out, key
+    assert not (tmp_path / "home" / "mlflow" / "mlflow.db").exists()
+
+
+@pytest.mark.slow
+def test_train_registers_and_promotes(features_file, tmp_path, capsys) -> None:
+    code = main(["--home", str(tmp_path / "home"), "train", "--trials", "1", "--horizon", "1s",
+                 "--features", str(features_file), "--json"])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["model"]["name"] == "btc_l2_1s" and out["model"]["gate"]["promoted"]
+    assert (tmp_path / "home" / "mlflow" / "mlflow.db").exists()
+
+
+def test_bad_arguments_are_clear_errors(features_file, tmp_path, capsys) -> None:
+    home = str(tmp_path / "home")
+    assert main(["--home", home, "train", "--horizon", "5 sec", "--features",
+                 str(features_file), "--no-register"]) == 2
+    assert "invalid horizon" in capsys.readouterr().err
+    assert main(["--home", home, "train", "--start", "2025-13-01", "--no-register"]) == 2
+    assert main(["--home", home, "train", "--no-register"]) == 2  # empty lake
+    assert "no l2_features partitions" in capsys.readouterr().err
