@@ -215,7 +215,8 @@ def _register_simulate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     p.add_argument("--symbol", default=None, help="symbol (default from settings)")
     p.add_argument("--replace", action="store_true",
-                   help="first delete the raw files of the simulated days")
+                   help="replace this seed's earlier simulated files in the simulated days "
+                   "(other captures there are never touched: the run refuses to mix with them)")
     p.set_defaults(func=_simulate)
 
 

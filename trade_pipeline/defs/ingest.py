@@ -73,14 +73,21 @@ def raw_l2_captures(
     exchange, symbol = settings.exchange, settings.symbol
     meta: dict = {"source": config.source}
     if config.source == "simulator":
-        from trade_pipeline.market.simulator import SimulatorConfig, simulate_to_store
+        from trade_pipeline.market.simulator import (
+            SimulationConflict,
+            SimulatorConfig,
+            simulate_to_store,
+        )
 
         start = dt.datetime.fromisoformat(day).replace(tzinfo=dt.UTC) + dt.timedelta(
             seconds=config.start_offset_s
         )
         seed = config.seed if config.seed is not None else int(day.replace("-", ""))
         sim = SimulatorConfig(start=start, duration_s=config.duration_s, seed=seed, symbol=symbol)
-        result = simulate_to_store(settings, sim, replace=True)
+        try:  # replaces this seed's earlier files; never deletes anything else
+            result = simulate_to_store(settings, sim, replace=True)
+        except SimulationConflict as exc:
+            raise dg.Failure(f"{day}: {exc}") from None
         meta.update(messages=result["messages"], seed=seed, simulated_days=result["days"],
                     simulate_seconds=result["seconds"])
         context.log.info(f"simulated {result['messages']} pushes in {result['seconds']} s")

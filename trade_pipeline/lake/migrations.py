@@ -163,10 +163,8 @@ def ensure_placeholders(lake_dir: str) -> list[str]:
 
 
 def lake_glob(lake_dir: str, table: str) -> str:
-    """`table_glob`, restricted to final partition files (`part-*.parquet`): the trailing
-    `*.parquet` of `table_glob` would also match writers' `.tmp-*.parquet` files."""
-    glob = layout.table_glob(lake_dir, table)
-    return glob.removesuffix("*.parquet") + "part-*.parquet"
+    """The table's final partition files (`part-*.parquet`, never writers' `.tmp-*` files)."""
+    return layout.table_glob(lake_dir, table)
 
 
 def lake_source(lake_dir: str, table: str) -> str:

@@ -516,13 +516,25 @@ def simulate(config: SimulatorConfig) -> Iterator[tuple[int, str]]:
     return Simulation(config).frames()
 
 
+class SimulationConflict(SettingsError):
+    """The raw store already holds other captures for a day the simulation would write."""
+
+
+def simulation_token(seed: int) -> str:
+    """The 8-hex file-name token of a seed's simulated files."""
+    return f"{(seed * 2654435761) & 0xFFFFFFFF:08x}"
+
+
 def simulate_to_store(settings, config: SimulatorConfig, replace: bool = False,
                       progress: bool = False, lines_per_member: int = 2000) -> dict:
     """Write a simulated stream into the raw capture store as if collected live.
 
-    File names are derived from the seed (deterministic); `replace` first deletes the raw
-    files of the days the run covers. Returns a JSON-able summary."""
-    from trade_pipeline.lake.raw_store import RawStoreWriter, clear_day
+    File names carry a token derived from the seed, so a run is deterministic and its files
+    are recognizable: `replace` deletes this seed's earlier files in the days the run covers.
+    Files of anything else there (collected or imported captures, other seeds) are never
+    touched: the run refuses to mix its stream with them (SimulationConflict).
+    Returns a JSON-able summary."""
+    from trade_pipeline.lake.raw_store import RAW_SUFFIX, RawStoreWriter, raw_files_for_day
 
     exchange = settings.exchange
     end = config.start + dt.timedelta(seconds=config.duration_s)
@@ -531,10 +543,18 @@ def simulate_to_store(settings, config: SimulatorConfig, replace: bool = False,
     while d <= end.date():
         days.append(d.isoformat())
         d += dt.timedelta(days=1)
+    token = simulation_token(config.seed)
+    own_suffix = f"-{token}{RAW_SUFFIX}"
+    existing = [p for day in days for p in raw_files_for_day(settings, exchange, config.symbol, day)]
+    foreign = [p for p in existing if not p.name.endswith(own_suffix)]
+    if foreign:
+        raise SimulationConflict(
+            f"{len(foreign)} other capture file(s) already in the simulated days, e.g. "
+            f"{foreign[0]}; a simulated stream is not mixed with them (remove them first)"
+        )
     if replace:
-        for day in days:
-            clear_day(settings, exchange, config.symbol, day)
-    token = f"{(config.seed * 2654435761) & 0xFFFFFFFF:08x}"
+        for path in existing:
+            path.unlink()
     writer = RawStoreWriter(settings.raw_dir, exchange, config.symbol,
                             flush_interval=float("inf"), name_token=token)
     t0 = time.perf_counter()

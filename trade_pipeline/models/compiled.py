@@ -276,7 +276,7 @@ def _softmax(raw: np.ndarray) -> np.ndarray:
 class CompiledBooster:
     """Fast evaluation of one compiled booster. For a 3-class model (classes: down, flat, up)
     `predict_row` returns the signed score `P(up) - P(down)`; `predict_proba_row` the three
-    probabilities."""
+    probabilities. One instance reuses its scratch buffers: use one instance per thread."""
 
     def __init__(self, arrays: TreeArrays) -> None:
         self.arrays = arrays

@@ -154,3 +154,16 @@ def test_bad_config_is_rejected(tmp_path, bad):
         _run(tmp_path / "home", DAY, bad)
     assert next(iter(bad)) in str(exc.value)
     assert not (tmp_path / "home" / "raw").exists() or not any((tmp_path / "home" / "raw").rglob("*.gz"))
+
+
+def test_simulator_never_deletes_collected_captures(tmp_path, bybit_delta_files):
+    home = tmp_path / "home"
+    settings = Settings.load(home=home).ensure_dirs()
+    capture = next(p for p in bybit_delta_files if "20250707_104036" in p.name)
+    kept = raw_store.import_capture(settings, capture, "bybit", "BTCUSDT")
+    result = _run(home, DAY, {"source": "simulator", "duration_s": 30}, raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "not mixed" in failure.event_specific_data.error.message
+    assert raw_store.raw_files_for_day(settings, "bybit", "BTCUSDT", DAY) == [kept]
+    assert kept.read_bytes() == capture.read_bytes()
