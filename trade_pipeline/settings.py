@@ -78,7 +78,9 @@ class Settings:
         raw_home = home or env.get(HOME_ENV) or DEFAULT_HOME
         opts: dict = {
             "redis_url": env.get("TRADE_PIPELINE_REDIS_URL", cls.redis_url),
-            "mlflow_tracking_uri_override": env.get("MLFLOW_TRACKING_URI") or None,
+            # Our own variable, not MLFLOW_TRACKING_URI: mlflow.set_tracking_uri() exports that
+            # one process-wide, which would silently redirect every other home.
+            "mlflow_tracking_uri_override": env.get("TRADE_PIPELINE_MLFLOW_TRACKING_URI") or None,
             "mlflow_artifact_uri_override": env.get("TRADE_PIPELINE_MLFLOW_ARTIFACTS") or None,
             "lake_uri_override": env.get("TRADE_PIPELINE_LAKE") or None,
         }

@@ -96,14 +96,15 @@ def raw_l2_captures(
             raise dg.Failure("source 'recorded' needs `files` (capture files to import)")
         from pathlib import Path
 
-        imported = []
-        for name in config.files:
-            path = Path(name)
+        paths = [Path(name) for name in config.files]
+        for path in paths:  # check every file before copying any
+            if not path.is_file():
+                raise dg.Failure(f"recorded capture not found: {path}")
             file_day = raw_store.day_of_ns(raw_store.first_record_ns(path))
             if file_day != day:
                 raise dg.Failure(f"{path} starts on {file_day}, not on partition {day}; "
                                  "materialize that day's partition for it")
-            imported.append(str(raw_store.import_capture(settings, path, exchange, symbol)))
+        imported = [str(raw_store.import_capture(settings, p, exchange, symbol)) for p in paths]
         meta["imported"] = dg.MetadataValue.json(imported)
     files = raw_store.raw_files_for_day(settings, exchange, symbol, day)
     if not files:

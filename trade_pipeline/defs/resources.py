@@ -40,12 +40,10 @@ class MlflowResource(dg.ConfigurableResource):
         return self.artifact_uri or Settings.load(home=self.home).mlflow_artifact_uri
 
     def client(self):
-        import mlflow
+        # No mlflow.set_tracking_uri(): it exports the URI process-wide.
         from mlflow import MlflowClient
 
         uri = self.resolved_tracking_uri()
-        mlflow.set_tracking_uri(uri)
-        mlflow.set_registry_uri(uri)
         return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 

@@ -90,15 +90,6 @@ def raw_days(settings: Settings, exchange: str, symbol: str) -> list[str]:
     return sorted(days)
 
 
-def clear_day(settings: Settings, exchange: str, symbol: str, day: str) -> int:
-    """Remove one day's capture files (re-materializing a partition replaces it); returns
-    the number of files removed."""
-    files = raw_files_for_day(settings, exchange, symbol, day)
-    for path in files:
-        path.unlink()
-    return len(files)
-
-
 @dataclass
 class WriterStats:
     lines: int = 0
