@@ -138,12 +138,15 @@ def test_collected_source_uses_what_the_collector_wrote(tmp_path, bybit_delta_fi
 
 
 def test_recorded_file_of_another_day_is_refused(tmp_path, bybit_delta_files):
+    good = next(p for p in bybit_delta_files if "20250707_104036" in p.name)
     other_day = bybit_delta_files[0]  # 2025-07-06
-    result = _run(tmp_path / "home", DAY, {"source": "recorded", "files": [str(other_day)]},
+    files = [str(good), str(other_day)]
+    result = _run(tmp_path / "home", DAY, {"source": "recorded", "files": files},
                   raise_on_error=False)
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert "2025-07-06" in failure.event_specific_data.error.message
+    assert not list((tmp_path / "home" / "raw").rglob("*.gz"))  # nothing half-imported
 
 
 @pytest.mark.parametrize("bad", [{"duration_s": -1}, {"source": "ftp"}, {"start_offset_s": 90_000},

@@ -42,18 +42,24 @@ def _recorded_u(path) -> list[int]:
 
 
 def _collect(settings, url: str, until_messages: int | None = None, duration_s: float = 20.0,
-             **cfg) -> tuple[Collector, RawStoreWriter]:
-    """Run the collector in this process until it holds `until_messages` (or the duration)."""
+             until=None, **cfg) -> tuple[Collector, RawStoreWriter]:
+    """Run the collector in this process until it holds `until_messages` (or `until(stats)`
+    is true, or the duration has passed)."""
     writer = RawStoreWriter(settings.raw_dir, "bybit", "BTCUSDT")
-    config = CollectorConfig(url=url, duration_s=duration_s, backoff_initial_s=0.05, **cfg)
+    cfg.setdefault("backoff_initial_s", 0.05)
+    config = CollectorConfig(url=url, duration_s=duration_s, **cfg)
     collector = Collector(config, writer, seed=1)
+    if until is None and until_messages is not None:
+        def until(stats):
+            return stats.messages >= until_messages
 
     async def main():
         async def watch():
-            while until_messages is not None and collector.stats.messages < until_messages:
+            if until is None:
+                return
+            while not until(collector.stats):
                 await asyncio.sleep(0.02)
-            if until_messages is not None:
-                collector.stop()
+            collector.stop()
 
         watcher = asyncio.create_task(watch())
         try:
@@ -123,6 +129,33 @@ def test_disconnect_without_loss_resumes_with_snapshot(settings, bybit_delta_fil
     direct = build_snapshots([path]).frame
     cols = [c for c in direct.columns if c not in ("session_id", "received_timestamp")]
     assert rebuilt.select(cols).equals(direct.select(cols))
+
+
+def test_paced_reconnect_skips_the_missed_pushes_into_the_snapshot(settings, bybit_delta_files):
+    """Paced like a live exchange: pushes due while the client was away are not sent, the
+    reconnect snapshot carries their effect, and the book rows match the recording's."""
+    from trade_pipeline.market.snapshots import build_snapshots
+
+    path = bybit_delta_files[1]  # 2 min, ~37 pushes/s
+    us = _recorded_u(path)
+    with ReplayServerThread([path], speed=40.0, faults=Faults(disconnect_after=[300])) as srv:
+        def until(stats):
+            return srv.stats.finished and stats.messages >= srv.stats.sent
+
+        collector, writer = _collect(settings, srv.url, until=until, backoff_initial_s=0.3)
+        skipped = srv.stats.skipped_while_away
+        assert collector.stats.messages == srv.stats.sent == len(us) - skipped + 1
+    assert collector.stats.reconnects == 1 and collector.stats.gaps == 0
+    assert skipped > 0
+    rebuilt = build_snapshots(writer.paths)
+    assert rebuilt.report.to_dict()["sessions"] == 2
+    direct = build_snapshots([path]).frame
+    book = [c for c in direct.columns if c.startswith(("bid_", "ask_"))] + ["update_id"]
+    joined = rebuilt.frame.select("timestamp", *book).join(
+        direct.select("timestamp", *book), on="timestamp", suffix="_direct")
+    assert joined.height == rebuilt.frame.height > 0
+    for col in book:
+        assert joined[col].equals(joined[f"{col}_direct"]), col
 
 
 def test_pings_are_answered(settings, bybit_delta_files):
