@@ -9,6 +9,8 @@ Checks come from small factories, applied by asset key to the assets the other a
 - `raw_l2_captures`: `schema` (every file of the day in a format the readers detect) and
   `row_count` (non-empty files), both blocking; its gaps surface in `l2_snapshots.gap_rate`;
 - migration assets: `applied` (their latest row in `migration_log`);
+- `l2_model`: `schema` (the registered version's features and feature versions match the
+  catalog, by serving's own `check_feature_spec`) and `row_count` from metadata;
 - every other asset: `row_count` and `schema` from its materialization metadata
   (`dagster/row_count`, `dagster/column_schema`; `metadata_checks(..., has_gaps=True)` adds
   a `gap_rate` from `gaps` / `messages` metadata);
@@ -223,8 +225,12 @@ def lake_table_checks(asset_key: str, table: str) -> list[dg.AssetChecksDefiniti
 ROW_COUNT_KEYS = ("dagster/row_count", "row_count", "rows", "messages", "files")
 
 
-def _latest_metadata(context: dg.AssetCheckExecutionContext, asset_key: dg.AssetKey) -> dict | None:
-    partition = context.partition_key if context.has_partition_key else None
+def _latest_metadata(
+    context: dg.AssetCheckExecutionContext, asset_key: dg.AssetKey, partitioned: bool
+) -> dict | None:
+    # An unpartitioned asset can run inside a partitioned run (e.g. the demo job): only a
+    # partitioned check filters by the run's partition.
+    partition = context.partition_key if partitioned and context.has_partition_key else None
     record = context.instance.fetch_materializations(
         dg.AssetRecordsFilter(
             asset_key=asset_key, asset_partitions=[partition] if partition else None
@@ -251,13 +257,16 @@ def metadata_checks(
         description=f"{name} reports a positive row count ({' / '.join(ROW_COUNT_KEYS)})",
     )
     def row_count_check(context: dg.AssetCheckExecutionContext):
-        meta = _latest_metadata(context, asset_key)
+        meta = _latest_metadata(context, asset_key, partitions_def is not None)
         if meta is None:
             return dg.AssetCheckResult(passed=False, description="never materialized")
         for k in ROW_COUNT_KEYS:
             if (n := _number(meta.get(k))) is not None:
+                # Zero rows is a legitimate but suspicious outcome here (e.g. a backtest
+                # without trades): a warning; the lake tables' own checks are errors.
                 return dg.AssetCheckResult(
-                    passed=n > 0, metadata={"key": k, "rows": n}, description=f"{k} = {n:g}"
+                    passed=n > 0, metadata={"key": k, "rows": n}, description=f"{k} = {n:g}",
+                    severity=dg.AssetCheckSeverity.WARN,
                 )
         return dg.AssetCheckResult(
             passed=False, severity=dg.AssetCheckSeverity.WARN,
@@ -303,7 +312,7 @@ def metadata_checks(
             description=f"{name}: sequence gaps per message (warns above {MAX_GAP_RATE:.0%})",
         )
         def gap_rate_check(context: dg.AssetCheckExecutionContext):
-            meta = _latest_metadata(context, asset_key)
+            meta = _latest_metadata(context, asset_key, partitions_def is not None)
             if meta is None:
                 return dg.AssetCheckResult(passed=False, description="never materialized")
             gaps, messages = _number(meta.get("gaps")), _number(meta.get("messages"))
@@ -371,6 +380,41 @@ def raw_capture_checks(asset_key: str) -> list[dg.AssetChecksDefinition]:
     return [schema_check, row_count_check]
 
 
+def model_checks(asset_key: dg.AssetKey) -> list[dg.AssetChecksDefinition]:
+    """The registered model version of the latest materialization: its feature list and
+    feature versions match the catalog (serving's own `check_feature_spec`, so a model that
+    serving would refuse fails here first)."""
+    from trade_pipeline.defs.resources import MlflowResource
+
+    @dg.asset_check(
+        asset=asset_key, name="schema",
+        description="the registered version's features and feature versions match the catalog",
+    )
+    def schema_check(context: dg.AssetCheckExecutionContext, mlflow: MlflowResource):
+        from trade_pipeline.models.registry import MlflowTarget, version_metadata
+        from trade_pipeline.models.serving import ServingError, check_feature_spec
+
+        meta = _latest_metadata(context, asset_key, partitioned=False)
+        if meta is None or not meta.get("model_name") or not meta.get("model_version"):
+            return dg.AssetCheckResult(passed=False, description="no registered version recorded")
+        name, version = str(meta["model_name"]), str(meta["model_version"])
+        target = MlflowTarget(mlflow.resolved_tracking_uri(), mlflow.resolved_artifact_uri())
+        spec = version_metadata(target, name, version)
+        try:
+            check_feature_spec(spec)
+        except ServingError as exc:  # the check's verdict, with serving's reason
+            return dg.AssetCheckResult(passed=False, description=str(exc)[:500],
+                                       metadata={"model": f"{name}/{version}"})
+        return dg.AssetCheckResult(
+            passed=True, description=f"{name}/{version}: {len(spec['features'])} features match",
+            metadata={"model": f"{name}/{version}", "features": len(spec["features"]),
+                      "feature_catalog_hash": spec.get("feature_catalog_hash", "")},
+        )
+
+    return [schema_check]
+
+
+MODEL_ASSETS = {"l2_model"}
 _MIGRATION_RE = re.compile(r"^migration_(\d{3})")
 # Assets materialized once on purpose (no freshness expectation).
 ONE_OFF = {"legacy_import"}
@@ -468,6 +512,9 @@ def build_checks(
             group = raw_capture_checks(name)
         elif match := _MIGRATION_RE.match(name):
             group = migration_checks(key, int(match.group(1)))
+        elif name in MODEL_ASSETS and partitions is None:
+            # Row count from metadata (rows trained on); schema = the feature contract.
+            group = [metadata_checks(key, None, has_gaps=False)[0], *model_checks(key)]
         else:
             group = metadata_checks(key, partitions, has_gaps=False)
         checks += [c for c in group if not _covered(key, next(iter(c.check_keys)).name, existing)]

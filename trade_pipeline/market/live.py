@@ -6,6 +6,8 @@ time. So a live session and a batch rebuild of its raw capture give identical ro
 
 Rows come out when they are final: the row for grid time t is emitted when the first
 message with a time of record > t arrives (or when the session closes), exactly as in batch.
+`on_message_arrays` hands them out as the kernel's arrays (the paper-trading hot path);
+`on_message` as dicts or tuples.
 """
 
 import datetime as dt
@@ -66,6 +68,9 @@ class LiveSampler:
         self.sampler.exchange = self.exchange
         # rows as dicts keyed by SNAPSHOT_COLUMNS, or (cheaper) tuples in that column order
         self._convert = self._tuples if as_tuples else self._dicts
+        self._cap = self.sampler._out_i.shape[0]
+        self._parse = parse_line
+        self._feed = self.sampler.feed
 
     def on_message(self, raw: bytes | str, recv_ns: int | None = None) -> list:
         """Apply one message; returns the rows it completes (dicts keyed like SNAPSHOT_SCHEMA,
@@ -82,6 +87,43 @@ class LiveSampler:
         if not blocks:
             return []
         return blocks[0] if len(blocks) == 1 else [row for b in blocks for row in b]
+
+    def on_message_arrays(self, raw: bytes | str, recv_ns: int | None = None
+                          ) -> tuple[np.ndarray, np.ndarray] | None:
+        """The fast entry (paper trading): the rows this message completes as arrays, or None.
+
+        Returns (out_i, out_f): out_i int64 (n, 4) = timestamp us, receive time us (NULL_I64 =
+        none), update id, session id; out_f float64 (n, 40) in BOOK_COLUMNS order (NaN price =
+        missing level, its size 0). Usually views of the sampler's output buffer, valid only
+        until the next call (copy what must outlive it). Same parser and kernel as
+        `on_message`; it just skips building Python row objects.
+        """
+        buf = MessageBuffer()
+        ctx = self.ctx
+        if not self._parse(self.fmt, raw, buf, ctx, recv_ns):
+            return None
+        self.sampler.symbol = ctx.symbol
+        msgs, levels = buf.arrays()
+        blocks = self._feed(msgs, levels, self._block)
+        if not blocks:
+            return None
+        if len(blocks) == 1:
+            return blocks[0]
+        return (np.concatenate([b[0] for b in blocks]), np.concatenate([b[1] for b in blocks]))
+
+    def close_arrays(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """`close()` as arrays (see `on_message_arrays`), or None when no row is pending."""
+        blocks = list(self.sampler.close())
+        if not blocks:
+            return None
+        return (np.concatenate([b[0] for b in blocks]), np.concatenate([b[1] for b in blocks]))
+
+    def _block(self, out_i: np.ndarray, out_f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # The kernel stops early only when its output buffer is full; then another block may
+        # overwrite the buffer, so only a full block is copied.
+        if out_i.shape[0] >= self._cap:
+            return out_i.copy(), out_f.copy()
+        return out_i, out_f
 
     def close(self) -> list[dict]:
         """End of stream: the open session's last grid rows (the state stays resumable)."""

@@ -17,31 +17,24 @@ the stale-data halt (`risk.py`) flatten against the last book seen and stop the 
 """
 
 import asyncio
-import datetime as dt
 import gc
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from trade_pipeline.market.schema import BOOK_COLUMNS
 from trade_pipeline.settings import Settings
-from trade_pipeline.trading.engine import TradingConfig, TradingEngine, book_from_row
+from trade_pipeline.trading.engine import Book, TradingConfig, TradingEngine
 from trade_pipeline.trading.model_adapter import LoadedModel
 from trade_pipeline.trading.risk import KillSwitch, StaleDataGuard
 from trade_pipeline.trading.strategy import next_signal
 
 PING_INTERVAL_S = 20.0
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-_US = dt.timedelta(microseconds=1)
-
-
-def _ts_us(value) -> int:
-    """Exact integer microseconds of a row's timestamp (no float rounding)."""
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=dt.UTC)
-        return (value - _EPOCH) // _US
-    return int(value)
+# `_process` slices a sampler row (BOOK_COLUMNS order) into a Book by position.
+if list(BOOK_COLUMNS[:4]) != ["bid_price_1", "bid_size_1", "bid_price_2", "bid_size_2"] or \
+        list(BOOK_COLUMNS[20:22]) != ["ask_price_1", "ask_size_1"] or len(BOOK_COLUMNS) != 40:
+    raise RuntimeError("BOOK_COLUMNS layout changed: update PaperTrader._process")
 
 
 @dataclass
@@ -56,8 +49,17 @@ class ModelTrack:
     predictions: list = field(default_factory=list)
     signals: list = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        # Bound once: the compiled evaluator's row entry, skipping the adapter layers.
+        ev = getattr(self.model, "evaluator", None)
+        self._row = getattr(getattr(ev, "evaluator", ev), "predict_row", None) or self.model.predict_row
+        self._sel = np.empty(len(self.index), dtype=np.float64) if self.index is not None else None
+
     def predict(self, x: np.ndarray) -> float:
-        return self.model.predict_row(x if self.index is None else x[self.index])
+        if self.index is None:
+            return self._row(x)
+        np.take(x, self.index, out=self._sel)  # precomputed positions, preallocated buffer
+        return self._row(self._sel)
 
 
 def _feature_index(model: LoadedModel, names: list[str]) -> np.ndarray | None:
@@ -106,45 +108,69 @@ class PaperTrader:
         the simulated orders, the shadow model and the online-store write (latest row)."""
         t0 = time.perf_counter_ns() if t0_ns is None else t0_ns
         self.messages += 1
-        rows = self.sampler.on_message(raw, recv_ns)
-        if rows:
-            self._process(rows, t0)
-        return len(rows)
+        block = self.sampler.on_message_arrays(raw, recv_ns)
+        if block is None:
+            return 0
+        self._process(block[0], block[1], t0)
+        return block[0].shape[0]
 
     def finish(self) -> int:
         """End of input: the sampler's last grid rows (as the batch sampler emits at the end)."""
-        rows = self.sampler.close()
-        if rows:
-            self._process(rows, time.perf_counter_ns())
-        return len(rows)
+        block = self.sampler.close_arrays()
+        if block is None:
+            return 0
+        self._process(block[0], block[1], time.perf_counter_ns())
+        return block[0].shape[0]
 
-    def _process(self, rows: list, t0: int) -> None:
+    def _process(self, out_i: np.ndarray, out_f: np.ndarray, t0: int) -> None:
+        """Rows as the sampler's arrays (out_i: timestamp us, receive us, update id, session id;
+        out_f: the 40 book values in BOOK_COLUMNS order), views valid during this call only.
+
+        Hot loop: no per-row dicts or tuples; the features come back in the engine's own
+        buffer (copied once, for the steps after the signal) and go straight to the compiled
+        model (feature selection precomputed as an index array, or none)."""
         main = self.main
         entry, exit_ = self._entry, self._exit
-        signals = []
-        for row in rows:
-            x = self.features.update(row)
-            pred = main.predict(x)
-            main.signal = next_signal(main.signal, pred, entry, exit_)
-            self.tick_to_signal_ns.append(time.perf_counter_ns() - t0)
-            signals.append((x, pred, main.signal))
-        for row, (x, pred, sig) in zip(rows, signals, strict=True):
-            ts = _ts_us(row["timestamp"] if isinstance(row, dict) else row[0])
-            book = book_from_row(row)
+        update = self.features.update_book_view
+        predict = main.predict
+        clock = time.perf_counter_ns
+        lat = self.tick_to_signal_ns
+        ts_list = out_i[:, 0].tolist()
+        sid_list = out_i[:, 3].tolist()
+        n = len(ts_list)
+        xs = []
+        preds = []
+        sigs = []
+        sig = main.signal
+        for k in range(n):
+            x = update(ts_list[k], sid_list[k], out_f[k])
+            pred = predict(x)
+            sig = next_signal(sig, pred, entry, exit_)
+            lat.append(clock() - t0)
+            xs.append(x.copy())
+            preds.append(pred)
+            sigs.append(sig)
+        main.signal = sig
+        # After the signals: simulated orders, the shadow model, bookkeeping.
+        books = out_f.tolist()
+        shadow = self.shadow
+        for k in range(n):
+            ts, x, pred, sig = ts_list[k], xs[k], preds[k], sigs[k]
+            v = books[k]  # BOOK_COLUMNS order: bid p/q pairs by level, then ask p/q pairs
+            book = Book(v[0:20:2], v[1:20:2], v[20::2], v[21::2])
             self.equity_curve.append(main.engine.on_row(ts, book, sig))
             main.ts_us.append(ts)
             main.predictions.append(pred)
             main.signals.append(sig)
-            if self.shadow is not None:
-                sh = self.shadow
-                sp = sh.predict(x)
-                sh.signal = next_signal(sh.signal, sp, entry, exit_)
-                sh.engine.on_row(ts, book, sh.signal)
-                sh.ts_us.append(ts)
-                sh.predictions.append(sp)
-                sh.signals.append(sh.signal)
+            if shadow is not None:
+                sp = shadow.predict(x)
+                shadow.signal = next_signal(shadow.signal, sp, entry, exit_)
+                shadow.engine.on_row(ts, book, shadow.signal)
+                shadow.ts_us.append(ts)
+                shadow.predictions.append(sp)
+                shadow.signals.append(shadow.signal)
             self.rows += 1
-            self.last_x = x
+        self.last_x = xs[-1]
         if self.online_store is not None:
             self.online_store.put(self.exchange, self.symbol, main.ts_us[-1], self.last_x,
                                   str(main.model.version))

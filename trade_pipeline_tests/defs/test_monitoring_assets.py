@@ -201,3 +201,72 @@ def test_raw_capture_checks_detect_formats(settings):
                             partition_key=DAY, instance=instance, raise_on_error=False)
     evals = _checks_of(result, "raw_l2_captures")
     assert not evals["schema"].passed and "zz_notes.txt.gz" in evals["schema"].description
+
+
+def _register(settings, meta: dict) -> str:
+    import mlflow
+    import mlflow.pyfunc
+
+    from trade_pipeline.models.registry import MlflowTarget
+
+    class Identity(mlflow.pyfunc.PythonModel):
+        def predict(self, context, model_input):
+            return model_input
+
+    target = MlflowTarget.from_settings(settings)
+    client = target.client()
+    found = client.get_experiment_by_name("checks-test")
+    exp = found.experiment_id if found else client.create_experiment(
+        "checks-test", artifact_location=settings.mlflow_artifact_uri)
+    with target.active(), mlflow.start_run(experiment_id=exp):
+        info = mlflow.pyfunc.log_model(name="model", python_model=Identity(), metadata=meta,
+                                       registered_model_name="btc_l2_5s", pip_requirements=[])
+    return str(info.registered_model_version)
+
+
+def test_model_schema_check_uses_the_serving_contract(settings):
+    from trade_pipeline.features.catalog import SPECS, catalog_hash
+
+    features = ["mid_price", "spread"]
+    good = {"features": features, "feature_versions": {f: SPECS[f].version for f in features},
+            "feature_catalog_hash": catalog_hash()}
+    stale = {**good, "feature_versions": {"mid_price": SPECS["mid_price"].version + 7,
+                                          "spread": SPECS["spread"].version}}
+    versions = [_register(settings, good), _register(settings, stale)]
+    resources = build_resources(str(settings.home))
+    checks = mon.model_checks(dg.AssetKey("l2_model"))
+    outcomes = []
+
+    def fake_model_for(version: str) -> dg.AssetsDefinition:
+        @dg.asset(name="l2_model")
+        def fake_model():
+            return dg.MaterializeResult(metadata={"model_name": "btc_l2_5s",
+                                                  "model_version": version, "rows": 10})
+
+        return fake_model
+
+    for version in versions:
+        result = dg.materialize([fake_model_for(version), *checks], resources=resources,
+                                instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+        outcomes.append(_checks_of(result, "l2_model")["schema"])
+    assert outcomes[0].passed and "2 features match" in outcomes[0].description
+    assert not outcomes[1].passed and "mid_price" in outcomes[1].description
+
+
+def test_unpartitioned_asset_checked_inside_a_partitioned_run():
+    """The demo runs every asset with the day's partition key: a check of an unpartitioned
+    asset must still find that asset's (partition-less) materialization."""
+
+    @dg.asset(partitions_def=DAILY)
+    def daily_part():
+        return dg.MaterializeResult(metadata={"rows": 3})
+
+    @dg.asset(deps=[daily_part])
+    def whole():
+        return dg.MaterializeResult(metadata={"dagster/row_count": 5})
+
+    checks = mon.metadata_checks(dg.AssetKey("whole"), None, has_gaps=False)
+    result = dg.materialize([daily_part, whole, *checks], partition_key=DAY,
+                            instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+    row_count = _checks_of(result, "whole")["row_count"]
+    assert row_count.passed and row_count.metadata["rows"].value == 5

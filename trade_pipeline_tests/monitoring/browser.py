@@ -72,6 +72,13 @@ class Page:
             " if (b) { b.click(); return true; } return false; })()"
         ))
 
+    def click_label(self, label: str) -> bool:
+        """Click the first button whose aria-label is `label` (icon-only buttons)."""
+        return bool(self.evaluate(
+            f"(() => {{ const b = document.querySelector('button[aria-label={json.dumps(label)}]');"
+            " if (b) { b.click(); return true; } return false; })()"
+        ))
+
     def click_text(self, text: str) -> bool:
         """Click the innermost element whose visible text is exactly `text`."""
         return bool(self.evaluate(

@@ -11,6 +11,8 @@ from trade_pipeline.definitions import build_definitions
 
 DAY = "2025-07-07"
 DAILY_CHAIN = ("raw_l2_captures", "l2_snapshots", "l2_features", "feature_stats")
+MODEL = "l2_model"  # unpartitioned: trained on the day once it exists
+AFTER_MODEL = ("backtest_results",)  # daily, needs the registered champion
 
 
 def demo_available() -> bool:
@@ -22,7 +24,8 @@ def demo_available() -> bool:
 
 
 def run_available_assets(home: str, instance: dg.DagsterInstance, day: str = DAY,
-                         sim_seconds: float = 120.0) -> list[dg.ExecuteInProcessResult]:
+                         sim_seconds: float = 120.0, with_model: bool = False,
+                         ) -> list[dg.ExecuteInProcessResult]:
     defs = build_definitions(home)
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string(): k for k in graph.get_all_asset_keys()
@@ -47,4 +50,16 @@ def run_available_assets(home: str, instance: dg.DagsterInstance, day: str = DAY
             [*assets, *checks], selection=[keys[n] for n in chain], partition_key=day,
             instance=instance, resources=resources, run_config=run_config,
         ))
+    if with_model and MODEL in keys and "l2_features" in chain:
+        results.append(dg.materialize(
+            [*assets, *checks], selection=[keys[MODEL]], instance=instance, resources=resources,
+            run_config={"ops": {MODEL: {"config": {"trials": 1, "horizon": "5s",
+                                                   "start_date": day, "end_date": day}}}},
+        ))
+        after = [keys[n] for n in AFTER_MODEL if n in keys]
+        if after:
+            results.append(dg.materialize(
+                [*assets, *checks], selection=after, partition_key=day, instance=instance,
+                resources=resources,
+            ))
     return results

@@ -163,7 +163,7 @@ def test_ui_lists_everything_and_screenshots(tmp_path):
         assert done.returncode == 0, done.stderr[-3000:]
     else:
         with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
-            results = run_available_assets(str(home), instance)
+            results = run_available_assets(str(home), instance, sim_seconds=900, with_model=True)
             assert all(r.success for r in results)
     with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
         materialized = _materialized(instance)
@@ -236,6 +236,8 @@ def test_ui_lists_everything_and_screenshots(tmp_path):
                 page.goto(f"http://127.0.0.1:{mlflow_port}/#/models/{name}")
                 page.wait_for_text(name, "Version")
                 time.sleep(3)
+                page.click_label("Close")  # MLflow 3's assistant side panel, if open
+                time.sleep(1)
                 shots["mlflow_model"] = tmp_path / "mlflow_model.png"
                 page.screenshot(shots["mlflow_model"])
 
