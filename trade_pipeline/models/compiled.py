@@ -124,28 +124,46 @@ def compile_model_text(model_text: str) -> TreeArrays:
 
 # One 16-byte record per node, trees laid out depth-first (pre-order): the left child of
 # node i is i + 1, so a path mostly walks forward through neighbouring cache lines, and only
-# the right child's index is stored. Leaves are records too (flag bit 3), holding the leaf
-# value in `value`; an internal node holds its threshold there.
+# the right child's index is stored. Leaves are records too (flags = _LEAF), holding the leaf
+# value in `value`; an internal node (flags = _INTERNAL) holds its threshold there.
 NODE_DTYPE = np.dtype([("value", np.float64), ("right", np.int32), ("feature", np.int16),
                        ("flags", np.int8), ("pad", np.int8)])
-# flags: bit 0 = a NaN goes right; bit 1 = 0 is "missing" (goes to the default child);
-# bit 2 = the default child is the right one; bit 3 = leaf. LightGBM's missing-value rules
-# are folded into these bits at compile time, so a decision is branch-free arithmetic.
-_NAN_RIGHT, _ZERO_MISSING, _DEFAULT_RIGHT, _LEAF = 1, 2, 4, 8
+_INTERNAL, _LEAF = 1, 8
 LANES = 8
-
-
-def pack_nodes(a: "TreeArrays") -> tuple[np.ndarray, np.ndarray]:
+# LightGBM's missing-value rules are folded in at compile time, so a decision is a single
+# `x > threshold`. Each row is expanded once into N_COPIES copies (`_expand`) that differ
+# only in how NaN and 0 read: copy 0: NaN -> +inf; copy 1: NaN -> -inf; copy 2: NaN and 0 ->
+# +inf; copy 3: NaN and 0 -> -inf (+inf goes right, -inf left of a finite threshold); copy 4:
+# 1.0 for NaN, else 0.0; copy 5: 1.0 for NaN or 0, else 0.0. A node reads feature
+# `f + n_features * copy`, the copy chosen from its missing type and default child:
+# - missing type NaN: a NaN goes to the default child (copy 0 or 1);
+# - missing type Zero: a NaN is read as 0 and a 0 goes to the default child (copy 2 or 3);
+# - missing type None: a NaN is read as 0.0 and compared (copy 0 if 0 > threshold, else 1).
+# A threshold of +inf (LightGBM's "NaN against the rest" split) sends every number left, so
+# only the missing rule matters: it reads the indicator copy 4 (type NaN, None) or 5 (type
+# Zero) against 0.5 (missing goes right) or 1.5 (nothing goes right).
+N_COPIES = 6
+def pack_nodes(a: "TreeArrays", n_features: int) -> tuple[np.ndarray, np.ndarray]:
     """(roots, nodes): every tree in pre-order, internal nodes and leaves as records."""
-    n_int = a.feature.size
+    thr = a.threshold.copy()
+    if np.isnan(thr).any() or (thr == -np.inf).any():
+        raise CompileError("the model has a NaN or -inf split threshold")
+    if a.feature.size and (a.feature.min() < 0 or a.feature.max() >= n_features):
+        raise CompileError(f"a split uses a feature outside 0..{n_features - 1}")
+    if N_COPIES * n_features > np.iinfo(np.int16).max:
+        raise CompileError(f"too many features ({n_features}) for the node layout")
     default_right = ~a.default_left
-    # NaN: missing type NaN -> default child; type Zero -> read as 0 -> default child;
-    # type None -> read as 0.0 and compared with the threshold.
-    nan_right = np.where(a.missing == _MISSING_NONE, ~(a.threshold >= 0.0), default_right)
-    flags = (nan_right.astype(np.int8) * _NAN_RIGHT
-             + (a.missing == _MISSING_ZERO).astype(np.int8) * _ZERO_MISSING
-             + default_right.astype(np.int8) * _DEFAULT_RIGHT)
-    out = np.zeros(n_int + a.leaf_value.size, dtype=NODE_DTYPE)
+    zero_missing = a.missing == _MISSING_ZERO
+    nan_right = np.where(a.missing == _MISSING_NONE, ~(thr >= 0.0), default_right)
+    copy = np.where(zero_missing, np.where(default_right, 2, 3), np.where(nan_right, 0, 1))
+    inf = thr == np.inf
+    # +inf: numbers go left; missing (NaN; and 0 for type Zero) goes right iff it would
+    # (type None reads NaN as 0.0, which is not > inf: left).
+    missing_right = np.where(a.missing == _MISSING_NONE, False, default_right)
+    copy = np.where(inf, np.where(zero_missing, 5, 4), copy)
+    thr = np.where(inf, np.where(missing_right, 0.5, 1.5), thr)
+    feature = a.feature.astype(np.int64) + n_features * copy
+    out = np.zeros(a.feature.size + a.leaf_value.size, dtype=NODE_DTYPE)
     roots = np.empty(a.roots.size, dtype=np.int32)
     pos = 0
     for t, root in enumerate(a.roots):
@@ -158,7 +176,7 @@ def pack_nodes(a: "TreeArrays") -> tuple[np.ndarray, np.ndarray]:
             if node < 0:
                 out[pos] = (a.leaf_value[~node], 0, 0, _LEAF, 0)
             else:
-                out[pos] = (a.threshold[node], 0, a.feature[node], flags[node], 0)
+                out[pos] = (thr[node], 0, feature[node], _INTERNAL, 0)
                 stack.append((int(a.right[node]), pos))
                 stack.append((int(a.left[node]), -1))  # popped next: lands at pos + 1
             pos += 1
@@ -167,24 +185,50 @@ def pack_nodes(a: "TreeArrays") -> tuple[np.ndarray, np.ndarray]:
 
 @numba.njit(inline="always")
 def _step(xs, nodes, i):
-    """One decision (LightGBM's NumericalDecision), branch-free: `xs` already has
-    |x| <= 1e-35 read as 0 (as LightGBM's dense row reader does)."""
+    """One decision (LightGBM's NumericalDecision, missing values folded into `xs`, see
+    above). Branch-free: `& flags` (1 on an internal node) keeps `right` an integer, so LLVM
+    leaves the arithmetic select alone instead of turning it into a mispredicted branch."""
     nd = nodes[i]
-    v = xs[nd.feature]
-    f = np.int32(nd.flags)
-    right = np.int32(v > nd.value) | (np.int32(v != v) & (f & 1))
-    zero = np.int32(v == 0.0) & ((f >> 1) & 1)
-    right = right ^ (zero & (right ^ ((f >> 2) & 1)))
+    right = np.int32(xs[nd.feature] > nd.value) & np.int32(nd.flags)
     return i + 1 + right * (nd.right - i - 1)
+
+
+@numba.njit(inline="always")
+def _expand(x, xs):
+    """The row's copies (see N_COPIES); |x| <= 1e-35 reads as 0, as LightGBM's dense row
+    reader does."""
+    n = x.shape[0]
+    for k in range(n):
+        v = x[k]
+        if v != v:
+            xs[k] = np.inf
+            xs[n + k] = -np.inf
+            xs[2 * n + k] = np.inf
+            xs[3 * n + k] = -np.inf
+            xs[4 * n + k] = 1.0
+            xs[5 * n + k] = 1.0
+        elif -1e-35 <= v <= 1e-35:
+            xs[k] = 0.0
+            xs[n + k] = 0.0
+            xs[2 * n + k] = np.inf
+            xs[3 * n + k] = -np.inf
+            xs[4 * n + k] = 0.0
+            xs[5 * n + k] = 1.0
+        else:
+            xs[k] = v
+            xs[n + k] = v
+            xs[2 * n + k] = v
+            xs[3 * n + k] = v
+            xs[4 * n + k] = 0.0
+            xs[5 * n + k] = 0.0
 
 
 @numba.njit(cache=True, nogil=True)
 def _raw_scores(x, roots, nodes, num_class, xs, out):
     # Walking one tree is a chain of dependent loads; walking 8 trees in lock-step lets
-    # the CPU overlap the chains (measured ~30 % faster than 4 lanes, ~2x faster than 1).
-    for k in range(x.shape[0]):
-        v = x[k]
-        xs[k] = 0.0 if -1e-35 <= v <= 1e-35 else v
+    # the CPU overlap the chains (measured ~30 % faster than 4 lanes, ~2x faster than 1;
+    # 12 or 16 lanes are no faster). xs: scratch of N_COPIES * n_features.
+    _expand(x, xs)
     for k in range(num_class):
         out[k] = 0.0
     n = roots.shape[0]
@@ -260,7 +304,7 @@ def _raw_scores(x, roots, nodes, num_class, xs, out):
 
 @numba.njit(cache=True, nogil=True)
 def _predict_many(x, roots, nodes, num_class, out):
-    xs = np.empty(x.shape[1], dtype=np.float64)
+    xs = np.empty(N_COPIES * x.shape[1], dtype=np.float64)
     buf = np.empty(num_class, dtype=np.float64)
     for r in range(x.shape[0]):
         _raw_scores(x[r], roots, nodes, num_class, xs, buf)
@@ -281,11 +325,11 @@ class CompiledBooster:
     def __init__(self, arrays: TreeArrays) -> None:
         self.arrays = arrays
         a = arrays
-        roots, nodes = pack_nodes(a)
-        self._args = (roots, nodes, a.num_class)
         self._buf = np.empty(a.num_class, dtype=np.float64)
         self.n_features = len(a.feature_names) or int(a.feature.max(initial=-1)) + 1
-        self._xs = np.empty(self.n_features, dtype=np.float64)
+        roots, nodes = pack_nodes(a, self.n_features)
+        self._args = (roots, nodes, a.num_class)
+        self._xs = np.empty(N_COPIES * self.n_features, dtype=np.float64)
         # Compile now (or load from numba's cache), not on the first live row.
         self.raw_row(np.zeros(self.n_features, dtype=np.float64))
 

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from trade_pipeline.monitoring.feature_stats import (
     QUANTILE_COLUMNS,
+    QUANTILES,
     STATS_SCHEMA,
     feature_stats,
     summarize,
@@ -83,5 +84,7 @@ def test_invariants(values):
         assert row["min"] <= qs[0] and qs[-1] <= row["max"]
         assert all(q1 <= q2 + 1e-9 * (1 + abs(q2)) for q1, q2 in itertools.pairwise(qs))
         assert row["mean"] == pytest.approx(float(finite.mean()), rel=1e-9, abs=1e-6)
+        expected = np.quantile(finite, QUANTILES)  # numpy's default: linear interpolation
+        assert qs == pytest.approx(list(expected), rel=1e-9, abs=1e-9)
     else:
         assert row["mean"] is None
