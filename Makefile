@@ -8,7 +8,7 @@ HOME_DIR ?= $(CURDIR)/.demo-home
 export UV_PYTHON_DOWNLOADS := never
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: install demo test test-fast lint bench ui clean
+.PHONY: install demo test test-fast lint bench ui mlflow clean
 
 install: $(VENV)/.installed
 
@@ -40,6 +40,11 @@ bench: install
 ui: install
 	DAGSTER_HOME="$(HOME_DIR)/dagster" TRADE_PIPELINE_HOME="$(HOME_DIR)" \
 		$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+# MLflow on PostgreSQL: MLFLOW_BACKEND_STORE_URI and PGPASSWORD from the environment; binds
+# 127.0.0.1:5000 (see docs/DEPLOYMENT.md).
+mlflow: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" deploy/mlflow/run-server.sh
 
 clean:
 	rm -rf $(VENV) .demo-home .pytest_cache .ruff_cache

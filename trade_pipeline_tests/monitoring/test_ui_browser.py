@@ -153,7 +153,7 @@ def test_ui_lists_everything_and_screenshots(tmp_path):
     settings = Settings.load(home=home).ensure_dirs()
     env = {**os.environ, "TRADE_PIPELINE_HOME": str(home),
            "DAGSTER_HOME": str(settings.dagster_home)}
-    for name in ("MLFLOW_TRACKING_URI", "TRADE_PIPELINE_MLFLOW_ARTIFACTS", "TRADE_PIPELINE_LAKE"):
+    for name in ("MLFLOW_TRACKING_URI", "TRADE_PIPELINE_MLFLOW_TRACKING_URI", "TRADE_PIPELINE_MLFLOW_ARTIFACTS", "TRADE_PIPELINE_LAKE"):
         env.pop(name, None)
 
     # 1. Materialize: the lead's demo when it exists, else the assets available.
