@@ -27,21 +27,26 @@ TARGETS = {"msgs_per_s": 200_000, "live_us_p99": 20.0, "bytes_per_row": 120.0}
 
 
 def _wire_frames(path: Path) -> list[tuple[bytes, int]]:
-    """A format-2 capture as Bybit v5 WebSocket frames with receive times (ns)."""
+    """A format-2 capture as Bybit v5 WebSocket frames with receive times (ns); a truncated
+    gzip gives its complete lines."""
     import orjson
 
     frames = []
     with gzip.open(path, "rb") as f:
-        for line in f:
-            m = orjson.loads(line)
-            frame = {
-                "topic": f"orderbook.50.{m['symbol']}", "type": m["type"], "ts": m["timestamp_ms"],
-                "data": {"s": m["symbol"], "b": [[repr(p), repr(s)] for p, s in m["bids"]],
-                         "a": [[repr(p), repr(s)] for p, s in m["asks"]], "u": m["update_id"],
-                         "seq": m["sequence_id"]},
-                "cts": m["timestamp_ms"],
-            }
-            frames.append((orjson.dumps(frame), m["received_timestamp_ms"] * 1_000_000))
+        try:
+            for line in f:
+                m = orjson.loads(line)
+                frame = {
+                    "topic": f"orderbook.50.{m['symbol']}", "type": m["type"],
+                    "ts": m["timestamp_ms"],
+                    "data": {"s": m["symbol"], "b": [[repr(p), repr(s)] for p, s in m["bids"]],
+                             "a": [[repr(p), repr(s)] for p, s in m["asks"]],
+                             "u": m["update_id"], "seq": m["sequence_id"]},
+                    "cts": m["timestamp_ms"],
+                }
+                frames.append((orjson.dumps(frame), m["received_timestamp_ms"] * 1_000_000))
+        except (EOFError, orjson.JSONDecodeError):  # truncated capture: keep what is complete
+            pass
     return frames
 
 

@@ -99,13 +99,18 @@ def handle(args: argparse.Namespace, settings) -> int:
         ),
         "failed_steps": [e.step_key for e in result.get_step_failure_events()],
     }
-    failed_checks = [
-        f"{e.asset_check_evaluation_data.asset_key.to_user_string()}:"
-        f"{e.asset_check_evaluation_data.check_name}"
-        for e in result.all_events
-        if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.asset_check_evaluation_data.passed
-    ]
+    failed_checks, warned_checks = [], []
+    for event in result.all_events:
+        if event.event_type_value != "ASSET_CHECK_EVALUATION":
+            continue
+        check = event.asset_check_evaluation_data
+        if check.passed:
+            continue
+        label = f"{check.asset_key.to_user_string()}:{check.check_name}"
+        is_warning = check.severity == dg.AssetCheckSeverity.WARN
+        (warned_checks if is_warning else failed_checks).append(label)
     summary["failed_checks"] = failed_checks
+    summary["check_warnings"] = warned_checks
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -116,5 +121,7 @@ def handle(args: argparse.Namespace, settings) -> int:
             print("failed steps: " + ", ".join(summary["failed_steps"]))
         if failed_checks:
             print("failed checks: " + ", ".join(failed_checks))
+        if warned_checks:
+            print("check warnings: " + ", ".join(warned_checks))
         print(f"open the UI:  make ui HOME_DIR={settings.home}   (http://127.0.0.1:3000)")
     return 0 if result.success else 1

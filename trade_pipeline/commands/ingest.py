@@ -3,7 +3,8 @@
 
 import argparse
 import json
-import math
+
+from trade_pipeline.commands.argtypes import non_negative_float, port, positive_float
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -13,36 +14,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     _register_simulate(sub)
     _register_import_captures(sub)
     _register_snapshots(sub)
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0 or math.isinf(value):
-        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value < 0 or math.isnan(value):
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"port must be in 0..65535, got {value}")
-    return value
 
 
 # ---- collect ----------------------------------------------------------------------------------
@@ -57,14 +28,14 @@ def _register_collect(sub: argparse._SubParsersAction) -> None:
         "at least once a second; reconnects with backoff; SIGINT/SIGTERM stop cleanly. Prints "
         "a JSON summary to stdout.",
     )
-    p.add_argument("--duration", type=_positive_float, required=True, metavar="SECONDS",
+    p.add_argument("--duration", type=positive_float, required=True, metavar="SECONDS",
                    help="how long to collect")
     p.add_argument("--symbol", default=None, help="exchange symbol (default from settings: BTCUSDT)")
     p.add_argument("--url", default=None,
                    help="WebSocket URL (default from settings: wss://stream.bybit.com/v5/public/linear)")
-    p.add_argument("--ping-interval", type=_positive_float, default=20.0, metavar="SECONDS",
+    p.add_argument("--ping-interval", type=positive_float, default=20.0, metavar="SECONDS",
                    help="application ping period (default 20)")
-    p.add_argument("--flush-interval", type=_positive_float, default=1.0, metavar="SECONDS",
+    p.add_argument("--flush-interval", type=positive_float, default=1.0, metavar="SECONDS",
                    help="max time a received push stays in memory (default 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress display on stderr")
     p.set_defaults(func=_collect)
@@ -148,9 +119,9 @@ def _register_replay_server(sub: argparse._SubParsersAction) -> None:
         "Fault injection for tests: --disconnect-after, --drop-at-u, --drop-every.",
     )
     p.add_argument("files", nargs="+", metavar="FILE", help="captures, replayed in this order")
-    p.add_argument("--port", type=_port, required=True, help="TCP port (0: pick a free one)")
+    p.add_argument("--port", type=port, required=True, help="TCP port (0: pick a free one)")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
-    p.add_argument("--speed", type=_non_negative_float, default=1.0,
+    p.add_argument("--speed", type=non_negative_float, default=1.0,
                    help="replay speed factor (1 = real time; 0 or inf = as fast as possible)")
     p.add_argument("--disconnect-after", type=int, action="append", default=[], metavar="N",
                    help="abort the connection after the N-th push sent (repeatable)")
@@ -210,7 +181,7 @@ def _register_simulate(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--start", default=None,
                    help="UTC start, ISO 8601 (default: today 00:00 UTC), e.g. 2025-07-07T00:00:00")
-    p.add_argument("--duration", type=_positive_float, default=3600.0, metavar="SECONDS",
+    p.add_argument("--duration", type=positive_float, default=3600.0, metavar="SECONDS",
                    help="simulated seconds (default 3600)")
     p.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     p.add_argument("--symbol", default=None, help="symbol (default from settings)")

@@ -1,8 +1,9 @@
 """CLI subcommands for the monitoring area: `trade-pipeline monitor`."""
 
 import argparse
-import math
 import sys
+
+from trade_pipeline.commands.argtypes import positive_seconds
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,21 +21,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--once", action="store_true", help="render once and exit")
     p.add_argument("--json", action="store_true",
                    help="print the data as JSON to stdout (implies --once)")
-    p.add_argument("--interval", type=_interval, default=10.0, metavar="S",
+    p.add_argument("--interval", type=positive_seconds, default=10.0, metavar="S",
                    help="seconds between refreshes (default 10)")
     p.add_argument("--symbol", help="symbol to monitor (default: the settings' symbol, BTCUSDT)")
     p.add_argument("--exchange", help="exchange (default: the settings' exchange, bybit)")
     p.set_defaults(func=run_monitor)
-
-
-def _interval(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0 or math.isinf(value):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
-    return value
 
 
 def run_monitor(args: argparse.Namespace, settings) -> int:

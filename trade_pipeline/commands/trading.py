@@ -2,18 +2,9 @@
 
 import argparse
 import json
-import math
 import sys
 
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0 or math.isinf(value):
-        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
-    return value
+from trade_pipeline.commands.argtypes import positive_float
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -49,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "and tick-to-signal p50/p99 to the warehouse and MLflow. Kill switch: the file "
         "<home>/KILL, the Redis key <prefix>:kill, or SIGUSR1.",
     )
-    q.add_argument("--duration", type=_positive_float, required=True, metavar="S",
+    q.add_argument("--duration", type=positive_float, required=True, metavar="S",
                    help="seconds to run")
     q.add_argument("--url", help="WebSocket URL (default: Bybit's public v5 linear stream)")
     q.add_argument("--model", default=None, metavar="NAME@ALIAS",
@@ -57,11 +48,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--shadow", metavar="NAME@ALIAS",
                    help="a second model run in shadow on the same stream (A/B), e.g. btc_l2_5s@challenger")
     q.add_argument("--config", metavar="exec.toml", help="execution assumptions and strategy limits")
-    q.add_argument("--stale-after", type=_positive_float, default=5.0, metavar="S",
+    q.add_argument("--stale-after", type=positive_float, default=5.0, metavar="S",
                    help="no book update for this many seconds flattens and stops (default 5)")
     q.add_argument("--redis-url", help="online store (default: the settings' Redis URL)")
     q.add_argument("--redis-prefix", default="trade_pipeline", help="online store key prefix")
-    q.add_argument("--ttl", type=_positive_float, default=30.0, help="online store TTL in seconds")
+    q.add_argument("--ttl", type=positive_float, default=30.0, help="online store TTL in seconds")
     q.add_argument("--no-redis", action="store_true", help="do not write the online store")
     q.add_argument("--json", action="store_true", help="print the run summary as JSON")
     q.set_defaults(func=handle_paper)

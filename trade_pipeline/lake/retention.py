@@ -25,7 +25,6 @@ import datetime as dt
 import gzip
 import hashlib
 import os
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +32,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from trade_pipeline.lake.gzip_stream import CHUNK_BYTES, gunzip_members, is_gzip
 from trade_pipeline.settings import (
     Settings,
     SettingsError,
@@ -48,7 +48,6 @@ ARCHIVE_SCHEMA = pa.schema([
     ("line", pa.binary()),
 ])
 BATCH_LINES = 50_000
-CHUNK_BYTES = 1 << 20
 META_PREFIX = "trade_pipeline."
 
 
@@ -98,47 +97,24 @@ def _decompressed(path: Path, scan: SourceScan) -> Iterator[bytes]:
     """Decompressed bytes of a (multi-member) gzip file or a plain file; a truncated or
     corrupt gzip stream ends the iteration and sets `scan.break_reason`. Hashes the source."""
     src_hash = hashlib.sha256()
+
+    def read(n: int) -> bytes:
+        block = f.read(n)
+        src_hash.update(block)
+        scan.source_bytes += len(block)
+        return block
+
+    def broke(reason: str) -> None:
+        scan.break_reason = reason
+
     with open(path, "rb") as f:
-        head = f.read(2)
-        f.seek(0)
-        if head != b"\x1f\x8b":
-            for block in iter(lambda: f.read(CHUNK_BYTES), b""):
-                src_hash.update(block)
-                scan.source_bytes += len(block)
-                yield block
-            scan.source_sha256 = src_hash.hexdigest()
-            return
-        d = zlib.decompressobj(31)
-        fed = False
-        broken = None
-        for block in iter(lambda: f.read(CHUNK_BYTES), b""):
-            src_hash.update(block)
-            scan.source_bytes += len(block)
-            if broken:
-                continue  # keep hashing the whole source
-            data = block
-            while data:
-                fed = True
-                try:
-                    out = d.decompress(data)
-                except zlib.error as exc:
-                    broken = f"corrupt gzip data at source byte ~{scan.source_bytes}: {exc}"
-                    break
-                if out:
-                    yield out
-                if d.eof:
-                    data = d.unused_data
-                    d = zlib.decompressobj(31)
-                    fed = False
-                else:
-                    data = b""
-        if broken is None and fed and not d.eof:
-            tail = d.flush()
-            if tail:
-                yield tail
-            broken = "gzip stream ends inside a member (truncated file)"
-        scan.break_reason = broken
-        scan.source_sha256 = src_hash.hexdigest()
+        if is_gzip(f):
+            yield from gunzip_members(read, broke, read_bytes=CHUNK_BYTES)
+            for _ in iter(lambda: read(CHUNK_BYTES), b""):
+                pass  # after a break: keep hashing the whole source
+        else:
+            yield from iter(lambda: read(CHUNK_BYTES), b"")
+    scan.source_sha256 = src_hash.hexdigest()
 
 
 def iter_lines(path: Path, scan: SourceScan) -> Iterator[list[bytes]]:

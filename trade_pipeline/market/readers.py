@@ -19,7 +19,6 @@ silence longer than `CCXT_MAX_GAP_S` (then the book is invalid until the next fu
 """
 
 import datetime as dt
-import zlib
 from array import array
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -31,6 +30,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import orjson
 
+from trade_pipeline.lake.gzip_stream import CHUNK_BYTES, GZIP_MAGIC, gunzip_members, is_gzip
 from trade_pipeline.market.messages import (
     F_KIND,
     F_NA,
@@ -61,8 +61,6 @@ FORMAT_CHOICES = ("auto", "bybit", "ccxt", "binance")  # user-facing; bybit cove
 EXCHANGE_OF = {"bybit": "bybit", "bybit_raw": "bybit", "ccxt": "bybit", "binance": "binance"}
 CCXT_FULL_LEVELS = 50
 CCXT_MAX_GAP_S = 5.0
-CHUNK_BYTES = 1 << 20
-GZIP_MAGIC = b"\x1f\x8b"
 _EPOCH = dt.datetime(1970, 1, 1)
 _EPOCH_UTC = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _US = dt.timedelta(microseconds=1)
@@ -89,48 +87,16 @@ class FileStatus:
 
 
 # ---- bytes -> lines ------------------------------------------------------------------------
-def _gunzip_chunks(f, status: FileStatus) -> Iterator[bytes]:
-    """Decompress a (multi-member) gzip stream in pieces of at most CHUNK_BYTES.
-
-    A break (truncated member, corrupt data) ends the stream and is recorded in status.
-    """
-    d = zlib.decompressobj(31)
-    fed = False
-    while True:
-        data = f.read(CHUNK_BYTES // 4)
-        if not data:
-            break
-        while data:
-            fed = True
-            try:
-                out = d.decompress(data, CHUNK_BYTES)
-            except zlib.error as exc:
-                status.truncated = True
-                status.reason = f"corrupt gzip data: {exc}"
-                return
-            if out:
-                yield out
-            if d.eof:
-                data = d.unused_data
-                d = zlib.decompressobj(31)
-                fed = False
-            else:
-                data = d.unconsumed_tail
-    if fed and not d.eof:
-        tail = d.flush()
-        if tail:
-            yield tail
-        status.truncated = True
-        status.reason = "gzip stream ends inside a member (truncated file)"
-
-
 def iter_line_blocks(path: str | Path, status: FileStatus | None = None) -> Iterator[list[bytes]]:
     """Yield lists of complete lines (bytes, no newline), streaming with flat memory."""
     status = status or FileStatus(str(path))
+
+    def broke(reason: str) -> None:
+        status.truncated = True
+        status.reason = reason
+
     with open(path, "rb") as f:
-        gz = f.read(2) == GZIP_MAGIC
-        f.seek(0)
-        chunks = _gunzip_chunks(f, status) if gz else iter(lambda: f.read(CHUNK_BYTES), b"")
+        chunks = gunzip_members(f.read, broke) if is_gzip(f) else iter(lambda: f.read(CHUNK_BYTES), b"")
         tail = b""
         for chunk in chunks:
             status.bytes_decoded += len(chunk)
@@ -150,31 +116,18 @@ def iter_line_blocks(path: str | Path, status: FileStatus | None = None) -> Iter
 def _first_lines(path: str | Path, n: int = 5, limit: int = 1 << 20) -> list[bytes]:
     """The first n non-blank complete lines, decompressing only as much as needed."""
     with open(path, "rb") as f:
-        gz = f.read(2) == GZIP_MAGIC
-        f.seek(0)
-        d = zlib.decompressobj(31) if gz else None
+        gz = is_gzip(f)
+        # a break only ends the sample: reading the file reports it
+        chunks = (gunzip_members(f.read, lambda reason: None, read_bytes=16384) if gz
+                  else iter(lambda: f.read(16384), b""))
         text = b""
-        while len(text) < limit:
-            data = f.read(16384)
-            if not data:
-                break
-            if d is not None:
-                try:
-                    while data and not d.eof:
-                        text += d.decompress(data)
-                        data = b""
-                    if d.eof:  # next gzip member
-                        rest = d.unused_data
-                        d = zlib.decompressobj(31)
-                        if rest:
-                            text += d.decompress(rest)
-                except zlib.error:
-                    break
-            else:
-                text += data
+        for chunk in chunks:
+            text += chunk
             lines = [ln for ln in text.split(b"\n")[:-1] if ln.strip()]
             if len(lines) >= n:
                 return lines[:n]
+            if len(text) >= limit:
+                break
     lines = text.split(b"\n")
     if gz:
         lines = lines[:-1] if len(lines) > 1 else lines  # last piece may be cut
