@@ -94,7 +94,8 @@ def run(settings=None, argv: list[str] | None = None) -> dict:
             out["ccxt_rows"] = rep.to_dict()["rows"]
             out["ccxt_bytes_per_row"] = round(ccxt_out.stat().st_size / out["ccxt_rows"], 1)
 
-    frames = _wire_frames(files[0]) + _wire_frames(files[1])
+    # every message of every format-2 capture (truncated files: their complete lines)
+    frames = [fr for path in files for fr in _wire_frames(path)]
     clock = time.perf_counter_ns
     # "live": the entry paper trading uses (rows as the sampler's arrays); "live_dicts" /
     # "live_tuples": the same plus building Python row objects (`on_message`).
