@@ -183,23 +183,54 @@ def process(ts: np.ndarray, sess: np.ndarray, book: np.ndarray, out: np.ndarray,
 
 
 def process_batch(ts: np.ndarray, sess: np.ndarray, columns: tuple, out: np.ndarray,
-                  state: KernelState, params: np.ndarray, chunk: int = 1024) -> np.ndarray:
+                  state: KernelState, params: np.ndarray, chunk: int = 512) -> np.ndarray:
     """Batch driver: `columns` = the 40 book columns (contiguous float64, BOOK_COLUMNS order),
     `out` = (N_DERIVED, n) column-major (one contiguous array per feature).
 
     Works in cache-sized chunks: gather the chunk's book rows, run the kernel into a
     row-major buffer, scatter it into the output columns (about 2x faster than writing 78
-    strided output streams directly). Returns the NaN (null) count of each output column."""
+    strided output streams directly). The chunk loop is compiled too (`_batch_rows`): it
+    returns to Python only when the ring must grow or rows are out of order. Returns the NaN
+    (null) count of each output column."""
     n = len(ts)
     book = np.empty((chunk, len(columns)), dtype=np.float64)
     buf = np.empty((chunk, N_DERIVED), dtype=np.float64)
     nans = np.zeros(N_DERIVED, dtype=np.int64)
-    for lo in range(0, n, chunk):
-        hi = min(lo + chunk, n)
-        _gather(columns, book, lo, hi - lo)
-        process(ts[lo:hi], sess[lo:hi], book[: hi - lo], buf[: hi - lo].T, state, params)
-        _scatter(buf, out, lo, hi - lo, nans)
+    start = 0
+    while start < n:
+        start = _batch_rows(ts, sess, columns, out, book, buf, nans, state.ring_ts, state.ring_v,
+                            state.si, state.sf, params, start)
+        status = state.si[SI_STATUS]
+        if status == ST_GROW:
+            state.si[SI_STATUS] = ST_OK
+            state.grow()
+        elif status == ST_ORDER:
+            state.si[SI_STATUS] = ST_OK
+            raise ValueError(
+                f"snapshot rows out of time order at row {start}: timestamp {int(ts[start])} us "
+                f"is before the previous row's {int(state.si[SI_PREV_TS])} us"
+            )
     return nans
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _batch_rows(ts, sess, columns, out, book, buf, nans, ring_ts, ring_v, si, sf, params, start):
+    """Chunks of rows start.. through `process_rows`; returns the first row not done (a
+    status in si says why, as `process_rows`)."""
+    n = len(ts)
+    chunk = book.shape[0]
+    lo = start
+    while lo < n:
+        m = min(chunk, n - lo)
+        _gather(columns, book, lo, m)
+        done = process_rows(ts[lo:lo + m], sess[lo:lo + m], book[:m], buf[:m].T, ring_ts, ring_v,
+                            si, sf, params, 0)
+        _scatter(buf, out, lo, done, nans)
+        lo += done
+        if done < m:
+            return lo
+    si[SI_STATUS] = ST_OK
+    return n
 
 
 @nb.njit(cache=True)
@@ -302,8 +333,46 @@ def _mean(si, sf, a) -> float:
     return sf[SF_K + a] + sf[SF_S1 + a] / cnt
 
 
+# The accumulators whose std is reported (kind 2).
+STD_ACC = np.array([a for a in range(N_ACC) if ACC_KIND[a] == 2], dtype=np.int64)
+
+
 @nb.njit(cache=True, error_model="numpy", inline="always")
-def _std(ring_v, si, sf, a, n_last) -> float:
+def _cancels(si, sf, a) -> bool:
+    """The running sums of accumulator a carry round-off of the order of eps * SCALE (large
+    values that were in the window since the last recompute, or a shift K far from the
+    values): too much relative to its variance, which must be recomputed exactly.
+    Branch-free (this runs for every std of every row; see `_guard`)."""
+    cnt = sf[SF_CNT + a]
+    s1 = sf[SF_S1 + a]
+    # var_n * cnt < SCALE * RATIO * cnt: no division (cnt >= 2 here)
+    low = (sf[SF_S2 + a] * cnt - s1 * s1) < sf[SF_SCALE + a] * CANCEL_RATIO * cnt
+    varies = si[SI_LCP + ACC_SERIES[a]] >= si[SI_WSTART + ACC_WINDOW[a]]
+    return (cnt >= 2.0) & varies & low
+
+
+@nb.njit(cache=True, error_model="numpy", no_cpython_wrapper=True)
+def _guard_slow(ring_v, si, sf, n_last):
+    for a in STD_ACC:
+        if _cancels(si, sf, a):
+            _recompute_acc(ring_v, si, sf, a, n_last)
+
+
+@nb.njit(cache=True, error_model="numpy", inline="always")
+def _guard(ring_v, si, sf, n_last):
+    """Recompute exactly every std accumulator whose running sums cancel too much. One
+    rarely taken call site: a recompute call inside each std in the row loop costs the
+    whole loop about a third of its speed (the compiler must assume state changes)."""
+    need = False
+    for a in STD_ACC:
+        need |= _cancels(si, sf, a)
+    if need:
+        _guard_slow(ring_v, si, sf, n_last)
+
+
+@nb.njit(cache=True, error_model="numpy", inline="always")
+def _std(si, sf, a) -> float:
+    """Sample std of accumulator a (after `_guard`)."""
     cnt = sf[SF_CNT + a]
     if cnt < 2.0:
         return np.nan
@@ -311,13 +380,6 @@ def _std(ring_v, si, sf, a, n_last) -> float:
         return 0.0
     s1 = sf[SF_S1 + a]
     var_n = sf[SF_S2 + a] - s1 * s1 / cnt
-    if var_n < sf[SF_SCALE + a] * CANCEL_RATIO:
-        # the running sums carry round-off of the order of eps * SCALE (large values that
-        # were in the window since the last recompute, or a shift K far from the values):
-        # too much relative to this variance, so recompute the window exactly
-        _recompute_acc(ring_v, si, sf, a, n_last)
-        s1 = sf[SF_S1 + a]
-        var_n = sf[SF_S2 + a] - s1 * s1 / cnt
     if var_n <= 0.0:
         return 0.0
     return math.sqrt(var_n / (cnt - 1.0))
@@ -570,9 +632,10 @@ def process_rows(ts, sess, book, out, ring_ts, ring_v, si, sf, params, start):
             si[SI_SINCE] = 0
 
         # ---- window features --------------------------------------------------------------
-        out[O_VOL10, r] = _std(ring_v, si, sf, A_RET + 0, n)
-        out[O_VOL50, r] = _std(ring_v, si, sf, A_RET + 1, n)
-        out[O_VOL200, r] = _std(ring_v, si, sf, A_RET + 2, n)
+        _guard(ring_v, si, sf, n)
+        out[O_VOL10, r] = _std(si, sf, A_RET + 0)
+        out[O_VOL50, r] = _std(si, sf, A_RET + 1)
+        out[O_VOL200, r] = _std(si, sf, A_RET + 2)
         for k in range(4):
             ofi = sf[SF_S1 + A_E1 + k]
             out[O_OFI10 + 3 * k, r] = ofi
@@ -580,10 +643,10 @@ def process_rows(ts, sess, book, out, ring_ts, ring_v, si, sf, params, start):
             out[O_OFI10 + 3 * k + 2, r] = sf[SF_S1 + A_EW + k] / hsum
         out[O_RES, r] = _div(d5, _mean(si, sf, A_D5))
         for k in range(3):
-            sd = _std(ring_v, si, sf, A_SPR + k, n)
+            sd = _std(si, sf, A_SPR + k)
             out[O_SS10 + 2 * k, r] = sd
             out[O_SS10 + 2 * k + 1, r] = _div(sd, _mean(si, sf, A_SPR + k))
-        out[O_SHAPE_STD, r] = _std(ring_v, si, sf, A_SHAPE, n)
+        out[O_SHAPE_STD, r] = _std(si, sf, A_SHAPE)
 
         # ---- remember this row ------------------------------------------------------------
         for c in range(40):

@@ -1,8 +1,11 @@
 """Live entry point: one message in, the grid rows it completes out.
 
-`LiveSampler` runs the same parser (`readers.parse_block`) and the same kernel
-(`sampler.replay`, through `Sampler`) as the batch build; it just feeds one message at a
-time. So a live session and a batch rebuild of its raw capture give identical rows.
+`LiveSampler` runs the same parser (`readers.parse_line`, the batch readers' handlers) and
+the same kernel (`sampler.replay`) as the batch build; it just feeds one message at a time.
+So a live session and a batch rebuild of its raw capture give identical rows.
+
+Per message the hot path is: parse into one reused `MessageBuffer`, then one kernel call on
+its `array` buffers (no numpy views, no per-message allocation besides the parse itself).
 
 Rows come out when they are final: the row for grid time t is emitted when the first
 message with a time of record > t arrives (or when the session closes), exactly as in batch.
@@ -11,11 +14,17 @@ message with a time of record > t arrives (or when the session closes), exactly 
 """
 
 import datetime as dt
+from array import array
 
 import numpy as np
 
 from trade_pipeline.market.book import BookState
-from trade_pipeline.market.messages import NULL_I64, MessageBuffer
+from trade_pipeline.market.messages import (
+    NFIELDS,
+    NULL_I64,
+    MessageBuffer,
+    extend_decimal_pairs,
+)
 from trade_pipeline.market.readers import (
     CCXT_MAX_GAP_S,
     EXCHANGE_OF,
@@ -24,7 +33,7 @@ from trade_pipeline.market.readers import (
     parse_line,
     parse_tz,
 )
-from trade_pipeline.market.sampler import Sampler
+from trade_pipeline.market.sampler import Sampler, replay
 from trade_pipeline.market.schema import DEPTH, SNAPSHOT_COLUMNS
 from trade_pipeline.market.snapshots import parse_cadence
 
@@ -69,8 +78,11 @@ class LiveSampler:
         # rows as dicts keyed by SNAPSHOT_COLUMNS, or (cheaper) tuples in that column order
         self._convert = self._tuples if as_tuples else self._dicts
         self._cap = self.sampler._out_i.shape[0]
-        self._parse = parse_line
-        self._feed = self.sampler.feed
+        self._buf = MessageBuffer()  # reused: reset before each message
+        # compile / load the kernels for these buffer types now, not on the first message
+        replay(self._buf.fields, self._buf.levels, 0, self.sampler.book, self.sampler.st,
+               self.sampler.prm, self.sampler.cnt, self.sampler._out_i, self.sampler._out_f)
+        extend_decimal_pairs(array("d"), [["1", "1"]])
 
     def on_message(self, raw: bytes | str, recv_ns: int | None = None) -> list:
         """Apply one message; returns the rows it completes (dicts keyed like SNAPSHOT_SCHEMA,
@@ -78,12 +90,12 @@ class LiveSampler:
 
         Bad input never raises: it is counted (see `report()`) and yields no rows.
         """
-        buf = MessageBuffer()
+        buf = self._buf
+        buf.reset()
         if not parse_line(self.fmt, raw, buf, self.ctx, recv_ns):
             return []
         self.sampler.symbol = self.ctx.symbol
-        msgs, levels = buf.arrays()
-        blocks = self.sampler.feed(msgs, levels, self._convert)
+        blocks = self.sampler.feed_flat(buf.fields, buf.levels, self._convert)
         if not blocks:
             return []
         return blocks[0] if len(blocks) == 1 else [row for b in blocks for row in b]
@@ -98,13 +110,24 @@ class LiveSampler:
         until the next call (copy what must outlive it). Same parser and kernel as
         `on_message`; it just skips building Python row objects.
         """
-        buf = MessageBuffer()
+        buf = self._buf
+        fields = buf.fields
+        levels = buf.levels
+        del fields[:]  # buf.reset(), inlined: this is the hot path
+        del levels[:]
         ctx = self.ctx
-        if not self._parse(self.fmt, raw, buf, ctx, recv_ns):
+        if not parse_line(self.fmt, raw, buf, ctx, recv_ns):
             return None
-        self.sampler.symbol = ctx.symbol
-        msgs, levels = buf.arrays()
-        blocks = self._feed(msgs, levels, self._block)
+        smp = self.sampler
+        smp.symbol = ctx.symbol
+        i, r = replay(fields, levels, 0, smp.book, smp.st, smp.prm, smp.cnt, smp._out_i,
+                      smp._out_f)
+        if r == 0:  # the kernel stops early only with rows (buffer full) or r = -1
+            return None
+        if r > 0 and i * NFIELDS == len(fields):
+            return self._block(smp._out_i[:r], smp._out_f[:r])
+        # rare: a full output buffer, a book to grow, or several messages (Binance resync)
+        blocks = smp.feed_flat(fields, levels, self._block, started=(i, r))
         if not blocks:
             return None
         if len(blocks) == 1:

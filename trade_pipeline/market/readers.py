@@ -54,6 +54,7 @@ from trade_pipeline.market.messages import (
     R_SPOT,
     R_USDM,
     MessageBuffer,
+    extend_decimal_pairs,
 )
 
 FORMATS = ("bybit", "bybit_raw", "ccxt", "binance")
@@ -292,6 +293,9 @@ def _bybit_record(obj: dict, recv_ns: int | None, buf: MessageBuffer, ctx: Parse
                        kind, R_BYBIT, u, u, NULL_I64, len(b), len(a), 0))
 
 
+_COMPILED_LEVELS = 4  # see `_bybit_wire`
+
+
 def _bybit_wire(obj: dict, recv_ns: int | None, buf: MessageBuffer, ctx: ParseContext) -> None:
     data = obj.get("data")
     if data is None:  # subscription ack / pong: not a book message
@@ -311,7 +315,10 @@ def _bybit_wire(obj: dict, recv_ns: int | None, buf: MessageBuffer, ctx: ParseCo
     b += a  # our own parsed list: one conversion pass (the live path's hot spot)
     lv = buf.levels
     start = len(lv)
-    lv.extend(map(float, _cf(b)))
+    # string levels: a compiled pass beats float() per value from a few levels on; both give
+    # the same doubles, anything unusual takes the float() path
+    if nb + na < _COMPILED_LEVELS or not extend_decimal_pairs(lv, b):
+        lv.extend(map(float, _cf(b)))
     if len(lv) - start != 2 * (nb + na):
         raise ValueError("a level is not a [price, size] pair")
     buf.fields.extend((obj["ts"] * 1000, NULL_I64 if recv_ns is None else recv_ns // 1000, kind,

@@ -38,7 +38,6 @@ from trade_pipeline.market.messages import (
     F_KIND,
     F_NA,
     F_NB,
-    F_OFF,
     F_PU,
     F_RECV,
     F_RULE,
@@ -50,6 +49,7 @@ from trade_pipeline.market.messages import (
     K_REPLAY,
     K_REST,
     K_SNAPSHOT,
+    NFIELDS,
     NULL_I64,
     R_BYBIT,
     R_SPOT,
@@ -248,18 +248,19 @@ def _good_level(price, size):
 
 @nb.njit(cache=True, nogil=True)
 def _apply_levels(book, st, cnt, levels, off, nbids, nasks):
-    """Apply a message's levels; unusable levels (NaN, inf, price <= 0, size < 0) are counted."""
+    """Apply a message's levels (flat: price, size, ...; level j at 2j); unusable levels
+    (NaN, inf, price <= 0, size < 0) are counted."""
     nb_ = st[S_NB]
-    for j in range(off, off + nbids):
-        if _good_level(levels[j, 0], levels[j, 1]):
-            nb_ = set_level(book[BID_KEYS], book[BID_SIZES], nb_, -levels[j, 0], levels[j, 1])
+    for j in range(2 * off, 2 * (off + nbids), 2):
+        if _good_level(levels[j], levels[j + 1]):
+            nb_ = set_level(book[BID_KEYS], book[BID_SIZES], nb_, -levels[j], levels[j + 1])
         else:
             cnt[C_BAD_LEVELS] += 1
     st[S_NB] = nb_
     na_ = st[S_NA]
-    for j in range(off + nbids, off + nbids + nasks):
-        if _good_level(levels[j, 0], levels[j, 1]):
-            na_ = set_level(book[ASK_KEYS], book[ASK_SIZES], na_, levels[j, 0], levels[j, 1])
+    for j in range(2 * (off + nbids), 2 * (off + nbids + nasks), 2):
+        if _good_level(levels[j], levels[j + 1]):
+            na_ = set_level(book[ASK_KEYS], book[ASK_SIZES], na_, levels[j], levels[j + 1])
         else:
             cnt[C_BAD_LEVELS] += 1
     st[S_NA] = na_
@@ -274,31 +275,42 @@ def _close_session(book, st, prm, cnt, out_i, out_f, r):
 
 
 @nb.njit(cache=True, nogil=True)
-def replay(msgs, levels, i0, book, st, prm, cnt, out_i, out_f):
-    """Process msgs[i0:]; returns (next message index, rows written).
+def replay(fields, levels, i0, book, st, prm, cnt, out_i, out_f):
+    """Process messages i0.. of a flat buffer; returns (next message index, rows written).
 
-    Stops early (returning i < len(msgs)) when out_i/out_f are full; call again with i after
-    taking the rows. The book must have room for every level of msgs[i0:] (see `Sampler`).
+    fields: int64, NFIELDS per message (`messages.py`); levels: float64, price and size per
+    level, each message's bids then asks, in message order (a message's first level is the
+    sum of the level counts before it). Both may be numpy arrays or the `array` buffers of a
+    `MessageBuffer` (the live path: no numpy view per message).
+    Stops early (returning i < n) when out_i/out_f are full; call again with i after taking
+    the rows. Returns rows = -1 (nothing done) when the book has no room for every level of
+    the messages: grow it (`book.grow_book`) and call again.
     """
-    n = msgs.shape[0]
+    n = len(fields) // NFIELDS
+    if max(st[S_NB], st[S_NA]) + len(levels) // 2 + 1 > book.shape[1]:
+        return i0, -1
     cap = out_i.shape[0]
     step = prm[P_CADENCE]
     r = 0
     i = i0
+    off = 0
+    for k in range(i0):
+        off += fields[k * NFIELDS + F_NB] + fields[k * NFIELDS + F_NA]
     while i < n:
-        kind = msgs[i, F_KIND]
+        m = i * NFIELDS
+        kind = fields[m + F_KIND]
         replayed = kind == K_REPLAY
         if replayed:
             kind = K_DELTA
-        rule = msgs[i, F_RULE]
-        t = msgs[i, F_T]
-        u_first = msgs[i, F_UFIRST]
-        u_last = msgs[i, F_ULAST]
+        rule = fields[m + F_RULE]
+        t = fields[m + F_T]
+        u_first = fields[m + F_UFIRST]
+        u_last = fields[m + F_ULAST]
         backwards = False
         if kind != K_REST and st[S_LAST_T] != NULL_I64 and t < st[S_LAST_T]:
             backwards = not replayed  # a replayed diff is older by construction
             t = st[S_LAST_T]
-        action = _decide(st, prm, kind, rule, t, u_first, u_last, msgs[i, F_PU])
+        action = _decide(st, prm, kind, rule, t, u_first, u_last, fields[m + F_PU])
 
         # 1. emission owed before this message (may stop here; nothing committed yet)
         if action in (A_APPLY, A_FULL):
@@ -318,9 +330,8 @@ def replay(msgs, levels, i0, book, st, prm, cnt, out_i, out_f):
         # 2. commit: counters, book, state
         if backwards and action != A_REST:
             cnt[C_BACKWARDS] += 1
-        off = msgs[i, F_OFF]
-        nbids = msgs[i, F_NB]
-        nasks = msgs[i, F_NA]
+        nbids = fields[m + F_NB]
+        nasks = fields[m + F_NA]
         if replayed and action in (A_DUP, A_NOBOOK, A_STALE):
             pass  # already counted when the diff was first read
         elif action == A_DUP:
@@ -373,12 +384,13 @@ def replay(msgs, levels, i0, book, st, prm, cnt, out_i, out_f):
             else:
                 cnt[C_APPLIED] += 1
             st[S_LAST_U] = u_last
-            st[S_LAST_RECV] = msgs[i, F_RECV]
+            st[S_LAST_RECV] = fields[m + F_RECV]
             st[S_APPLIED_T] = t
             if step == 0:
                 r += _emit_row(t, book, st, prm, cnt, out_i, out_f, r)
         if action != A_REST:
             st[S_LAST_T] = t
+        off += nbids + nasks
         i += 1
     return i, r
 
@@ -430,30 +442,43 @@ class Sampler:
     # ---- feeding ---------------------------------------------------------------------------
     def feed(self, msgs: np.ndarray, levels: np.ndarray,
              convert=None) -> list:
-        """Apply messages; returns the row blocks emitted, in order.
+        """Apply messages (msgs n x NFIELDS, levels m x 2); returns the row blocks emitted, in
+        order.
 
         A block is (out_i, out_f) copies, or `convert(out_i, out_f)` when given (called on the
         reused output buffers before they are overwritten: no copy). out_f columns follow
         schema.BOOK_COLUMNS (NaN price = missing level).
         """
-        n = len(msgs)
-        blocks: list[tuple[np.ndarray, np.ndarray]] = []
-        if n == 0:
-            return blocks
-        st = self.st
-        need = max(st[S_NB], st[S_NA]) + len(levels) + 1
-        if need > self.book.shape[1]:
-            self.book = grow_book(self.book, int(need))
-        i = 0
-        while i < n:
-            i, r = replay(msgs, levels, i, self.book, st, self.prm, self.cnt,
+        # the kernel reads flat buffers (reshape: views, no copy)
+        return self.feed_flat(msgs.reshape(-1), levels.reshape(-1), convert)
+
+    def feed_flat(self, fields, levels, convert=None, started: tuple[int, int] = (0, 0)) -> list:
+        """`feed` on flat buffers (numpy arrays or a MessageBuffer's `array`s, see `replay`).
+
+        started: the (i, rows) a caller's own first `replay` call on these buffers returned
+        (the live fast path calls the kernel directly and comes here only for the rare rest).
+        """
+        blocks: list = []
+        n = len(fields) // NFIELDS
+        i, r = started
+        while True:
+            if r < 0:
+                self.grow(len(levels) // 2)
+            else:
+                if r > 0:
+                    if convert is None:
+                        blocks.append((self._out_i[:r].copy(), self._out_f[:r].copy()))
+                    else:
+                        blocks.append(convert(self._out_i[:r], self._out_f[:r]))
+                if i >= n:
+                    return blocks
+            i, r = replay(fields, levels, i, self.book, self.st, self.prm, self.cnt,
                           self._out_i, self._out_f)
-            if r:
-                if convert is None:
-                    blocks.append((self._out_i[:r].copy(), self._out_f[:r].copy()))
-                else:
-                    blocks.append(convert(self._out_i[:r], self._out_f[:r]))
-        return blocks
+
+    def grow(self, n_levels: int) -> None:
+        """Make room in the book for n_levels more levels on a side (kernel asked: rows -1)."""
+        st = self.st
+        self.book = grow_book(self.book, int(max(st[S_NB], st[S_NA])) + n_levels + 1)
 
     def close(self):
         """End of input: emit the open session's last grid rows (the session stays resumable)."""
