@@ -123,8 +123,10 @@ def _run_with_kill(settings, champion, path, kill: KillSwitch, trigger):
     trader = build_trader(settings, _always_in(None), champion)
     watcher = _when_positioned(trader, trigger)
     with ReplayServerThread([path], speed=2) as srv:
+        # The stale guard is not under test here: a generous limit keeps a slow CI machine
+        # (kernel compile, load) from halting the run before the kill switch fires.
         loop = asyncio.run(run_stream(trader, srv.url, "BTCUSDT", 30,
-                                      stale=StaleDataGuard(5), kill=kill))
+                                      stale=StaleDataGuard(20), kill=kill))
     watcher.join(1)
     return trader, loop
 
