@@ -8,13 +8,37 @@ import dagster as dg
 
 from trade_pipeline.defs import features, ingest, jobs, models, monitoring, trading, warehouse
 from trade_pipeline.defs.resources import build_resources
+from trade_pipeline.settings import EXECUTORS, Settings, SettingsError
 
 AREAS = (warehouse, ingest, features, models, trading, monitoring, jobs)
 
 
-def build_definitions(home: str | dg.EnvVar | None = None) -> dg.Definitions:
+def build_executor(name: str) -> dg.ExecutorDefinition:
+    """The step executor by name: in_process locally, one pod per step on Kubernetes."""
+    if name == "in_process":
+        return dg.in_process_executor
+    if name == "multiprocess":
+        return dg.multiprocess_executor
+    if name == "k8s":
+        from dagster_k8s import k8s_job_executor
+
+        # Secrets reach step pods by reference only (never values in config).
+        return k8s_job_executor.configured(
+            {"max_concurrent": 8, "env_secrets": ["trade-pipeline-secrets"]}
+        )
+    raise SettingsError(f"invalid executor {name!r}: expected one of {', '.join(EXECUTORS)}")
+
+
+def build_definitions(
+    home: str | dg.EnvVar | None = None, executor: str = "in_process"
+) -> dg.Definitions:
     merged = dg.Definitions.merge(*(area.defs for area in AREAS))
-    return dg.Definitions.merge(merged, dg.Definitions(resources=build_resources(home)))
+    return dg.Definitions.merge(
+        merged,
+        dg.Definitions(resources=build_resources(home), executor=build_executor(executor)),
+    )
 
 
-defs = build_definitions()
+# The code location's executor comes from TRADE_PIPELINE_EXECUTOR through the one settings
+# reader (Settings.load creates nothing); an invalid value fails the load with a clear message.
+defs = build_definitions(executor=Settings.load().executor)

@@ -17,6 +17,7 @@ DEFAULT_HOME = Path("~/.trade-pipeline")
 SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,20}$")
 EXCHANGE_RE = re.compile(r"^[a-z0-9_]{2,20}$")
 DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+EXECUTORS = ("in_process", "multiprocess", "k8s")
 
 
 class SettingsError(ValueError):
@@ -59,6 +60,9 @@ class Settings:
     cadence_ms: int = 100
     bybit_ws_url: str = "wss://stream.bybit.com/v5/public/linear"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # How Dagster runs the steps of a run: in one process (local default), one process per
+    # step, or one Kubernetes pod per step (deployment; docs/DEPLOYMENT.md).
+    executor: str = "in_process"
     # Optional overrides (None: derived from home).
     mlflow_tracking_uri_override: str | None = None
     mlflow_artifact_uri_override: str | None = None
@@ -70,6 +74,10 @@ class Settings:
         check_exchange(self.exchange)
         if self.cadence_ms <= 0:
             raise SettingsError(f"cadence_ms must be positive, got {self.cadence_ms}")
+        if self.executor not in EXECUTORS:
+            raise SettingsError(
+                f"invalid executor {self.executor!r}: expected one of {', '.join(EXECUTORS)}"
+            )
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
@@ -83,6 +91,7 @@ class Settings:
             "mlflow_tracking_uri_override": env.get("TRADE_PIPELINE_MLFLOW_TRACKING_URI") or None,
             "mlflow_artifact_uri_override": env.get("TRADE_PIPELINE_MLFLOW_ARTIFACTS") or None,
             "lake_uri_override": env.get("TRADE_PIPELINE_LAKE") or None,
+            "executor": env.get("TRADE_PIPELINE_EXECUTOR") or "in_process",
         }
         opts.update({k: v for k, v in overrides.items() if v is not None})
         return cls(home=Path(raw_home).expanduser().resolve(), **opts)

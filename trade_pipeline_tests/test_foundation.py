@@ -66,3 +66,19 @@ def test_dagster_definitions_validate(tmp_path: Path) -> None:
         capture_output=True, text=True, env=env, cwd=REPO_ROOT,
     )
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("name", ["in_process", "multiprocess", "k8s"])
+def test_executor_is_chosen_by_settings(tmp_path: Path, name: str) -> None:
+    from trade_pipeline.definitions import build_definitions
+
+    defs = build_definitions(home=str(tmp_path), executor=name)
+    assert defs.executor is not None and defs.executor.name == name
+    # Every job runs on it (the k8s one launches one pod per step on a cluster).
+    assert defs.resolve_job_def("demo").executor_def.name == name
+
+
+def test_invalid_executor_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRADE_PIPELINE_EXECUTOR", "threads")
+    with pytest.raises(SettingsError, match="invalid executor 'threads'"):
+        Settings.load(home=tmp_path)

@@ -1,10 +1,12 @@
 """Batch engine: `l2_snapshots` rows -> `l2_features` rows (polars in, polars out).
 
 The maths is `kernels.process_rows`, the same code the online engine runs. Polars does the
-I/O-side work (validation, ordering, zero-copy assembly); the kernel runs once per
-(exchange, symbol) stream over contiguous numpy arrays. Why a kernel and not polars'
-rolling-by expressions: the per-row state (quote lifetimes, consecutive-row OFI, windows that
-restart at each session) and the need for ONE implementation shared with the online engine.
+I/O-side work (validation, ordering, zero-copy assembly); the kernel runs over each
+(exchange, symbol) stream with one state, on numpy views of the input's memory chunks (no
+copy of the book columns) and writes one (78, n) array whose rows become the output
+columns without a copy. Why a kernel and not polars' rolling-by expressions: the per-row
+state (quote lifetimes, consecutive-row OFI, windows that restart at each session) and the
+need for ONE implementation shared with the online engine.
 """
 
 import itertools
@@ -133,6 +135,16 @@ def _readonly(values: np.ndarray) -> np.ndarray:
     return view
 
 
+def _chunk_edges(df: pl.DataFrame) -> list[int]:
+    """Row offsets where a memory chunk of some book column ends (concatenated inputs)."""
+    edges: set[int] = set()
+    for c in BOOK_COLUMNS:
+        s = df[c]
+        if s.n_chunks() > 1:
+            edges.update(itertools.accumulate(len(ch) for ch in s.get_chunks()))
+    return sorted(edges)
+
+
 def compute_features(
     snapshots: pl.DataFrame | pl.LazyFrame, params: dict | None = None
 ) -> pl.DataFrame:
@@ -146,18 +158,24 @@ def compute_features(
     df, streams = _streams(_prepare(snapshots))
     n = df.height
     out = np.empty((kernels.N_DERIVED, n), dtype=np.float64)
+    nans = np.zeros(kernels.N_DERIVED, dtype=np.int64)
     if n:
         ts = df["timestamp"].dt.epoch("us").to_numpy()
         sess = df["session_id"].to_numpy()
-        columns = [_readonly(df[c].to_numpy()) for c in BOOK_COLUMNS]
         pv = kernels.params_vector(p)
-        nans = np.zeros(kernels.N_DERIVED, dtype=np.int64)
+        edges = _chunk_edges(df)
+        if len(edges) > n // 4096:  # many small chunks: one contiguous copy is cheaper
+            df = df.rechunk()
+            edges = []
         for lo, hi in streams:
-            nans += kernels.process_batch(ts[lo:hi], sess[lo:hi], tuple(c[lo:hi] for c in columns),
-                                          out[:, lo:hi], kernels.KernelState(), pv)
-        del columns
-    else:
-        nans = np.zeros(kernels.N_DERIVED, dtype=np.int64)
+            state = kernels.KernelState()
+            # one stream in pieces that lie within one memory chunk of every column, so the
+            # book columns are numpy views, not copies (the kernel state carries over)
+            cuts = [lo, *(e for e in edges if lo < e < hi), hi]
+            for a, b in itertools.pairwise(cuts):
+                part = df.slice(a, b - a)
+                columns = tuple(_readonly(part[c].to_numpy()) for c in BOOK_COLUMNS)
+                nans += kernels.process_batch(ts[a:b], sess[a:b], columns, out[:, a:b], state, pv)
     derived = [
         nan_to_null(name, out[k]) if nans[k] else pl.Series(name, out[k])
         for k, name in enumerate(DERIVED_NAMES)
