@@ -38,7 +38,14 @@ CREATE OR REPLACE VIEW l2_features AS SELECT * FROM {{l2_features_source}};
 CREATE TABLE IF NOT EXISTS models (
     name         VARCHAR NOT NULL,         -- registered model name
     version      INTEGER NOT NULL,         -- registry version
-    alias        VARCHAR,                  -- e.g. 'champion' (MLflow 3 aliases, not stages)
+    alias        VARCHAR,                  -- 'champion' | 'challenger' | NULL, mirrors the MLflow
+                                           -- alias (MLflow 3 aliases, not stages). Written by
+                                           -- trade_pipeline.models.warehouse_log: a new version
+                                           -- is 'challenger'; the gate sets the winner to
+                                           -- 'champion'; a version that loses 'champion' (or is
+                                           -- superseded as 'challenger') goes back to NULL, so
+                                           -- at most one row per name holds each alias, as in
+                                           -- MLflow.
     horizon      VARCHAR,                  -- label horizon, e.g. '1m'
     run_id       VARCHAR,                  -- MLflow run id
     feature_hash VARCHAR,                  -- hash of the feature names + versions it was trained on
@@ -59,7 +66,11 @@ CREATE TABLE IF NOT EXISTS predictions (
     prediction    DOUBLE,                  -- raw model output (probability / score)
     signal        INTEGER,                 -- -1 sell, 0 flat, 1 buy
     source        VARCHAR NOT NULL CHECK (source IN ('backtest', 'paper')),
-    run_id        VARCHAR                  -- the backtest / paper session id
+    run_id        VARCHAR,                 -- the backtest / paper session id
+    -- A/B role in a paper session: 'champion' = the model that trades, 'shadow' = the model
+    -- scored beside it on the same rows (simulated, never traded). NULL for backtests (one
+    -- model, no A/B).
+    role          VARCHAR CHECK (role IN ('champion', 'shadow'))
 );
 
 -- Fills, simulated (backtest) or paper.

@@ -230,25 +230,33 @@ def _register_import_captures(sub: argparse._SubParsersAction) -> None:
         "import-captures",
         help="copy recorded capture files into the raw capture store",
         description="Copy recorded captures (DATA.md formats 2, 3, 4, or raw store files) "
-        "unchanged into <home>/raw/exchange=<x>/symbol=<S>/date=<day of the first line>/.",
+        "unchanged into <home>/raw/exchange=<x>/symbol=<S>/date=<day of the first line>/. A "
+        "capture that runs past UTC midnight (receive time) is split into one part per day "
+        "(<name>.partNN.<ext>, lines verbatim) so every day's snapshots see their rows.",
     )
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--symbol", default=None, help="symbol folder (default from settings)")
     p.add_argument("--exchange", default=None, help="exchange folder (default from settings)")
-    p.add_argument("--date", default=None, help="force the day folder (YYYY-MM-DD)")
+    p.add_argument("--date", default=None,
+                   help="force the day folder (YYYY-MM-DD; the file is copied whole, not split)")
     p.set_defaults(func=_import_captures)
 
 
 def _import_captures(args, settings) -> int:
     from pathlib import Path
 
-    from trade_pipeline.lake.raw_store import import_capture
+    from trade_pipeline.lake.raw_store import import_capture, import_capture_parts
     from trade_pipeline.settings import check_exchange, check_symbol
 
     symbol = check_symbol(args.symbol or settings.symbol)
     exchange = check_exchange(args.exchange or settings.exchange)
     settings.ensure_dirs()
-    copied = [str(import_capture(settings, Path(f), exchange, symbol, args.date)) for f in args.files]
+    copied = []
+    for name in args.files:
+        if args.date:
+            copied.append(str(import_capture(settings, Path(name), exchange, symbol, args.date)))
+        else:
+            copied += [str(p) for p in import_capture_parts(settings, Path(name), exchange, symbol)]
     print(json.dumps({"imported": copied}))
     return 0
 

@@ -106,7 +106,7 @@ def handle(args: argparse.Namespace, settings) -> int:
                 margin = DEFAULT_MARGIN if args.margin is None else args.margin
                 trained = train_and_register(frame, target, settings.exchange, settings.symbol,
                                              config, margin=margin, partitions=partitions,
-                                             on_trial=on_trial)
+                                             on_trial=on_trial, settings=settings)
                 result, out = trained.result, trained.metrics()
         except (LabelError, TrainingError, ValueError) as exc:
             raise SettingsError(f"training failed: {exc}") from None

@@ -5,7 +5,9 @@
 - `l2_snapshots` (daily): that day's raw files -> the canonical table (Parquet zstd, hive
   layout `l2_snapshots/exchange=/symbol=/date=`), continuing the previous day's book
   checkpoint so a session crossing midnight keeps its id. The checkpoint of each day is kept
-  at `<lake>/_state/l2_snapshots/exchange=/symbol=/date=/final_state.json`.
+  at `<lake>/_state/l2_snapshots/exchange=/symbol=/date=/final_state.json`. Its last rows
+  before midnight are settled by reading ahead into the next day's first raw lines (raw
+  folders go by receive time, rows by time of record), so no row falls between two days.
 """
 
 import datetime as dt
@@ -104,7 +106,10 @@ def raw_l2_captures(
             if file_day != day:
                 raise dg.Failure(f"{path} starts on {file_day}, not on partition {day}; "
                                  "materialize that day's partition for it")
-        imported = [str(raw_store.import_capture(settings, p, exchange, symbol)) for p in paths]
+        # a capture running past midnight is split per day: its later parts land in the next
+        # days' folders, where those days' l2_snapshots continue this day's checkpoint
+        imported = [str(part) for p in paths
+                    for part in raw_store.import_capture_parts(settings, p, exchange, symbol)]
         meta["imported"] = dg.MetadataValue.json(imported)
     files = raw_store.raw_files_for_day(settings, exchange, symbol, day)
     if not files:
@@ -154,6 +159,54 @@ def save_checkpoint(settings: Settings, key: PartitionKey, state: dict) -> str:
     return path
 
 
+def _rows_before_next_day(settings: Settings, key: PartitionKey, state, day_end: dt.datetime,
+                          first_lines: int = 2000) -> tuple[pl.DataFrame, int]:
+    """The day's last grid rows that only the next day's raw files can settle.
+
+    Raw folders go by receive time, rows by time of record: a message received just after
+    midnight may carry a time just before it, so the rows between the day's last message and
+    midnight (and whether its session even continues) depend on the next day's first lines.
+    Continue this day's final state over the head of the next day's files until a time of
+    record reaches midnight, and keep the rows before it. The next day's own run re-derives
+    them from the same checkpoint and leaves them out as not its day. Returns (rows, lines read).
+    """
+    from trade_pipeline.market.snapshots import build_snapshots, empty_frame
+
+    nxt = day_end.date().isoformat()
+    files = raw_store.raw_files_for_day(settings, key.exchange, key.symbol, nxt)
+    day_end_us = int(day_end.timestamp()) * 1_000_000
+    if not files:  # not collected yet: re-materialize the day once it is, to settle its end
+        return empty_frame(), 0
+    import tempfile
+    from pathlib import Path
+
+    n = first_lines
+    while True:
+        with tempfile.TemporaryDirectory(prefix="l2-lookahead-") as tmp:
+            heads, taken, complete = [], 0, True
+            for i, path in enumerate(files):
+                head = Path(tmp) / f"{i:04d}.head"
+                with open(head, "wb") as sink:
+                    for line in raw_store.iter_capture_lines(path):
+                        if taken >= n:
+                            complete = False
+                            break
+                        sink.write(line)
+                        taken += 1
+                heads.append(head)
+                if not complete:
+                    break
+            heads = [h for h in heads if h.stat().st_size]
+            result = build_snapshots(heads, cadence=f"{settings.cadence_ms}ms",
+                                     initial_state=state) if heads else None
+        last = result.final_state.last_time_us if result else None
+        if complete or (last is not None and last >= day_end_us):
+            rows = (result.frame.filter(pl.col("timestamp") < day_end) if result
+                    else empty_frame())
+            return rows, taken
+        n *= 8
+
+
 def _preview(frame: pl.DataFrame) -> str:
     head = frame.select(PREVIEW_COLUMNS).head(PREVIEW_ROWS)
     lines = ["| " + " | ".join(head.columns) + " |", "|" + "---|" * len(head.columns)]
@@ -196,7 +249,12 @@ def l2_snapshots(context: dg.AssetExecutionContext, pipeline: PipelineResource) 
     in_day = pl.col("timestamp").is_between(day_start, day_start + dt.timedelta(days=1),
                                             closed="left")
     frame = result.frame.filter(in_day)
-    outside = result.frame.height - frame.height
+    before = result.frame.filter(pl.col("timestamp") < day_start).height
+    after = result.frame.height - frame.height - before
+    tail, next_read = _rows_before_next_day(settings, key, result.final_state,
+                                            day_start + dt.timedelta(days=1))
+    if tail.height:
+        frame = pl.concat([frame, tail], rechunk=True)
     path = write_partition(frame, settings.lake_dir, SNAPSHOTS_TABLE, key, **PARQUET_OPTIONS)
     state = result.final_state.to_dict()
     save_checkpoint(settings, key, state)
@@ -214,7 +272,11 @@ def l2_snapshots(context: dg.AssetExecutionContext, pipeline: PipelineResource) 
             "bad_lines": report["bad_lines"],
             "truncated_files": report["truncated_files"],
             "messages": report["messages"],
-            "rows_outside_day": outside,
+            # rows of the neighbour days, found (and written) by their own partitions
+            "rows_of_previous_day": before,
+            "rows_of_next_day": after,
+            "rows_from_next_day_files": tail.height,
+            "next_day_lines_read": next_read,
             "continued_from_previous_day": continued,
             "files": len(files),
             "report": dg.MetadataValue.json(

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import dagster as dg
 
 from trade_pipeline.defs.partitions import DAILY
-from trade_pipeline.defs.resources import MlflowResource, PipelineResource
+from trade_pipeline.defs.resources import DUCKDB_POOL, MlflowResource, PipelineResource
+from trade_pipeline.defs.warehouse import WAREHOUSE_READY
 
 MODEL_ASSET = "l2_model"
 GATE_CHECK = "champion_gate"
@@ -57,7 +58,8 @@ def _md_value(value):
 
 
 @dg.asset(
-    deps=[dg.AssetKey(FEATURES_TABLE)],
+    deps=[dg.AssetKey(FEATURES_TABLE), WAREHOUSE_READY],
+    pool=DUCKDB_POOL,  # it writes the warehouse `models` table
     group_name="models",
     kinds={"lightgbm", "mlflow"},
     description="LightGBM model on the l2_features rows of a date range: Optuna search scored "
@@ -86,7 +88,7 @@ def l2_model(context: dg.AssetExecutionContext, config: ModelConfig,
 
     trained = train_and_register(frame, _target(mlflow), settings.exchange, settings.symbol,
                                  train_config, margin=config.margin, partitions=partitions,
-                                 on_trial=on_trial)
+                                 on_trial=on_trial, settings=settings)
     result, ref, gate = trained.result, trained.ref, trained.gate
     metrics = result.metrics()
     metadata = {k: _md_value(v) for k, v in metrics.items() if not k.startswith("fold")}

@@ -28,6 +28,7 @@ A missing level (null price) gets size 0, the canonical form.
 
 import datetime as dt
 import hashlib
+import re
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +50,21 @@ from trade_pipeline.market.schema import (
 from trade_pipeline.settings import EXCHANGE_RE, SYMBOL_RE, Settings
 
 LEGACY_TABLE = "l2_training_data_practical"
+LEGACY_TABLE_SQL = f'"{LEGACY_TABLE}"'
+# Column names come from the user's file and end up in SQL text (SQLite cannot bind an
+# identifier): each must be a plain identifier AND a column of the legacy table as DATA.md
+# ("Legacy database") lists it, and is double-quoted. Anything else refuses the file.
+IDENTIFIER_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")  # fullmatch: no trailing newline
+LEGACY_COLUMNS = frozenset((
+    "id", "timestamp", "symbol", "exchange",
+    *(f"{side}_{kind}_{i}" for side in ("bid", "ask") for kind in ("price", "size")
+      for i in range(1, 11)),
+    "mid_price", "spread", "spread_bps", "total_bid_volume_10", "total_ask_volume_10",
+    "weighted_bid_price", "weighted_ask_price", "order_book_imbalance", "microprice",
+    "price_impact_bid", "price_impact_ask", "target_return_1min", "target_return_5min",
+    "target_volatility", "target_direction", "update_id", "sequence_id", "data_quality_score",
+    "data_source",
+))
 BOOK = BID_PRICE + BID_SIZE + ASK_PRICE + ASK_SIZE
 DEFAULT_MAX_GAP_S = 10.0
 MOCK_PATTERN = "(?i)mock|demo"
@@ -88,18 +104,35 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _is_legacy_column(name) -> bool:
+    return isinstance(name, str) and bool(IDENTIFIER_RE.fullmatch(name)) and name in LEGACY_COLUMNS
+
+
+def quote_column(name: str) -> str:
+    """A legacy column name, checked (pattern + allow-list) and double-quoted for SQLite."""
+    if not _is_legacy_column(name):
+        raise LegacyImportError(f"refusing column name {name!r}: not a legacy column")
+    return f'"{name}"'
+
+
 def _open(path: Path) -> tuple[sqlite3.Connection, list[str]]:
     """A read-only connection and the legacy table's columns (clear errors otherwise)."""
     if not path.is_file():
         raise LegacyImportError(f"{path}: no such file")
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        cols = [r[1] for r in conn.execute(f"PRAGMA table_info({LEGACY_TABLE})")]
+        cols = [r[1] for r in conn.execute(f"PRAGMA table_info({LEGACY_TABLE_SQL})")]
     except sqlite3.DatabaseError as exc:
         raise LegacyImportError(f"{path}: not a SQLite database: {exc}") from None
     if not cols:
         conn.close()
         raise LegacyImportError(f"{path}: no table {LEGACY_TABLE}")
+    unknown = [c for c in cols if not _is_legacy_column(c)]
+    if unknown:
+        conn.close()
+        raise LegacyImportError(
+            f"{path}: {LEGACY_TABLE} has column(s) {unknown!r} that are not legacy columns "
+            "(plain identifiers listed in DATA.md 'Legacy database'); refusing the file")
     missing = [c for c in ("id", "timestamp", "symbol", *BOOK) if c not in cols]
     if missing:
         conn.close()
@@ -113,24 +146,25 @@ def read_legacy(path: str | Path, chunk_rows: int = 100_000) -> pl.DataFrame:
     text or a blob; that row's book values are not trusted, it is quarantined)."""
     path = Path(path)
     conn, cols = _open(path)
-    optional = {c: (c if c in cols else "NULL") for c in ("exchange", "data_source", "update_id")}
+    q = {c: quote_column(c) for c in cols}
+    optional = {c: q.get(c, "NULL") for c in ("exchange", "data_source", "update_id")}
     schema = {
         "legacy_id": pl.Int64, "timestamp_raw": pl.String, "timestamp_type": pl.String,
         "symbol_raw": pl.String, "exchange_raw": pl.String, "data_source": pl.String,
         **{c: pl.Float64 for c in BOOK}, "update_id": pl.Int64,
     }
     try:
-        non_numeric = " OR ".join(f"typeof({c}) NOT IN ('real', 'integer', 'null')" for c in BOOK)
+        non_numeric = " OR ".join(f"typeof({q[c]}) NOT IN ('real', 'integer', 'null')" for c in BOOK)
         bad_ids = [r[0] for r in conn.execute(
-            f"SELECT id FROM {LEGACY_TABLE} WHERE {non_numeric}"
+            f'SELECT "id" FROM {LEGACY_TABLE_SQL} WHERE {non_numeric}'
             f" OR typeof({optional['update_id']}) NOT IN ('integer', 'null')")]
-        numeric = [*BOOK, optional["update_id"]]
+        numeric = [*(q[c] for c in BOOK), optional["update_id"]]
         if bad_ids:  # slower path: null out text cells (their rows are flagged below)
             numeric = [f"CASE WHEN typeof({c}) IN ('real', 'integer') THEN {c} END" for c in numeric]
         cursor = conn.execute(
-            f"SELECT id, CAST(timestamp AS TEXT), typeof(timestamp), CAST(symbol AS TEXT),"
+            f'SELECT "id", CAST("timestamp" AS TEXT), typeof("timestamp"), CAST("symbol" AS TEXT),'
             f" CAST({optional['exchange']} AS TEXT), CAST({optional['data_source']} AS TEXT),"
-            f" {', '.join(numeric)} FROM {LEGACY_TABLE} ORDER BY id")
+            f' {", ".join(numeric)} FROM {LEGACY_TABLE_SQL} ORDER BY "id"')
         frames = []
         while rows := cursor.fetchmany(chunk_rows):
             frames.append(pl.DataFrame(rows, schema=schema, orient="row"))
@@ -143,13 +177,14 @@ def read_legacy(path: str | Path, chunk_rows: int = 100_000) -> pl.DataFrame:
 def legacy_rows_json(path: str | Path, ids: list[int], chunk: int = 500) -> pl.DataFrame:
     """`(legacy_id, row_json)`: the given rows exactly as stored, every column, as JSON."""
     conn, cols = _open(Path(path))
-    raw_json = "json_object(" + ", ".join(f"'{c}', {c}" for c in cols if c != "id") + ")"
+    # quote_column vets every name first, so the '{c}' key literal cannot break out either.
+    raw_json = "json_object(" + ", ".join(f"'{c}', {quote_column(c)}" for c in cols if c != "id") + ")"
     out: list[tuple[int, str]] = []
     try:
         for i in range(0, len(ids), chunk):
             part = ids[i:i + chunk]
             out += conn.execute(
-                f"SELECT id, {raw_json} FROM {LEGACY_TABLE} WHERE id IN ({', '.join('?' * len(part))})",
+                f'SELECT "id", {raw_json} FROM {LEGACY_TABLE_SQL} WHERE "id" IN ({", ".join("?" * len(part))})',
                 part).fetchall()
     finally:
         conn.close()

@@ -5,12 +5,15 @@ Layout (see the RAW_FORMAT contract):
 Each line is `<receive_ts_ns> <WebSocket text frame as received>`. A file is a sequence of
 gzip members, one per flush: every flushed member is complete on disk, so a process killed
 with SIGKILL loses at most the unflushed buffer (at most `flush_interval` seconds).
-Recorded captures are imported unchanged (original name) into the day of their first line.
+Recorded captures are imported unchanged (original name) into the day of their first line; a
+capture that runs past UTC midnight is split into one part per day (lines verbatim, in order).
 """
 
 import datetime as dt
+import filecmp
 import gzip
 import os
+import re
 import secrets
 import shutil
 import time
@@ -21,6 +24,7 @@ from pathlib import Path
 
 import orjson
 
+from trade_pipeline.lake.gzip_stream import CHUNK_BYTES, gunzip_members, is_gzip
 from trade_pipeline.settings import (
     Settings,
     SettingsError,
@@ -267,17 +271,176 @@ def first_record_ns(path: Path) -> int:
     raise CaptureImportError(f"{path}: unknown capture format (no receive time in the first line)")
 
 
+# Per-line receive time (or time of record), by the same rule as `first_record_ns`: the
+# `<ns>` prefix, else format 2's `received_timestamp_ms`, else `timestamp_ms`, else format 3's ISO
+# `timestamp` (UTC). A regex, not a JSON parse: imports scan every line of big files.
+_RECV_MS = re.compile(rb'"received_timestamp_ms":\s*(\d+)')
+_TIME_MS = re.compile(rb'"timestamp_ms":\s*(\d+)')
+_ISO = re.compile(rb'"timestamp":\s*"([^"]+)"')
+
+
+def line_record_ns(line: bytes) -> int | None:
+    """Receive time (ns) of one capture line, or None when the line carries none (bad line)."""
+    head, sep, rest = line.partition(b" ")
+    if sep and head.isdigit() and rest.lstrip().startswith(b"{"):
+        return int(head)
+    for pattern in (_RECV_MS, _TIME_MS):
+        m = pattern.search(line)
+        if m:
+            return int(m.group(1)) * 1_000_000
+    m = _ISO.search(line)
+    if m:
+        try:
+            ts = dt.datetime.fromisoformat(m.group(1).decode())
+        except ValueError:
+            return None
+        if ts.tzinfo is None:
+            ts = ts.replace(tzinfo=dt.UTC)
+        return int(ts.timestamp() * 1e6) * 1000
+    return None
+
+
+@dataclass
+class _Scan:
+    days: list[str]  # the UTC day of each part, in file order
+    starts: list[int]  # index of each part's first line
+    gz: bool
+    truncated: bool  # gzip stream breaks (a truncated last member): the last part keeps the break
+    tail: bytes  # bytes after the last newline (a partial line)
+
+
+def iter_capture_lines(path: Path, on_break=None, tail_out: list[bytes] | None = None):
+    """Complete lines (with their newline) of a capture, gzip or plain; the bytes after the last
+    newline are put in `tail_out`; a gzip break ends the lines (reported to `on_break`)."""
+    with open(path, "rb") as f:
+        chunks = gunzip_members(f.read, on_break or (lambda reason: None)) if is_gzip(f) else iter(lambda: f.read(CHUNK_BYTES), b"")
+        tail = b""
+        for chunk in chunks:
+            parts = (tail + chunk).split(b"\n")
+            tail = parts.pop()
+            for line in parts:
+                yield line + b"\n"
+        if tail_out is not None:
+            tail_out.append(tail)
+
+
+def _scan_days(path: Path) -> _Scan:
+    """Where a capture's lines change UTC day (contiguous parts: a line whose day is not later
+    than the current part's stays in it, so file order is never changed)."""
+    broke: list[str] = []
+    tails: list[bytes] = []
+    with open(path, "rb") as f:
+        gz = is_gzip(f)
+    days: list[str] = []
+    starts: list[int] = []
+    current = None
+    n = 0
+    for n, line in enumerate(iter_capture_lines(path, broke.append, tails)):
+        ns = line_record_ns(line)
+        if ns is None:
+            continue  # a bad line stays with its neighbours; readers count it
+        index = ns // NS_PER_DAY
+        if current is None or index > current:
+            current = index
+            days.append(day_of_ns(ns))
+            starts.append(n if days[1:] else 0)
+    tail = tails[0] if tails else b""
+    if not broke and tail:
+        ns = line_record_ns(tail)
+        if ns is not None and (current is None or ns // NS_PER_DAY > current):
+            days.append(day_of_ns(ns))
+            starts.append(n + 1 if days[1:] else 0)
+    if not days:
+        raise CaptureImportError(f"{path}: no line carries a receive time; nothing to import")
+    return _Scan(days, starts, gz, bool(broke), tail)
+
+
+def _part_name(name: str, k: int) -> str:
+    # `l2_data_X_20250706_235900.jsonl.gz` -> `l2_data_X_20250706_235900.part02.jsonl.gz`: the
+    # extension (gzip or not) is kept for retention's restore, the base for the name sort
+    base, dot, ext = name.partition(".")
+    return f"{base}.part{k:02d}{dot}{ext}"
+
+
+def _write_parts(path: Path, scan: _Scan, tmps: list[Path]) -> None:
+    """Write each part's lines verbatim into `tmps` (gzip, one member per part, or plain)."""
+    tails: list[bytes] = []
+    sinks = []
+    try:
+        for tmp in tmps:
+            raw = open(tmp, "wb")  # noqa: SIM115 - closed below
+            sinks.append((raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0, compresslevel=6)
+                          if scan.gz else raw))
+        k = 0
+        bounds = [*scan.starts[1:], None]
+        for n, line in enumerate(iter_capture_lines(path, None, tails)):
+            while bounds[k] is not None and n >= bounds[k]:
+                k += 1
+            sinks[k][1].write(line)
+        tail = tails[0] if tails else b""
+        raw, sink = sinks[-1]
+        if scan.gz:
+            sink.close()
+            if scan.truncated:
+                # keep the break where it was: a member cut before its trailer, holding the
+                # partial line (readers keep every complete line and report the break)
+                raw.write(gzip.compress(tail, mtime=0)[:-8])
+        elif tail:
+            sink.write(tail)
+    finally:
+        for raw, sink in sinks:
+            sink.close()
+            raw.close()
+
+
+def import_capture_parts(settings: Settings, path: Path, exchange: str, symbol: str) -> list[Path]:
+    """Place one recorded capture in the store: unchanged (original name) in the day folder of
+    its first line when all its lines are of that day; else split at each UTC midnight of the
+    receive time (the store's day rule) into `<base>.partNN.<ext>`, one per day, each holding
+    its lines verbatim and in order, in the same format and compression. `l2_snapshots` of a
+    day then continues the previous day's book checkpoint, so a session keeps its id.
+
+    Refuses to overwrite a different file of the same name; re-importing is a no-op."""
+    path = Path(path)
+    if not path.is_file():
+        raise CaptureImportError(f"{path}: no such file")
+    first_day = day_of_ns(first_record_ns(path))
+    scan = _scan_days(path)
+    if len(scan.days) == 1:
+        return [import_capture(settings, path, exchange, symbol, first_day)]
+    targets = [day_dir(settings.raw_dir, exchange, symbol, day) / _part_name(path.name, k + 1)
+               for k, day in enumerate(scan.days)]
+    tmps = [t.with_name(f".{t.name}.{secrets.token_hex(4)}.tmp") for t in targets]
+    for t in targets:
+        t.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        _write_parts(path, scan, tmps)
+        for tmp, target in zip(tmps, targets, strict=True):  # check all before placing any
+            if target.exists() and not filecmp.cmp(tmp, target, shallow=False):
+                raise CaptureImportError(f"{target} exists with different content; remove it first")
+        for tmp, target in zip(tmps, targets, strict=True):
+            if not target.exists():
+                os.replace(tmp, target)
+    finally:
+        for tmp in tmps:
+            tmp.unlink(missing_ok=True)
+    return targets
+
+
 def import_capture(
     settings: Settings, path: Path, exchange: str, symbol: str, day: str | None = None
 ) -> Path:
-    """Copy one recorded capture unchanged into the day folder of its first line (or `day`).
+    """Copy one recorded capture unchanged into the folder of `day`; without `day`, place it by
+    `import_capture_parts` (split at UTC midnight if it spans days) and return its first part.
 
     Refuses to overwrite a different file of the same name; re-importing the same file is a
     no-op that returns the existing path."""
     path = Path(path)
     if not path.is_file():
         raise CaptureImportError(f"{path}: no such file")
-    target_day = check_date(day) if day else day_of_ns(first_record_ns(path))
+    if not day:
+        return import_capture_parts(settings, path, exchange, symbol)[0]
+    target_day = check_date(day)
     folder = day_dir(settings.raw_dir, exchange, symbol, target_day)
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / path.name

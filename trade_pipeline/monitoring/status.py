@@ -216,7 +216,7 @@ def performance_section(settings: Settings, conn, now: dt.datetime) -> dict:
     since = now - dt.timedelta(days=PERFORMANCE_DAYS)
     preds = _query(
         conn,
-        "SELECT timestamp, exchange, symbol, model_name, model_version, source, prediction "
+        "SELECT timestamp, exchange, symbol, model_name, model_version, source, role, prediction "
         "FROM predictions WHERE timestamp >= ? AND exchange = ? AND symbol = ?",
         [since, settings.exchange, settings.symbol],
     )
@@ -234,11 +234,13 @@ def performance_section(settings: Settings, conn, now: dt.datetime) -> dict:
     days = sorted({t.date().isoformat() for t in preds["timestamp"].to_list()})
     snaps = _snapshots_for(settings, settings.exchange, settings.symbol, days)
     models = []
-    for (name, version, source, horizon), group in preds.group_by(
-        ["model_name", "model_version", "source", "horizon"], maintain_order=True
+    # role (champion / shadow of a paper A/B; None for backtests) tells the two arms apart
+    # even when both run the same version.
+    for (name, version, source, role, horizon), group in preds.group_by(
+        ["model_name", "model_version", "source", "role", "horizon"], maintain_order=True
     ):
-        entry = {"model": name, "version": version, "source": source, "horizon": horizon,
-                 "predictions": group.height}
+        entry = {"model": name, "version": version, "source": source, "role": role,
+                 "horizon": horizon, "predictions": group.height}
         if horizon is None:
             models.append({**entry, **absent("model horizon unknown (version not in the registry)")})
             continue

@@ -186,7 +186,8 @@ class PaperTrader:
                 preds.append(predictions_frame(
                     track.ts_us[lo:hi], track.predictions[lo:hi], track.signals[lo:hi],
                     exchange=self.exchange, symbol=self.symbol, model_name=track.model.name,
-                    model_version=track.model.version, source="paper", run_id=run_id))
+                    model_version=track.model.version, source="paper", run_id=run_id,
+                    role="champion" if track is self.main else "shadow"))
         t0 = self._written_trades
         trades = self.engine.trades[t0:]
         self._written_rows, self._written_trades = hi, t0 + len(trades)

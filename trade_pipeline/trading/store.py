@@ -15,10 +15,12 @@ from trade_pipeline.settings import Settings
 from trade_pipeline.trading.engine import Trade
 
 PREDICTION_COLUMNS = ["timestamp", "exchange", "symbol", "model_name", "model_version",
-                      "prediction", "signal", "source", "run_id"]
+                      "prediction", "signal", "source", "run_id", "role"]
 TRADE_COLUMNS = ["trade_id", "run_id", "source", "timestamp", "exchange", "symbol", "side", "qty",
                  "price", "fee", "liquidity", "position_after", "realized_pnl"]
 SOURCES = ("backtest", "paper")
+# A/B role of a paper prediction (the traded model vs the shadow); backtests store NULL.
+ROLES = ("champion", "shadow")
 REQUIRED_TABLES = ("predictions", "trades", "backtest_results")
 
 
@@ -50,7 +52,10 @@ def _us_to_dt(ts_us: int) -> dt.datetime:
 
 
 def predictions_frame(ts_us, predictions, signals, *, exchange: str, symbol: str, model_name: str,
-                      model_version: int, source: str, run_id: str) -> pl.DataFrame:
+                      model_version: int, source: str, run_id: str,
+                      role: str | None = None) -> pl.DataFrame:
+    if role is not None and role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES} or None, got {role!r}")
     n = len(ts_us)
     return pl.DataFrame({
         "timestamp": pl.Series(ts_us, dtype=pl.Int64).cast(pl.Datetime("us")).dt.replace_time_zone("UTC"),
@@ -59,6 +64,7 @@ def predictions_frame(ts_us, predictions, signals, *, exchange: str, symbol: str
         "prediction": pl.Series(predictions, dtype=pl.Float64).fill_nan(None),
         "signal": pl.Series(signals, dtype=pl.Int32),
         "source": [source] * n, "run_id": [run_id] * n,
+        "role": pl.Series([role] * n, dtype=pl.String),
     })
 
 

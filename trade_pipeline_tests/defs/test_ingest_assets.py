@@ -170,3 +170,69 @@ def test_simulator_never_deletes_collected_captures(tmp_path, bybit_delta_files)
     assert "not mixed" in failure.event_specific_data.error.message
     assert raw_store.raw_files_for_day(settings, "bybit", "BTCUSDT", DAY) == [kept]
     assert kept.read_bytes() == capture.read_bytes()
+
+
+def _shift_capture(src, dest, midnight_after_s: float) -> int:
+    """Copy a format-2 capture with every time moved so that UTC midnight 2025-07-08 falls
+    `midnight_after_s` seconds (receive time) after its first line; update ids untouched.
+    Returns the shift in ms."""
+    import gzip
+
+    import orjson
+
+    with gzip.open(src, "rb") as f:
+        objs = [orjson.loads(line) for line in f if line.strip()]
+    midnight_ms = int(dt.datetime(2025, 7, 8, tzinfo=dt.UTC).timestamp() * 1000)
+    shift = midnight_ms - int(midnight_after_s * 1000) - objs[0]["received_timestamp_ms"]
+    with gzip.open(dest, "wb") as f:
+        for obj in objs:
+            obj["timestamp_ms"] += shift
+            obj["received_timestamp_ms"] += shift
+            f.write(orjson.dumps(obj) + b"\n")
+    return shift
+
+
+def test_recorded_capture_spanning_midnight_loses_no_row(tmp_path, bybit_delta_files):
+    """A recorded capture running past midnight is split per day at import; day 2 continues
+    day 1's session, and the two partitions together equal one build over the whole file -
+    including the rows just before midnight whose messages were received just after it."""
+    from trade_pipeline.market.snapshots import build_snapshots
+
+    src = next(p for p in bybit_delta_files if "20250707_104036" in p.name)
+    capture = tmp_path / "l2_data_BTC_USDT_USDT_20250707_235900.jsonl.gz"
+    _shift_capture(src, capture, midnight_after_s=60.0)
+    home = tmp_path / "home"
+    day2 = "2025-07-08"
+    first = _run(home, DAY, {"source": "recorded", "files": [str(capture)]})
+    assert first.success
+    imported = _meta(first, "raw_l2_captures")["imported"]
+    assert [p.rsplit("/", 2)[-2:] for p in imported] == [
+        ["date=2025-07-07", "l2_data_BTC_USDT_USDT_20250707_235900.part01.jsonl.gz"],
+        ["date=2025-07-08", "l2_data_BTC_USDT_USDT_20250707_235900.part02.jsonl.gz"],
+    ]
+    second = _run(home, day2, selection=[l2_snapshots])
+    assert second.success
+    meta1, meta2 = _meta(first, "l2_snapshots"), _meta(second, "l2_snapshots")
+    assert meta2["continued_from_previous_day"] is True and meta2["sessions"] == 1
+    settings = Settings.load(home=home)
+    p1 = read_partition(settings.lake_dir, "l2_snapshots", PartitionKey("bybit", "BTCUSDT", DAY))
+    p2 = read_partition(settings.lake_dir, "l2_snapshots", PartitionKey("bybit", "BTCUSDT", day2))
+    whole = build_snapshots([capture]).frame
+    assert whole["session_id"].n_unique() == 1 and whole.height > 1000
+    assert p1.height > 500 and p2.height > 500
+    assert pl.concat([p1, p2]).equals(whole)
+    assert meta1["rows"] + meta2["rows"] == whole.height
+    # messages received after midnight with times before it settle day 1's last rows: day 1
+    # writes them (read ahead), day 2 derives the same rows and names them as day 1's
+    assert meta1["rows_from_next_day_files"] > 0 and meta1["next_day_lines_read"] > 0
+    assert meta2["rows_of_previous_day"] == meta1["rows_from_next_day_files"]
+    assert meta1["rows_of_next_day"] + meta2["rows_of_next_day"] == 0
+    assert p1["timestamp"].max() < dt.datetime(2025, 7, 8, tzinfo=dt.UTC) <= p2["timestamp"].min()
+    # every message was read once by one of the two days (none hidden, none twice)
+    assert meta1["messages"] + meta2["messages"] == build_snapshots([capture]).report.to_dict()["messages"]
+    # the raw parts hold the original lines verbatim, in order
+    import gzip
+    from pathlib import Path
+
+    parts = b"".join(gzip.decompress(Path(p).read_bytes()) for p in imported)
+    assert parts == gzip.decompress(capture.read_bytes())

@@ -16,9 +16,11 @@ from trade_pipeline.defs.models import (
     daily_l2_features_schedule,
     l2_model,
 )
-from trade_pipeline.defs.resources import build_resources
+from trade_pipeline.defs.resources import DUCKDB_POOL, build_resources
+from trade_pipeline.defs.warehouse import WAREHOUSE_READY
 from trade_pipeline.lake.layout import PartitionKey, write_partition
 from trade_pipeline.models.registry import MlflowTarget, get_by_alias
+from trade_pipeline.models.warehouse_log import read_models
 from trade_pipeline.settings import Settings
 from trade_pipeline_tests.models.synthetic import feature_frame
 
@@ -87,6 +89,12 @@ def test_materialize_registers_and_gates(template) -> None:
     assert [c.check_name for c in checks] == [GATE_CHECK] and checks[0].passed
     client = MlflowTarget.from_settings(settings).client()
     assert str(get_by_alias(client, "btc_l2_1s", "champion").version) == md["model_version"].value
+    rows = read_models(settings, "btc_l2_1s")
+    assert [(r["version"], r["alias"], r["horizon"]) for r in rows] == [(1, "champion", "1s")]
+    assert rows[0]["run_id"] == md["run_id"].value and len(rows[0]["feature_hash"]) == 64
+    assert l2_model.op.pool == DUCKDB_POOL
+    spec = l2_model.get_asset_spec(dg.AssetKey("l2_model"))
+    assert WAREHOUSE_READY in [d.asset_key for d in spec.deps]
 
 
 def test_gate_blocks_a_challenger_that_does_not_beat_the_champion(home) -> None:
@@ -97,6 +105,16 @@ def test_gate_blocks_a_challenger_that_does_not_beat_the_champion(home) -> None:
     client = MlflowTarget.from_settings(home).client()
     assert str(get_by_alias(client, "btc_l2_1s", "champion").version) == "1"
     assert str(get_by_alias(client, "btc_l2_1s", "challenger").version) == "2"
+    aliases = [(r["version"], r["alias"]) for r in read_models(home, "btc_l2_1s")]
+    assert aliases == [(1, "champion"), (2, "challenger")]
+
+
+def test_promotion_moves_the_champion_alias_in_the_warehouse(home) -> None:
+    result = materialize(home, margin=-10.0)  # any challenger beats the champion
+    assert result.get_asset_check_evaluations()[0].passed
+    aliases = [(r["version"], r["alias"]) for r in read_models(home, "btc_l2_1s")]
+    # v2 holds both MLflow aliases: the column shows the strongest; v1 lost champion -> NULL
+    assert aliases == [(1, None), (2, "champion")]
 
 
 def test_new_partitions_sensor(home) -> None:

@@ -230,3 +230,42 @@ def test_text_in_a_book_column_is_quarantined(settings, conn, tmp_path: Path) ->
     assert (report.rows_imported, report.quarantined) == (1, {"non_numeric_book": 1})
     row = conn.execute("SELECT row_json->>'bid_size_3' FROM legacy_quarantine").fetchall()
     assert row == [("lots",)]
+
+
+HOSTILE_COLUMNS = [
+    'x", (SELECT sqlite_version()) AS "y',  # would break out of a quoted identifier
+    "evil) FROM l2_training_data_practical; --",
+    "extra_column",  # a plain identifier, but not a legacy column
+    "ID\n",  # the pattern must match the whole name (no trailing newline)
+]
+
+
+@pytest.mark.parametrize("column", HOSTILE_COLUMNS)
+def test_hostile_column_name_is_refused(settings, conn, tmp_path: Path, column: str) -> None:
+    path = tmp_path / "hostile.db"
+    db = sqlite3.connect(path)
+    quoted = '"' + column.replace('"', '""') + '"'
+    db.execute(LEGACY_DDL[:-1] + f", {quoted} TEXT)")
+    db.execute("INSERT INTO l2_training_data_practical (timestamp, symbol, bid_price_1, "
+               "ask_price_1) VALUES ('2025-07-07 00:00:00', 'BTCUSDT', 1.0, 2.0)")
+    db.commit()
+    db.close()
+    before = path.read_bytes()
+    for call in (lambda: legacy.read_legacy(path), lambda: legacy.legacy_rows_json(path, [1]),
+                 lambda: legacy.import_legacy(settings, path, conn)):
+        with pytest.raises(legacy.LegacyImportError, match="not legacy columns") as err:
+            call()
+        assert repr(column) in str(err.value)
+    assert path.read_bytes() == before
+    assert not layout.list_partitions(settings.lake_dir, "l2_snapshots")
+
+
+@pytest.mark.parametrize("name", ["bid_price_1", "data_source", "id"])
+def test_quote_column_accepts_legacy_columns(name: str) -> None:
+    assert legacy.quote_column(name) == f'"{name}"'
+
+
+@pytest.mark.parametrize("name", ['bid_price_1"', "a" * 64, "1abc", "", "spread bps", "Bid_Price_1"])
+def test_quote_column_refuses_anything_else(name: str) -> None:
+    with pytest.raises(legacy.LegacyImportError, match="refusing column name"):
+        legacy.quote_column(name)

@@ -178,3 +178,92 @@ def test_cli_import_captures(tmp_path, capsys, bybit_delta_files):
     settings = Settings.load(home=home)
     assert [Path(p) for p in imported] == raw_store.raw_files_for_day(
         settings, "bybit", "BTCUSDT", "2025-07-06")
+
+
+def _frame(i: int) -> bytes:
+    return b'{"topic":"orderbook.50.BTCUSDT","type":"delta","ts":%d,"data":{"u":%d}}' % (i, i)
+
+
+def test_import_splits_raw_capture_at_midnight_and_keeps_the_break(settings, tmp_path):
+    """`<ns> <frame>` lines 23:59:59 -> 00:00:01 (one line back in time just after midnight,
+    one line without a time) in several gzip members, the last one truncated: one part per
+    day, lines verbatim and in order, the break kept at the end of the last part."""
+    times = [T0, T0 + 5 * 10**8, T0 + 10**9 + 1, T0 + 9 * 10**8, T0 + 2 * 10**9]
+    lines = [b"%d %s\n" % (t, _frame(i)) for i, t in enumerate(times)]
+    lines.insert(2, b"garbage without a time\n")
+    src = tmp_path / "123456000000-0badcafe.raw.gz"
+    full = gzip.compress(b"".join(lines[4:]) + b"%d partial" % (T0 + 3 * 10**9), mtime=0)
+    src.write_bytes(gzip.compress(b"".join(lines[:2]), mtime=0)
+                    + gzip.compress(b"".join(lines[2:4]), mtime=0) + full[:-8])
+    parts = raw_store.import_capture_parts(settings, src, "bybit", "BTCUSDT")
+    assert [(p.parent.name, p.name) for p in parts] == [
+        ("date=2025-07-07", "123456000000-0badcafe.part01.raw.gz"),
+        ("date=2025-07-08", "123456000000-0badcafe.part02.raw.gz"),
+    ]
+    # the time-less line stays with the line before it; the line back before midnight stays in
+    # file order after the first line of the new day (readers clamp it, as over the whole file)
+    assert gzip.decompress(parts[0].read_bytes()) == b"".join(lines[:3])
+    second = read_raw_file(parts[1])
+    assert second.truncated
+    assert [b"%d %s\n" % (t, f.encode()) for t, f in second.lines] == lines[3:]
+    assert raw_store.raw_files_for_day(settings, "bybit", "BTCUSDT", "2025-07-08") == [parts[1]]
+    # re-import: the same parts, nothing new
+    assert raw_store.import_capture_parts(settings, src, "bybit", "BTCUSDT") == parts
+    assert raw_store.import_capture(settings, src, "bybit", "BTCUSDT") == parts[0]
+    assert sorted(p.name for p in settings.raw_dir.rglob("*")) == sorted(
+        ["exchange=bybit", "symbol=BTCUSDT", "date=2025-07-07", "date=2025-07-08",
+         *(p.name for p in parts)])
+
+
+def test_import_splits_plain_ccxt_capture_and_refuses_conflicts(settings, tmp_path):
+    """Format 3 (ISO `timestamp`, plain text, last line without a newline) over two midnights."""
+    stamps = ["2025-07-07T23:59:59.900000", "2025-07-08T00:00:00.000001",
+              "2025-07-08T12:00:00", "2025-07-09T00:00:00.5"]
+    rows = [b'{"timestamp": "%s", "symbol": "BTC/USDT:USDT", "b": [], "a": []}' % s.encode()
+            for s in stamps]
+    src = tmp_path / "book_capture.jsonl"
+    src.write_bytes(b"\n".join(rows))  # no final newline: kept as it was
+    parts = raw_store.import_capture_parts(settings, src, "bybit", "BTCUSDT")
+    assert [p.parent.name for p in parts] == ["date=2025-07-07", "date=2025-07-08", "date=2025-07-09"]
+    assert [p.name for p in parts] == [f"book_capture.part0{k}.jsonl" for k in (1, 2, 3)]
+    assert [p.read_bytes() for p in parts] == [rows[0] + b"\n", rows[1] + b"\n" + rows[2] + b"\n",
+                                               rows[3]]
+    # a different file of the same name: refused before any part is placed
+    parts[1].unlink()
+    parts[2].write_bytes(b"something else\n")
+    with pytest.raises(raw_store.CaptureImportError, match="different content"):
+        raw_store.import_capture_parts(settings, src, "bybit", "BTCUSDT")
+    assert not parts[1].exists()
+    assert not [p for p in settings.raw_dir.rglob(".*")]  # no temporary file left
+
+
+def test_import_of_a_one_day_capture_is_an_unchanged_copy(settings, binance_files):
+    for src in binance_files:
+        parts = raw_store.import_capture_parts(settings, src, "binance", "BTCUSDT")
+        assert len(parts) == 1 and parts[0].name == src.name
+        assert parts[0].read_bytes() == src.read_bytes()
+
+
+@given(st.lists(st.tuples(st.integers(-3, 3), st.booleans()), min_size=1, max_size=30))
+@hsettings(max_examples=40, deadline=None)
+def test_split_parts_rejoin_to_the_capture(tmp_path_factory, steps):
+    """Property: the parts, in day order, are the capture's bytes; every part's first timed line
+    is of its day; each later part starts on a later day."""
+    from trade_pipeline.settings import Settings
+
+    home = tmp_path_factory.mktemp("home")
+    settings = Settings.load(home=home).ensure_dirs()
+    t, lines = T0, []
+    for hours, timed in steps:
+        t += hours * 3600 * 10**9
+        lines.append(b"%d %s\n" % (t, _frame(len(lines))) if timed else b"no time here\n")
+    lines[0] = b"%d %s\n" % (T0, _frame(0))
+    src = home / "cap.raw.gz"
+    src.write_bytes(gzip.compress(b"".join(lines), mtime=0))
+    parts = raw_store.import_capture_parts(settings, src, "bybit", "BTCUSDT")
+    assert b"".join(gzip.decompress(p.read_bytes()) for p in parts) == b"".join(lines)
+    days = [p.parent.name.removeprefix("date=") for p in parts]
+    assert days == sorted(set(days))
+    for part, day in zip(parts, days, strict=True):
+        first = next(ln for ln in gzip.decompress(part.read_bytes()).splitlines() if ln[:1].isdigit())
+        assert raw_store.day_of_ns(int(first.split(b" ")[0])) == day

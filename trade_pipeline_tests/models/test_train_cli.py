@@ -5,6 +5,8 @@ import json
 import pytest
 
 from trade_pipeline.cli import main
+from trade_pipeline.models.warehouse_log import read_models
+from trade_pipeline.settings import Settings
 from trade_pipeline_tests.models.synthetic import feature_frame
 
 
@@ -35,6 +37,11 @@ def test_train_registers_and_promotes(features_file, tmp_path, capsys) -> None:
     out = json.loads(capsys.readouterr().out)
     assert out["model"]["name"] == "btc_l2_1s" and out["model"]["gate"]["promoted"]
     assert (tmp_path / "home" / "mlflow" / "mlflow.db").exists()
+    rows = read_models(Settings.load(home=tmp_path / "home"), "btc_l2_1s")
+    assert [(r["version"], r["alias"]) for r in rows] == [(1, "champion")]
+    assert rows[0]["run_id"] == out["model"]["run_id"]
+    assert rows[0]["data_start"] is not None and rows[0]["data_end"] >= rows[0]["data_start"]
+    assert json.loads(rows[0]["metrics"])["tail_score"] == pytest.approx(out["tail_score"])
 
 
 def test_bad_arguments_are_clear_errors(features_file, tmp_path, capsys) -> None:

@@ -202,15 +202,17 @@ REVIEWED_SQL_INTERPOLATIONS = {
         "settings.lake_dir, quoted with '' escaping in lake_source",
     ("trading/store.py", "table"): "a constant table name of the store",
     ("trading/store.py", "cols"): "column names from the store's constant schema",
-    ("lake/legacy.py", "non_numeric"): "built from the constant BOOK column list",
-    ("lake/legacy.py", "optional['update_id']"): "a constant column name or NULL",
-    ("lake/legacy.py", "optional['exchange']"): "a constant column name or NULL",
-    ("lake/legacy.py", "optional['data_source']"): "a constant column name or NULL",
-    ("lake/legacy.py", "', '.join(numeric)"): "constant BOOK columns (+ CASE wrappers)",
+    # Legacy column names come from the user's SQLite file: every one passes
+    # legacy.quote_column (identifier pattern + DATA.md allow-list, double-quoted) before it
+    # reaches SQL, and _open refuses a file with any other column name
+    # (trade_pipeline_tests/lake/test_legacy.py::test_hostile_column_name_is_refused).
+    ("lake/legacy.py", "non_numeric"): "quote_column'd BOOK columns",
+    ("lake/legacy.py", "optional['update_id']"): "a quote_column'd legacy column or NULL",
+    ("lake/legacy.py", "optional['exchange']"): "a quote_column'd legacy column or NULL",
+    ("lake/legacy.py", "optional['data_source']"): "a quote_column'd legacy column or NULL",
+    ("lake/legacy.py", "', '.join(numeric)"): "quote_column'd BOOK columns (+ CASE wrappers)",
     ("lake/legacy.py", "', '.join('?' * len(part))"): "placeholders; the ids are parameters",
-    # Column names as found in the user's SQLite file, on a read-only (mode=ro) connection:
-    # they cannot write, but quoting them would be stricter (reported to the warehouse area).
-    ("lake/legacy.py", "raw_json"): "legacy columns, read-only connection",
+    ("lake/legacy.py", "raw_json"): "quote_column'd legacy columns, read-only connection",
 }
 
 

@@ -69,6 +69,8 @@ def test_paper_equals_backtest_on_replayed_data(bybit_delta_files, test_models, 
     assert stored["trades"]["price"].to_list() == [t.price for t in bt.trades]
     by_version = stored["predictions"].partition_by("model_version", as_dict=True)
     assert set(by_version) == {(1,), (2,)}
+    assert by_version[(1,)]["role"].unique().to_list() == ["champion"]
+    assert by_version[(2,)]["role"].unique().to_list() == ["shadow"]
     live = by_version[(1,)]["prediction"].to_numpy()
     np.testing.assert_allclose(live, preds["prediction"].to_numpy(), rtol=0, atol=1e-12)
     # Online store: the latest row's 118 features, timestamp and model version, with a TTL.

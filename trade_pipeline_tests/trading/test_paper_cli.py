@@ -61,3 +61,4 @@ def test_backtest_cli_with_registered_model(registered, bybit_delta_files, tmp_p
     assert stored["predictions"].height == out["metrics"]["rows"]
     assert set(stored["predictions"]["signal"].unique().to_list()) <= {-1, 0, 1}
     assert stored["predictions"]["source"].unique().to_list() == ["backtest"]
+    assert stored["predictions"]["role"].unique().to_list() == [None]  # no A/B in a backtest
