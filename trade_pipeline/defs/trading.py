@@ -46,8 +46,9 @@ def backtest_results(
     mlflow: MlflowResource,
 ) -> dg.MaterializeResult:
     from trade_pipeline.lake.layout import PartitionKey, read_partition
+    from trade_pipeline.lake.warehouse import ensure_warehouse
     from trade_pipeline.trading.engine import TradingConfig
-    from trade_pipeline.trading.service import backtest_model, ensure_warehouse, record_backtest
+    from trade_pipeline.trading.service import backtest_model, record_backtest
 
     settings = pipeline.settings().with_(
         mlflow_tracking_uri_override=mlflow.resolved_tracking_uri(),

@@ -82,3 +82,11 @@ def session(
         yield conn
     finally:
         conn.close()
+
+
+def ensure_warehouse(settings: Settings) -> None:
+    """Apply pending migrations (idempotent) so the pipeline's tables exist before a write."""
+    from trade_pipeline.lake.migrations import migrate
+
+    with session(settings) as conn:
+        migrate(conn, settings.lake_dir)

@@ -58,8 +58,7 @@ def record_version(
 ) -> None:
     """Upsert one version's row and set the alias column of every version of `name` from the
     current MLflow aliases, in one transaction (migrating the warehouse first if needed)."""
-    from trade_pipeline.lake.warehouse import session
-    from trade_pipeline.trading.service import ensure_warehouse
+    from trade_pipeline.lake.warehouse import ensure_warehouse, session
 
     ensure_warehouse(settings)
     with session(settings) as conn:

@@ -397,7 +397,7 @@ def run_paper(settings: Settings, *, config: TradingConfig, url: str, duration_s
     trader = build_trader(settings, config, model, shadow, online)
     flusher = None
     if store:
-        from trade_pipeline.trading.service import ensure_warehouse
+        from trade_pipeline.lake.warehouse import ensure_warehouse
 
         ensure_warehouse(settings)
         flusher = _Flusher(settings, run_id, trader.exchange, trader.symbol)
@@ -474,7 +474,7 @@ def finish_run(settings: Settings, trader: PaperTrader, loop: LoopResult | None,
 
     out = summary(trader, loop, run_id)
     if store and trader.rows:
-        from trade_pipeline.trading.service import ensure_warehouse
+        from trade_pipeline.lake.warehouse import ensure_warehouse
 
         ensure_warehouse(settings)
         rest = trader.take_unwritten(run_id)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from trade_pipeline.lake.warehouse import ensure_warehouse
 from trade_pipeline.settings import Settings, SettingsError
 from trade_pipeline.trading import inputs
 from trade_pipeline.trading.backtest import BacktestResult, run_backtest
@@ -28,15 +29,6 @@ class RecordedBacktest:
     written: dict
     mlflow_run_id: str | None
     png: bytes | None
-
-
-def ensure_warehouse(settings: Settings) -> None:
-    """Apply pending migrations (idempotent) so the trading tables exist."""
-    from trade_pipeline.lake.migrations import migrate
-    from trade_pipeline.lake.warehouse import session
-
-    with session(settings) as conn:
-        migrate(conn, settings.lake_dir)
 
 
 def record_backtest(

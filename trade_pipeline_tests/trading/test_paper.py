@@ -46,7 +46,9 @@ def test_paper_equals_backtest_on_replayed_data(bybit_delta_files, test_models, 
     bt = run_backtest(snaps, preds, config)
     assert len(bt.trades) >= 4, "the test needs a few trades to compare"
     # Live: replay server on loopback -> paper trading (champion + challenger in shadow).
-    with ReplayServerThread([path], speed=0) as srv:
+    # Paced (2 minutes of data in ~4 s) so the periodic warehouse flush runs mid-stream
+    # however fast the machine is.
+    with ReplayServerThread([path], speed=30) as srv:
         out = run_paper(settings, config=config, url=srv.url, duration_s=60, model=champion,
                         shadow=challenger, stale_after_s=30, redis_url=redis_target.url,
                         redis_prefix=redis_target.prefix, ttl_s=60, flush_every_s=0.5,

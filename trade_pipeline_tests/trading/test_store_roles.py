@@ -7,9 +7,8 @@ import duckdb
 import numpy as np
 import pytest
 
-from trade_pipeline.lake.warehouse import session
+from trade_pipeline.lake.warehouse import ensure_warehouse, session
 from trade_pipeline.monitoring.status import performance_section
-from trade_pipeline.trading.service import ensure_warehouse
 from trade_pipeline.trading.store import predictions_frame, read_run, write_run
 
 T0_US = int(dt.datetime(2025, 7, 7, tzinfo=dt.UTC).timestamp() * 1e6)
