@@ -22,7 +22,6 @@ from trade_pipeline.settings import Settings
 from trade_pipeline_tests.conftest import REPO_ROOT
 
 from .browser import chromium, find_chromium
-from .pipeline_run import demo_available, run_available_assets
 from .servers import free_port, listening_addresses, server, wait_http
 
 SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
@@ -156,15 +155,10 @@ def test_ui_lists_everything_and_screenshots(tmp_path):
     for name in ("MLFLOW_TRACKING_URI", "TRADE_PIPELINE_MLFLOW_TRACKING_URI", "TRADE_PIPELINE_MLFLOW_ARTIFACTS", "TRADE_PIPELINE_LAKE"):
         env.pop(name, None)
 
-    # 1. Materialize: the lead's demo when it exists, else the assets available.
-    if demo_available():
-        done = subprocess.run([str(BIN / "trade-pipeline"), "--home", str(home), "demo"],
-                              env=env, capture_output=True, text=True, timeout=1200)
-        assert done.returncode == 0, done.stderr[-3000:]
-    else:
-        with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
-            results = run_available_assets(str(home), instance, sim_seconds=900, with_model=True)
-            assert all(r.success for r in results)
+    # 1. Materialize the demo.
+    done = subprocess.run([str(BIN / "trade-pipeline"), "--home", str(home), "demo"],
+                          env=env, capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stderr[-3000:]
     with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
         materialized = _materialized(instance)
         plot_asset = _plot_asset(instance)
@@ -248,7 +242,4 @@ def test_ui_lists_everything_and_screenshots(tmp_path):
         for name, path in shots.items():
             shutil.copy(path, SCREENSHOTS / f"{name}.png")
     if "mlflow_model" not in shots:
-        if demo_available():
-            pytest.fail("the demo registered no MLflow model")
-        pytest.skip("no registered model yet (no demo and no model asset run): "
-                    "MLflow screenshot not taken; everything else verified")
+        pytest.fail("the demo registered no MLflow model")
