@@ -164,7 +164,7 @@ def _storage() -> dict:
     import tempfile
 
     from trade_pipeline.features.batch import PARQUET_OPTIONS, compute_features
-    from trade_pipeline.lake.layout import PartitionKey, bytes_on_disk, write_partition
+    from trade_pipeline.storage.layout import PartitionKey, bytes_on_disk, write_partition
 
     out = {}
     total_rows = total_bytes = 0

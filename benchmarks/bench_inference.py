@@ -117,7 +117,8 @@ def day_frame(frame, rows: int = 864_000):
 
 
 def training_time(frame, threads: int) -> dict:
-    from trade_pipeline.models.registry import MlflowTarget, champion_gate, log_and_register
+    from trade_pipeline.models.gate import champion_gate
+    from trade_pipeline.models.registry import MlflowTarget, log_and_register
     from trade_pipeline.models.training import train_model
     from trade_pipeline.settings import Settings
 

@@ -26,11 +26,11 @@ def run(settings=None, argv: list[str] | None = None) -> dict:
     parser.add_argument("--seconds", type=float, default=3600.0, help="simulated seconds")
     args, _ = parser.parse_known_args(argv or [])
 
-    from trade_pipeline.lake.raw_store import RawStoreWriter
     from trade_pipeline.market.collector import Collector, CollectorConfig
     from trade_pipeline.market.replay_server import ReplayServerThread
     from trade_pipeline.market.simulator import SimulatorConfig, simulate, simulate_to_store
     from trade_pipeline.settings import Settings
+    from trade_pipeline.storage.raw_store import RawStoreWriter
 
     start = dt.datetime(2025, 7, 7, tzinfo=dt.UTC)
     list(simulate(SimulatorConfig(start=start, duration_s=1)))  # numba compile / cache load

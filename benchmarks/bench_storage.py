@@ -42,8 +42,8 @@ def _collector_style(files: list[Path], tmp: Path) -> tuple[int, int]:
     import orjson
 
     from trade_pipeline.lake import retention
-    from trade_pipeline.lake.raw_store import RawStoreWriter
     from trade_pipeline.market.readers import iter_line_blocks
+    from trade_pipeline.storage.raw_store import RawStoreWriter
 
     raw_dir = tmp / "collector-raw"
     writer = RawStoreWriter(raw_dir, "bybit", "BTCUSDT", flush_interval=1e9)
@@ -71,9 +71,10 @@ def run(settings, argv: list[str]) -> dict:
 
     from trade_pipeline.features.batch import PARQUET_OPTIONS as FEATURE_OPTIONS
     from trade_pipeline.features.batch import compute_features
-    from trade_pipeline.lake import layout, retention
+    from trade_pipeline.lake import retention
     from trade_pipeline.market.snapshots import PARQUET_OPTIONS as SNAPSHOT_OPTIONS
     from trade_pipeline.market.snapshots import build_snapshots
+    from trade_pipeline.storage import layout
 
     parser = argparse.ArgumentParser(prog="bench storage")
     parser.add_argument("--files", type=int, default=None, help="use only the first N captures")

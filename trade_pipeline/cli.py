@@ -9,7 +9,8 @@ import argparse
 import importlib
 import sys
 
-from trade_pipeline.settings import Settings, SettingsError
+from trade_pipeline.errors import TradePipelineError
+from trade_pipeline.settings import Settings
 
 COMMAND_MODULES = (
     "ingest",
@@ -46,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.load(home=args.home)
         return int(args.func(args, settings) or 0)
-    except SettingsError as exc:
+    except TradePipelineError as exc:
+        # Every deliberate error of every area: one line, exit code 2, no traceback.
         print(f"trade-pipeline: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from trade_pipeline.errors import TradePipelineError
+
 HOME_ENV = "TRADE_PIPELINE_HOME"
 DEFAULT_HOME = Path("~/.trade-pipeline")
 
@@ -20,7 +22,7 @@ DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 EXECUTORS = ("in_process", "multiprocess", "k8s")
 
 
-class SettingsError(ValueError):
+class SettingsError(TradePipelineError, ValueError):
     """A configuration value is wrong; the message says which and why."""
 
 

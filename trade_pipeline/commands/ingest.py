@@ -46,9 +46,9 @@ def _collect(args, settings) -> int:
     import signal
     import time
 
-    from trade_pipeline.lake.raw_store import RawStoreWriter
     from trade_pipeline.market.collector import Collector, CollectorConfig, SubscribeError, summary
     from trade_pipeline.settings import check_symbol
+    from trade_pipeline.storage.raw_store import RawStoreWriter
 
     symbol = check_symbol(args.symbol or settings.symbol)
     config = CollectorConfig(
@@ -245,8 +245,8 @@ def _register_import_captures(sub: argparse._SubParsersAction) -> None:
 def _import_captures(args, settings) -> int:
     from pathlib import Path
 
-    from trade_pipeline.lake.raw_store import import_capture, import_capture_parts
     from trade_pipeline.settings import check_exchange, check_symbol
+    from trade_pipeline.storage.raw_store import import_capture, import_capture_parts
 
     symbol = check_symbol(args.symbol or settings.symbol)
     exchange = check_exchange(args.exchange or settings.exchange)

@@ -95,11 +95,9 @@ def handle(args: argparse.Namespace, settings) -> int:
                 result = train_model(frame, config, on_trial=on_trial, partitions=partitions)
                 out = result.metrics()
             else:
-                from trade_pipeline.models.registry import (
-                    DEFAULT_MARGIN,
-                    MlflowTarget,
-                    train_and_register,
-                )
+                from trade_pipeline.models.gate import DEFAULT_MARGIN
+                from trade_pipeline.models.pipeline import train_and_register
+                from trade_pipeline.models.registry import MlflowTarget
 
                 settings.ensure_dirs()
                 target = MlflowTarget.from_settings(settings)

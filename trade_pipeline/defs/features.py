@@ -10,7 +10,7 @@ import dagster as dg
 
 from trade_pipeline.defs.partitions import DAILY
 from trade_pipeline.defs.resources import PipelineResource
-from trade_pipeline.lake.layout import PartitionKey, read_partition, write_partition
+from trade_pipeline.storage.layout import PartitionKey, read_partition, write_partition
 
 SNAPSHOTS_TABLE = "l2_snapshots"
 FEATURES_TABLE = "l2_features"

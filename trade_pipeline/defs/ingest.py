@@ -20,9 +20,9 @@ from pydantic import Field
 
 from trade_pipeline.defs.partitions import DAILY
 from trade_pipeline.defs.resources import PipelineResource
-from trade_pipeline.lake import raw_store
-from trade_pipeline.lake.layout import PartitionKey, write_partition
 from trade_pipeline.settings import Settings
+from trade_pipeline.storage import raw_store
+from trade_pipeline.storage.layout import PartitionKey, write_partition
 
 SNAPSHOTS_TABLE = "l2_snapshots"
 STATE_DIR = "_state"

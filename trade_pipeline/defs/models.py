@@ -75,7 +75,7 @@ def _md_value(value):
 )
 def l2_model(context: dg.AssetExecutionContext, config: ModelConfig,
              pipeline: PipelineResource, mlflow: MlflowResource) -> dg.MaterializeResult:
-    from trade_pipeline.models.registry import train_and_register
+    from trade_pipeline.models.pipeline import train_and_register
     from trade_pipeline.models.training import TrainConfig, load_feature_frame
 
     settings = pipeline.settings().ensure_dirs()
@@ -153,7 +153,7 @@ class RetrainPolicy:
 
 
 def _feature_days(settings) -> list[str]:
-    from trade_pipeline.lake.layout import list_partitions
+    from trade_pipeline.storage.layout import list_partitions
 
     return [k.date for k in list_partitions(settings.lake_dir, FEATURES_TABLE)
             if k.exchange == settings.exchange and k.symbol == settings.symbol]
@@ -208,8 +208,8 @@ def build_retrain_sensors(policy: RetrainPolicy = RetrainPolicy(),
                          pipeline: PipelineResource, mlflow: MlflowResource):
         import polars as pl
 
-        from trade_pipeline.lake.layout import PartitionKey, read_partition
         from trade_pipeline.monitoring.drift import feature_psi
+        from trade_pipeline.storage.layout import PartitionKey, read_partition
 
         settings = pipeline.settings()
         champ = _champion(settings, mlflow, policy)

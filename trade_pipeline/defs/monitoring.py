@@ -34,11 +34,16 @@ from trade_pipeline.defs import trading as trading_area
 from trade_pipeline.defs import warehouse as warehouse_area
 from trade_pipeline.defs.partitions import DAILY
 from trade_pipeline.defs.resources import PipelineResource
-from trade_pipeline.lake.layout import PartitionKey, partition_file, read_partition, write_partition
 from trade_pipeline.market.schema import SNAPSHOT_SCHEMA
 from trade_pipeline.monitoring.feature_stats import STATS_SCHEMA, feature_stats, summarize
 from trade_pipeline.monitoring.freshness import day_gaps
 from trade_pipeline.monitoring.plots import null_rate_png
+from trade_pipeline.storage.layout import (
+    PartitionKey,
+    partition_file,
+    read_partition,
+    write_partition,
+)
 
 FEATURE_STATS_TABLE = "feature_stats"
 MAX_GAP_RATE = 0.05  # warn above 5 % missing grid times in a day
@@ -337,7 +342,7 @@ def raw_capture_checks(asset_key: str) -> list[dg.AssetChecksDefinition]:
     detection, which names what it saw otherwise), and at least one non-empty file."""
 
     def _files(context, pipeline: PipelineResource):
-        from trade_pipeline.lake import raw_store
+        from trade_pipeline.storage import raw_store
 
         settings = pipeline.settings()
         return raw_store.raw_files_for_day(
@@ -391,8 +396,8 @@ def model_checks(asset_key: dg.AssetKey) -> list[dg.AssetChecksDefinition]:
         description="the registered version's features and feature versions match the catalog",
     )
     def schema_check(context: dg.AssetCheckExecutionContext, mlflow: MlflowResource):
+        from trade_pipeline.models.contract import ServingError, check_feature_spec
         from trade_pipeline.models.registry import MlflowTarget, version_metadata
-        from trade_pipeline.models.serving import ServingError, check_feature_spec
 
         meta = _latest_metadata(context, asset_key, partitioned=False)
         if meta is None or not meta.get("model_name") or not meta.get("model_version"):

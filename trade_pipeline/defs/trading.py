@@ -45,8 +45,8 @@ def backtest_results(
     pipeline: PipelineResource,
     mlflow: MlflowResource,
 ) -> dg.MaterializeResult:
-    from trade_pipeline.lake.layout import PartitionKey, read_partition
     from trade_pipeline.lake.warehouse import ensure_warehouse
+    from trade_pipeline.storage.layout import PartitionKey, read_partition
     from trade_pipeline.trading.engine import TradingConfig
     from trade_pipeline.trading.service import backtest_model, record_backtest
 

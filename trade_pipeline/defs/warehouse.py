@@ -13,16 +13,16 @@ import dagster as dg
 from trade_pipeline.defs.resources import DUCKDB_POOL, PipelineResource
 
 GROUP = "warehouse"
-PHASES = (
-    (1, "migration_001_add_l2_feature_tables",
-     "Phase 1: migration_log, models, predictions, trades, backtest_results, legacy tables, "
-     "and the l2_snapshots / l2_features views over the Parquet lake."),
-    (2, "migration_002_add_feature_metadata",
-     "Phase 2: feature_metadata + history, synced from the feature catalog."),
-    (3, "migration_003_create_optimized_views",
-     "Phase 3: v_latest_l2_features, v_l2_feature_timeseries, v_l2_daily_summary and the "
-     "legacy-layout view l2_training_data_practical."),
-)
+
+
+def _phases():
+    """One phase per script the runner discovers (it raises when there is none)."""
+    from trade_pipeline.lake import migrations
+
+    return [(m.version, m.asset_name, m.summary) for m in migrations.discover()]
+
+
+PHASES = _phases()
 WAREHOUSE_READY = dg.AssetKey(PHASES[-1][1])
 
 

@@ -36,7 +36,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from trade_pipeline.lake import layout
+from trade_pipeline.errors import TradePipelineError
 from trade_pipeline.lake.migrations import refresh_views
 from trade_pipeline.market.readers import normalize_symbol
 from trade_pipeline.market.schema import (
@@ -48,6 +48,7 @@ from trade_pipeline.market.schema import (
     SNAPSHOT_SCHEMA,
 )
 from trade_pipeline.settings import EXCHANGE_RE, SYMBOL_RE, Settings
+from trade_pipeline.storage import layout
 
 LEGACY_TABLE = "l2_training_data_practical"
 LEGACY_TABLE_SQL = f'"{LEGACY_TABLE}"'
@@ -75,7 +76,7 @@ REASONS = (
 )
 
 
-class LegacyImportError(ValueError):
+class LegacyImportError(TradePipelineError, ValueError):
     """The file is not a legacy database we can read."""
 
 

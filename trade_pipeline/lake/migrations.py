@@ -26,10 +26,11 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from trade_pipeline.lake import layout
+from trade_pipeline.errors import TradePipelineError
 from trade_pipeline.market.schema import SNAPSHOT_SCHEMA
+from trade_pipeline.storage import layout
 
-SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
+SQL_DIR = Path(__file__).resolve().parent / "sql"  # package data: it ships in the wheel
 LAKE_TABLES = ("l2_snapshots", "l2_features")
 PLACEHOLDER_RELPATH = "exchange=_schema/symbol=_SCHEMA/date=1970-01-01/part-schema.parquet"
 FEATURE_METADATA_VERSION = 2  # the migration after which the catalog is synced
@@ -69,7 +70,7 @@ CREATE TABLE IF NOT EXISTS migration_log (
 NAME_RE = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 
 
-class MigrationError(RuntimeError):
+class MigrationError(TradePipelineError, RuntimeError):
     """A migration failed or the warehouse's history disagrees with the scripts."""
 
 
@@ -87,6 +88,21 @@ class Migration:
     @property
     def checksum(self) -> str:
         return hashlib.sha256(self.up_sql.encode()).hexdigest()
+
+    @property
+    def asset_name(self) -> str:
+        """`001_add_l2_feature_tables.sql` -> `migration_001_add_l2_feature_tables`."""
+        return "migration_" + self.name.removesuffix(".sql")
+
+    @property
+    def summary(self) -> str:
+        """The script's leading comment block, as one paragraph (the asset's description)."""
+        lines = []
+        for line in self.up_sql.splitlines():
+            if not line.startswith("--"):
+                break
+            lines.append(line.removeprefix("--").strip())
+        return " ".join(lines) or self.name
 
 
 @dataclass
@@ -124,6 +140,10 @@ def discover(sql_dir: Path | None = None) -> list[Migration]:
         if not down.exists():
             raise MigrationError(f"{path.name}: its down script {down} is missing")
         found.append(Migration(int(match.group(1)), path.name, path.read_text(), down.read_text()))
+    if not found:
+        # An install without its SQL (a wheel built without package data) must not look like
+        # an up-to-date warehouse.
+        raise MigrationError(f"no migration scripts found in {sql_dir}")
     versions = [m.version for m in found]
     if versions != list(range(1, len(found) + 1)):
         raise MigrationError(f"migration numbers must be 1..n without gaps, got {versions}")

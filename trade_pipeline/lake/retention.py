@@ -32,7 +32,6 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from trade_pipeline.lake.gzip_stream import CHUNK_BYTES, gunzip_members, is_gzip
 from trade_pipeline.settings import (
     Settings,
     SettingsError,
@@ -40,6 +39,7 @@ from trade_pipeline.settings import (
     check_exchange,
     check_symbol,
 )
+from trade_pipeline.storage.gzip_stream import CHUNK_BYTES, gunzip_members, is_gzip
 
 ARCHIVE_SUBDIR = "raw"
 ARCHIVE_SCHEMA = pa.schema([

@@ -17,13 +17,14 @@ from pathlib import Path
 
 import duckdb
 
+from trade_pipeline.errors import TradePipelineError
 from trade_pipeline.settings import Settings
 
 LOCK_MARKER = "Could not set lock on file"
 DEFAULT_TIMEOUT_S = float(120)
 
 
-class WarehouseLockTimeout(TimeoutError):
+class WarehouseLockTimeout(TradePipelineError, TimeoutError):
     """The warehouse file stayed locked by another process for longer than the timeout."""
 
 

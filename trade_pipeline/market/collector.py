@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 import websockets
 from websockets.asyncio.client import connect
 
-from trade_pipeline.lake.raw_store import RawStoreWriter
+from trade_pipeline.errors import TradePipelineError
 from trade_pipeline.market.bybit_ws import (
     PING_INTERVAL_S,
     FrameKind,
@@ -28,9 +28,10 @@ from trade_pipeline.market.bybit_ws import (
     subscribe_request,
 )
 from trade_pipeline.settings import SettingsError, check_symbol
+from trade_pipeline.storage.raw_store import RawStoreWriter
 
 
-class SubscribeError(RuntimeError):
+class SubscribeError(TradePipelineError, RuntimeError):
     """The server refused the subscription (e.g. an unknown symbol): reconnecting won't help."""
 
 

@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import orjson
 
-from trade_pipeline.lake.gzip_stream import CHUNK_BYTES, GZIP_MAGIC, gunzip_members, is_gzip
+from trade_pipeline.errors import TradePipelineError
 from trade_pipeline.market.messages import (
     F_KIND,
     F_NA,
@@ -56,6 +56,7 @@ from trade_pipeline.market.messages import (
     MessageBuffer,
     extend_decimal_pairs,
 )
+from trade_pipeline.storage.gzip_stream import CHUNK_BYTES, GZIP_MAGIC, gunzip_members, is_gzip
 
 FORMATS = ("bybit", "bybit_raw", "ccxt", "binance")
 FORMAT_CHOICES = ("auto", "bybit", "ccxt", "binance")  # user-facing; bybit covers bybit_raw
@@ -67,7 +68,7 @@ _EPOCH_UTC = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _US = dt.timedelta(microseconds=1)
 
 
-class FormatError(ValueError):
+class FormatError(TradePipelineError, ValueError):
     """A file is not in a format we read; the message says what was detected."""
 
 

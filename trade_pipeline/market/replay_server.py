@@ -32,6 +32,7 @@ import orjson
 import websockets
 from websockets.asyncio.server import ServerConnection, serve
 
+from trade_pipeline.errors import TradePipelineError
 from trade_pipeline.market.bybit_ws import (
     orderbook_topic,
     pong_reply,
@@ -40,7 +41,7 @@ from trade_pipeline.market.bybit_ws import (
 )
 
 
-class ReplaySourceError(ValueError):
+class ReplaySourceError(TradePipelineError, ValueError):
     """A file the server cannot replay (unknown format, no data)."""
 
 

@@ -534,7 +534,7 @@ def simulate_to_store(settings, config: SimulatorConfig, replace: bool = False,
     Files of anything else there (collected or imported captures, other seeds) are never
     touched: the run refuses to mix its stream with them (SimulationConflict).
     Returns a JSON-able summary."""
-    from trade_pipeline.lake.raw_store import RAW_SUFFIX, RawStoreWriter, raw_files_for_day
+    from trade_pipeline.storage.raw_store import RAW_SUFFIX, RawStoreWriter, raw_files_for_day
 
     exchange = settings.exchange
     end = config.start + dt.timedelta(seconds=config.duration_s)

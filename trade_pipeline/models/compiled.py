@@ -19,11 +19,13 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from trade_pipeline.errors import TradePipelineError
+
 _ZERO = 1e-35
 _MISSING_NONE, _MISSING_ZERO, _MISSING_NAN = 0, 1, 2
 
 
-class CompileError(ValueError):
+class CompileError(TradePipelineError, ValueError):
     """The booster uses something the compiled evaluator does not support."""
 
 

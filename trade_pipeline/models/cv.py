@@ -22,10 +22,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from trade_pipeline.errors import TradePipelineError
 from trade_pipeline.models.labels import parse_horizon
 
 
-class CVError(ValueError):
+class CVError(TradePipelineError, ValueError):
     """The data cannot be split as asked (too few rows, unsorted times, ...)."""
 
 

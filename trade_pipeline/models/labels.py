@@ -25,6 +25,8 @@ import re
 import numpy as np
 import polars as pl
 
+from trade_pipeline.errors import TradePipelineError
+
 DEFAULT_HORIZONS: tuple[str, ...] = ("1s", "5s", "30s")
 DEFAULT_DEAD_ZONE_FACTOR = 0.5
 
@@ -32,7 +34,7 @@ _HORIZON_RE = re.compile(r"^(\d+)(ms|s|m)$")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000}
 
 
-class LabelError(ValueError):
+class LabelError(TradePipelineError, ValueError):
     """The frame or the horizon cannot be labelled; the message says why."""
 
 

@@ -1,17 +1,13 @@
-"""MLflow: one experiment per symbol and horizon, the model registry and the champion gate.
+"""MLflow I/O: one experiment per symbol and horizon, runs, the model registry and aliases.
 
 - Experiment `l2_<exchange>_<SYMBOL>_<horizon>` (e.g. `l2_bybit_BTCUSDT_5s`), its artifacts
   under `<artifact_uri>/<experiment>` (always explicit, never the working directory).
 - Each training run logs: parameters, per-fold metrics (`cv_<metric>` with step = fold),
-  tail and baseline metrics, the feature list with per-feature versions and the catalog hash,
-  the data range and partition keys, importance ranking, the model (LightGBM flavour, with
-  signature, input example and pinned `pip_requirements`) and three plots.
+  tail and baseline metrics, the feature list with per-feature versions and the catalog hash
+  (`contract.feature_spec`), the data range and partition keys, importance ranking, the model
+  (LightGBM flavour, with signature, input example and pinned `pip_requirements`) and plots.
 - The model is registered as `<base>_l2_<horizon>` (`btc_l2_5s` for BTCUSDT); each new version
-  gets the alias `challenger`.
-- `champion_gate` moves `champion` to the challenger only when the challenger's score on the
-  challenger's held-out tail beats the champion's score on the same rows by `margin`
-  (regression: IC; classification: -log loss). No champion yet, or a champion the serving
-  check refuses (its features no longer match the catalog), lets the challenger through.
+  gets the alias `challenger`. Whether it becomes `champion` is `gate.py`'s decision.
 """
 
 import datetime as dt
@@ -21,19 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 
+from trade_pipeline.models import contract
 from trade_pipeline.models.labels import horizon_name
 from trade_pipeline.settings import check_exchange, check_symbol
 
 CHALLENGER = "challenger"
 CHAMPION = "champion"
-DEFAULT_MARGIN = 0.005
 _QUOTES = ("USDT", "USDC", "USD", "BUSD", "PERP")
-
-
-class RegistryError(RuntimeError):
-    """A registry operation cannot be done as asked; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -87,21 +78,6 @@ class ModelRef:
     experiment_id: str
 
 
-@dataclass(frozen=True)
-class GateDecision:
-    passed: bool
-    promoted: bool
-    challenger_version: str
-    champion_version: str | None
-    challenger_score: float | None
-    champion_score: float | None
-    margin: float
-    reason: str
-
-    def as_dict(self) -> dict:
-        return dict(self.__dict__)
-
-
 def model_name(symbol: str, horizon: str) -> str:
     """BTCUSDT, 5s -> btc_l2_5s."""
     check_symbol(symbol)
@@ -115,20 +91,6 @@ def model_name(symbol: str, horizon: str) -> str:
 
 def experiment_name(exchange: str, symbol: str, horizon: str) -> str:
     return f"l2_{check_exchange(exchange)}_{check_symbol(symbol)}_{horizon_name(horizon)}"
-
-
-def feature_spec(features: list[str]) -> dict:
-    """What serving checks: the feature list, each feature's catalog version, the hash."""
-    from trade_pipeline.features.catalog import SPECS, catalog_hash
-
-    unknown = [f for f in features if f not in SPECS]
-    if unknown:
-        raise RegistryError(f"features not in the catalog: {unknown[:5]}")
-    return {
-        "features": list(features),
-        "feature_versions": {f: SPECS[f].version for f in features},
-        "feature_catalog_hash": catalog_hash(),
-    }
 
 
 def ensure_experiment(client, name: str, artifact_uri: str) -> str:
@@ -210,7 +172,7 @@ def log_and_register(
     exp_id = ensure_experiment(client, experiment_name(exchange, symbol, result.horizon),
                                target.artifact_uri)
     name = model_name(symbol, result.horizon)
-    spec = feature_spec(result.features)
+    spec = contract.feature_spec(result.features)
     if example is None:
         example = np.zeros((1, len(result.features)))
     example_df = pd.DataFrame(example[:5], columns=result.features)
@@ -306,61 +268,6 @@ def load_booster(target: MlflowTarget, name: str, version: str):
         return mlflow.lightgbm.load_model(f"models:/{name}/{version}")
 
 
-def champion_gate(
-    target: MlflowTarget, name: str, challenger_version: str, frame: pl.DataFrame,
-    margin: float = DEFAULT_MARGIN, fee_bps_per_side: float | None = None,
-) -> GateDecision:
-    """Score challenger and champion on the challenger's tail rows of `frame`; move
-    `champion` when the challenger wins by `margin`. `frame` must hold those rows (and the
-    rows after them that their labels need): the training frame, or the same lake range."""
-    from trade_pipeline.models import serving
-    from trade_pipeline.models.training import Costs, TrainConfig, score_on_tail, tail_score
-
-    client = target.client()
-    challenger = client.get_model_version(name, str(challenger_version))
-    meta = version_metadata(target, name, challenger.version)
-    bounds = (dt.datetime.fromisoformat(meta["tail_start"]),
-              dt.datetime.fromisoformat(meta["tail_end"]))
-    costs = Costs() if fee_bps_per_side is None else Costs(fee_bps_per_side=fee_bps_per_side)
-    config = TrainConfig(horizon=meta["horizon"], task=meta["task"], costs=costs)
-    zone = meta.get("dead_zone")
-
-    def score(version: str, features: list[str]) -> float:
-        booster = load_booster(target, name, version)
-        metrics = score_on_tail(booster.predict, features, frame, bounds, config, zone)
-        return tail_score(metrics, config.task)
-
-    champion = get_by_alias(client, name, CHAMPION)
-    chal_score = score(challenger.version, meta["features"])
-
-    def decide(passed: bool, champ_v, champ_score, reason: str) -> GateDecision:
-        if passed:
-            client.set_registered_model_alias(name, CHAMPION, challenger.version)
-        client.set_model_version_tag(name, challenger.version, "gate",
-                                     "promoted" if passed else "rejected")
-        client.set_model_version_tag(name, challenger.version, "gate_reason", reason[:4000])
-        return GateDecision(passed, passed, str(challenger.version), champ_v, chal_score,
-                            champ_score, margin, reason)
-
-    if champion is None:
-        return decide(True, None, None, "no champion yet")
-    if str(champion.version) == str(challenger.version):
-        return decide(True, str(champion.version), chal_score, "challenger is the champion")
-    champ_meta = version_metadata(target, name, champion.version)
-    try:
-        serving.check_feature_spec(champ_meta)
-    except serving.ServingError as exc:
-        return decide(True, str(champion.version), None,
-                      f"champion v{champion.version} no longer serves: {exc}")
-    champ_score = score(champion.version, champ_meta["features"])
-    passed = bool(np.isfinite(chal_score) and chal_score >= champ_score + margin)
-    reason = (
-        f"challenger v{challenger.version} {chal_score:.6g} vs champion v{champion.version} "
-        f"{champ_score:.6g} + margin {margin:g} on the same tail ({bounds[0]} .. {bounds[1]})"
-    )
-    return decide(passed, str(champion.version), champ_score, reason)
-
-
 def champion_info(target: MlflowTarget, name: str) -> dict | None:
     """The champion's version, creation time and logged metadata (sensors use this)."""
     client = target.client()
@@ -373,56 +280,3 @@ def champion_info(target: MlflowTarget, name: str) -> dict | None:
         "created": dt.datetime.fromtimestamp(mv.creation_timestamp / 1000, tz=dt.UTC),
         **meta,
     }
-
-
-@dataclass(frozen=True)
-class Trained:
-    result: object  # training.TrainResult
-    ref: ModelRef
-    gate: GateDecision
-
-    def metrics(self) -> dict:
-        out = self.result.metrics()
-        out["model"] = {"name": self.ref.name, "version": self.ref.version,
-                        "run_id": self.ref.run_id, "experiment_id": self.ref.experiment_id,
-                        "gate": self.gate.as_dict()}
-        return out
-
-
-def train_and_register(
-    frame: pl.DataFrame, target: MlflowTarget, exchange: str, symbol: str, config=None, *,
-    margin: float = DEFAULT_MARGIN, partitions: list[str] | None = None, on_trial=None,
-    settings=None, **overrides,
-) -> Trained:
-    """The whole step the CLI, the `l2_model` asset and the demo share: train (Optuna +
-    purged CV), log + register as challenger, run the champion gate on the same frame.
-    With `settings`, the version's row and the current aliases go to the warehouse `models`
-    table too (`warehouse_log`), after the gate so the row shows where `champion` ended up."""
-    from trade_pipeline.models.training import train_model
-
-    result = train_model(frame, config, on_trial=on_trial, partitions=partitions, **overrides)
-    example = frame.select(result.features).tail(5).cast(pl.Float64).to_numpy()
-    ref = log_and_register(result, target, exchange, symbol, example)
-    gate = champion_gate(target, ref.name, ref.version, frame, margin=margin,
-                         fee_bps_per_side=result.config.costs.fee_bps_per_side)
-    if settings is not None:
-        log_to_warehouse(settings, target, ref, result)
-    return Trained(result, ref, gate)
-
-
-def log_to_warehouse(settings, target: MlflowTarget, ref: ModelRef, result) -> None:
-    """Mirror a registered version and the name's current MLflow aliases into `models`."""
-    from trade_pipeline.models import warehouse_log
-
-    client = target.client()
-    champion = get_by_alias(client, ref.name, CHAMPION)
-    challenger = get_by_alias(client, ref.name, CHALLENGER)
-    spec = feature_spec(result.features)
-    warehouse_log.record_version(
-        settings, name=ref.name, version=ref.version, horizon=result.horizon,
-        run_id=ref.run_id,
-        features_hash=warehouse_log.feature_hash(spec["features"], spec["feature_versions"]),
-        metrics=result.metrics(), data_start=result.data_start, data_end=result.data_end,
-        champion_version=champion.version if champion is not None else None,
-        challenger_version=challenger.version if challenger is not None else None,
-    )

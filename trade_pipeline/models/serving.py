@@ -12,16 +12,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from trade_pipeline.models.compiled import CompiledBooster
+from trade_pipeline.models.contract import ServingError, check_feature_spec
 from trade_pipeline.models.registry import (
     MlflowTarget,
     get_by_alias,
     load_booster,
     version_metadata,
 )
-
-
-class ServingError(RuntimeError):
-    """The model cannot be served (unknown reference, feature mismatch, ...)."""
 
 
 def parse_ref(ref: str) -> tuple[str, str | None, str | None]:
@@ -35,32 +32,6 @@ def parse_ref(ref: str) -> tuple[str, str | None, str | None]:
         if name and version.isdigit():
             return name, None, version
     raise ServingError(f"invalid model reference {ref!r}: expected NAME@ALIAS or NAME/VERSION")
-
-
-def check_feature_spec(meta: dict) -> None:
-    """Raise ServingError unless every model feature exists, is active and has the catalog's
-    version."""
-    from trade_pipeline.features.catalog import SPECS
-
-    features = meta.get("features")
-    versions = meta.get("feature_versions")
-    if not features or not isinstance(versions, dict):
-        raise ServingError("the model records no feature list / feature versions")
-    problems = []
-    for name in features:
-        spec = SPECS.get(name)
-        if spec is None:
-            problems.append(f"{name}: not in the catalog")
-        elif not spec.active:
-            problems.append(f"{name}: inactive in the catalog")
-        elif int(versions.get(name, -1)) != spec.version:
-            problems.append(f"{name}: model v{versions.get(name)} != catalog v{spec.version}")
-    if set(versions) != set(features):
-        problems.append("feature_versions does not cover exactly the feature list")
-    if problems:
-        raise ServingError(
-            f"model features differ from the catalog ({len(problems)}): " + "; ".join(problems[:5])
-        )
 
 
 @dataclass

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
+from trade_pipeline.errors import TradePipelineError
 from trade_pipeline.models import cv
 from trade_pipeline.models.labels import (
     DEFAULT_DEAD_ZONE_FACTOR,
@@ -46,7 +47,7 @@ PRICE_LEVEL_FEATURES: frozenset[str] = frozenset(
 )
 
 
-class TrainingError(ValueError):
+class TrainingError(TradePipelineError, ValueError):
     """Training cannot run on this input; the message says why."""
 
 
@@ -561,8 +562,8 @@ def load_feature_frame(
 ) -> tuple[pl.DataFrame, list[str]]:
     """The `l2_features` partitions of the settings' exchange + symbol with start <= date <=
     end (inclusive; None = open), concatenated in time order, and their partition keys."""
-    from trade_pipeline.lake.layout import list_partitions, read_partition
     from trade_pipeline.settings import check_date
+    from trade_pipeline.storage.layout import list_partitions, read_partition
 
     if start:
         check_date(start)

@@ -18,10 +18,12 @@ bin `b`. Rules of thumb: < 0.1 stable, 0.1-0.25 moderate shift, > 0.25 large shi
 import numpy as np
 import polars as pl
 
+from trade_pipeline.errors import TradePipelineError
+
 EPSILON = 1e-4
 
 
-class DriftError(ValueError):
+class DriftError(TradePipelineError, ValueError):
     """The samples cannot be compared (empty after removing non-finite values, ...)."""
 
 

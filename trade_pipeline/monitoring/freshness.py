@@ -17,8 +17,8 @@ import polars as pl
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from trade_pipeline.lake.layout import PartitionKey, list_partitions, partition_file
 from trade_pipeline.settings import Settings
+from trade_pipeline.storage.layout import PartitionKey, list_partitions, partition_file
 
 SNAPSHOTS = "l2_snapshots"
 FEATURES = "l2_features"

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import polars as pl
 
-from trade_pipeline.lake.layout import PartitionKey, list_partitions, read_partition
 from trade_pipeline.monitoring.feature_stats import feature_stats, summarize
 from trade_pipeline.monitoring.freshness import freshness_report
 from trade_pipeline.settings import Settings
+from trade_pipeline.storage.layout import PartitionKey, list_partitions, read_partition
 
 FEATURES = "l2_features"
 SNAPSHOTS = "l2_snapshots"

@@ -49,7 +49,7 @@ def read_snapshots_file(path: str | Path) -> pl.DataFrame:
 
 def read_lake_snapshots(settings: Settings, start: dt.datetime | None, end: dt.datetime | None) -> pl.DataFrame:
     """The lake's `l2_snapshots` partitions of the settings' exchange/symbol in the window."""
-    from trade_pipeline.lake.layout import list_partitions, read_partition
+    from trade_pipeline.storage.layout import list_partitions, read_partition
 
     keys = [k for k in list_partitions(settings.lake_dir, "l2_snapshots")
             if k.exchange == settings.exchange and k.symbol == settings.symbol

@@ -11,6 +11,7 @@ import math
 
 import polars as pl
 
+from trade_pipeline.errors import TradePipelineError
 from trade_pipeline.settings import Settings
 from trade_pipeline.trading.engine import Trade
 
@@ -24,7 +25,7 @@ ROLES = ("champion", "shadow")
 REQUIRED_TABLES = ("predictions", "trades", "backtest_results")
 
 
-class WarehouseNotReady(RuntimeError):
+class WarehouseNotReady(TradePipelineError, RuntimeError):
     """The trading tables are missing: the migrations have not run."""
 
 

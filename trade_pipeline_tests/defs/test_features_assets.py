@@ -11,8 +11,8 @@ from trade_pipeline.defs.features import l2_features
 from trade_pipeline.defs.resources import build_resources
 from trade_pipeline.features.batch import compute_features
 from trade_pipeline.features.catalog import FEATURE_NAMES
-from trade_pipeline.lake.layout import PartitionKey, read_partition, write_partition
 from trade_pipeline.market.schema import SNAPSHOT_SCHEMA
+from trade_pipeline.storage.layout import PartitionKey, read_partition, write_partition
 
 DAY1, DAY2 = "2024-08-10", "2024-08-11"
 MIDNIGHT = dt.datetime(2024, 8, 11, tzinfo=dt.UTC)

@@ -9,10 +9,10 @@ import pytest
 
 from trade_pipeline.defs.ingest import l2_snapshots, load_checkpoint, raw_l2_captures
 from trade_pipeline.defs.resources import build_resources
-from trade_pipeline.lake import raw_store
-from trade_pipeline.lake.layout import PartitionKey, read_partition
 from trade_pipeline.market.schema import SNAPSHOT_SCHEMA
 from trade_pipeline.settings import Settings
+from trade_pipeline.storage import raw_store
+from trade_pipeline.storage.layout import PartitionKey, read_partition
 
 DAY = "2025-07-07"
 

@@ -18,10 +18,10 @@ from trade_pipeline.defs.models import (
 )
 from trade_pipeline.defs.resources import DUCKDB_POOL, build_resources
 from trade_pipeline.defs.warehouse import WAREHOUSE_READY
-from trade_pipeline.lake.layout import PartitionKey, write_partition
 from trade_pipeline.models.registry import MlflowTarget, get_by_alias
 from trade_pipeline.models.warehouse_log import read_models
 from trade_pipeline.settings import Settings
+from trade_pipeline.storage.layout import PartitionKey, write_partition
 from trade_pipeline_tests.models.synthetic import feature_frame
 
 pytestmark = pytest.mark.slow

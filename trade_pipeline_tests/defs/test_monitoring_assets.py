@@ -11,8 +11,8 @@ from trade_pipeline.defs import monitoring as mon
 from trade_pipeline.defs.partitions import DAILY
 from trade_pipeline.defs.resources import build_resources
 from trade_pipeline.features.catalog import FEATURE_NAMES
-from trade_pipeline.lake.layout import PartitionKey, read_partition, write_partition
 from trade_pipeline.monitoring.feature_stats import STATS_SCHEMA
+from trade_pipeline.storage.layout import PartitionKey, read_partition, write_partition
 from trade_pipeline_tests.monitoring.helpers import snapshot_frame
 
 DAY = "2025-07-07"

@@ -24,8 +24,8 @@ def _no_mlflow_env(monkeypatch):
 @pytest.mark.slow
 def test_backtest_results_asset(bybit_delta_files, tmp_path):
     from trade_pipeline.features.batch import compute_features
-    from trade_pipeline.lake.layout import PartitionKey, write_partition
     from trade_pipeline.market.snapshots import build_snapshots
+    from trade_pipeline.storage.layout import PartitionKey, write_partition
     from trade_pipeline.trading.store import read_run
 
     home = tmp_path / "home"

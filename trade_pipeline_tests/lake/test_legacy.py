@@ -10,7 +10,8 @@ import polars as pl
 import pytest
 
 from trade_pipeline.cli import main
-from trade_pipeline.lake import layout, legacy, migrations, warehouse
+from trade_pipeline.lake import legacy, migrations, warehouse
+from trade_pipeline.storage import layout
 from trade_pipeline_tests.lake.test_migrations import snapshot_frame
 
 LEGACY_DDL = (

@@ -10,8 +10,9 @@ import polars as pl
 import pytest
 
 from trade_pipeline.cli import main
-from trade_pipeline.lake import layout, migrations, warehouse
+from trade_pipeline.lake import migrations, warehouse
 from trade_pipeline.market.schema import SNAPSHOT_SCHEMA
+from trade_pipeline.storage import layout
 
 EXPECTED_TABLES = {"migration_log", "models", "predictions", "trades", "backtest_results",
                    "feature_metadata", "feature_metadata_history", "legacy_quarantine",

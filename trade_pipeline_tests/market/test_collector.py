@@ -19,10 +19,10 @@ import orjson
 import pytest
 
 from trade_pipeline import cli
-from trade_pipeline.lake import raw_store
-from trade_pipeline.lake.raw_store import RawStoreWriter, read_raw_file
 from trade_pipeline.market.collector import Collector, CollectorConfig, SubscribeError
 from trade_pipeline.market.replay_server import Faults, ReplayServerThread
+from trade_pipeline.storage import raw_store
+from trade_pipeline.storage.raw_store import RawStoreWriter, read_raw_file
 
 TRADE_PIPELINE = Path(sys.executable).parent / "trade-pipeline"
 

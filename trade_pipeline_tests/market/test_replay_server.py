@@ -9,7 +9,6 @@ import pytest
 from websockets.exceptions import ConnectionClosedError
 from websockets.sync.client import connect as _connect
 
-from trade_pipeline.lake.raw_store import RawStoreWriter
 from trade_pipeline.market.bybit_ws import ping_request, subscribe_request
 from trade_pipeline.market.replay_server import (
     Faults,
@@ -18,6 +17,7 @@ from trade_pipeline.market.replay_server import (
     ReplaySourceError,
 )
 from trade_pipeline.market.simulator import SimulatorConfig, simulate
+from trade_pipeline.storage.raw_store import RawStoreWriter
 
 TOPIC = "orderbook.50.BTCUSDT"
 

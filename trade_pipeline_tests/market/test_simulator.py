@@ -9,10 +9,10 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from trade_pipeline.lake import raw_store
 from trade_pipeline.market.bybit_ws import FrameKind, SequenceTracker, classify
 from trade_pipeline.market.simulator import Simulation, SimulatorConfig, simulate, simulate_to_store
 from trade_pipeline.settings import SettingsError
+from trade_pipeline.storage import raw_store
 
 START = dt.datetime(2025, 7, 7, tzinfo=dt.UTC)
 

@@ -6,7 +6,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from trade_pipeline.models import registry, serving
+from trade_pipeline.models import contract, registry, serving
+from trade_pipeline.models import gate as gatekeeper
 from trade_pipeline.models.training import train_model
 from trade_pipeline.settings import Settings
 from trade_pipeline_tests.models.synthetic import feature_frame
@@ -32,7 +33,7 @@ def store(tmp_path_factory, frame, results):
     for result, margin in zip(results, (0.0, 10.0), strict=True):
         ref = registry.log_and_register(result, target, "bybit", "BTCUSDT", example)
         refs.append(ref)
-        gates.append(registry.champion_gate(target, ref.name, ref.version, frame, margin=margin))
+        gates.append(gatekeeper.champion_gate(target, ref.name, ref.version, frame, margin=margin))
     return settings, target, refs, gates, results
 
 
@@ -68,7 +69,7 @@ def test_logged_run_and_aliases(store) -> None:
     assert exp.name == "l2_bybit_BTCUSDT_1s"
     assert exp.artifact_location.startswith(settings.mlflow_artifact_uri)
     meta = registry.version_metadata(target, "btc_l2_1s", refs[0].version)
-    assert meta["features"] == [*registry.feature_spec(meta["features"])["features"]]
+    assert meta["features"] == [*contract.feature_spec(meta["features"])["features"]]
     assert set(meta["feature_versions"]) == set(meta["features"])
 
 
@@ -76,7 +77,7 @@ def test_logged_run_and_aliases(store) -> None:
 def test_gate_compares_on_the_same_tail(store, frame, results) -> None:
     _settings, target, refs, _gates, _ = store
     # v2 re-gated with no margin: promoted only if it really scores >= v1 on v2's tail
-    decision = registry.champion_gate(target, refs[1].name, refs[1].version, frame, margin=0.0)
+    decision = gatekeeper.champion_gate(target, refs[1].name, refs[1].version, frame, margin=0.0)
     assert decision.challenger_score == pytest.approx(results[1].score)
     assert decision.promoted == (decision.challenger_score >= decision.champion_score)
     # restore the fixture's state for the other tests
@@ -112,8 +113,8 @@ def test_serving_refuses_changed_feature_versions(store, monkeypatch) -> None:
 def test_feature_spec_check_without_mlflow() -> None:
     from trade_pipeline.features.catalog import SPECS
 
-    good = registry.feature_spec(["order_book_imbalance", "spread_bps"])
-    serving.check_feature_spec(good)
+    good = contract.feature_spec(["order_book_imbalance", "spread_bps"])
+    contract.check_feature_spec(good)
     for bad in (
         {**good, "features": ["order_book_imbalance", "not_a_feature"]},
         {**good, "feature_versions": {"order_book_imbalance": 99, "spread_bps": 1}},
@@ -121,7 +122,7 @@ def test_feature_spec_check_without_mlflow() -> None:
         {"features": []},
     ):
         with pytest.raises(serving.ServingError):
-            serving.check_feature_spec(bad)
+            contract.check_feature_spec(bad)
 
 
 @pytest.mark.slow
@@ -131,7 +132,7 @@ def test_postgres_backend(pg_dsn, tmp_path, frame, results) -> None:
     uri = pg_dsn.replace("postgresql://", "postgresql+psycopg://", 1)
     target = registry.MlflowTarget(uri, (tmp_path / "artifacts").as_uri())
     ref = registry.log_and_register(results[0], target, "bybit", "BTCUSDT")
-    gate = registry.champion_gate(target, ref.name, ref.version, frame)
+    gate = gatekeeper.champion_gate(target, ref.name, ref.version, frame)
     assert gate.promoted
     model = serving.load(ref=f"{ref.name}@champion", target=target)
     x = frame.select(model.feature_names).to_numpy()[:100]

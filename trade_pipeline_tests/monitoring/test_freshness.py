@@ -5,8 +5,8 @@ import gzip
 
 import pytest
 
-from trade_pipeline.lake.layout import PartitionKey, write_partition
 from trade_pipeline.monitoring.freshness import day_gaps, freshness_report
+from trade_pipeline.storage.layout import PartitionKey, write_partition
 
 from .helpers import snapshot_frame
 

@@ -7,7 +7,7 @@ import pytest
 
 from trade_pipeline.defs import monitoring as mon
 from trade_pipeline.defs.resources import build_resources
-from trade_pipeline.lake.layout import PartitionKey, write_partition
+from trade_pipeline.storage.layout import PartitionKey, write_partition
 from trade_pipeline_tests.conftest import REPO_ROOT
 from trade_pipeline_tests.defs.test_monitoring_assets import _features
 

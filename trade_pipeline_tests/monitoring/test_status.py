@@ -8,10 +8,10 @@ import polars as pl
 import pytest
 
 from trade_pipeline.cli import main
-from trade_pipeline.lake.layout import PartitionKey, write_partition
 from trade_pipeline.lake.migrations import migrate
 from trade_pipeline.lake.warehouse import session
 from trade_pipeline.monitoring.status import collect
+from trade_pipeline.storage.layout import PartitionKey, write_partition
 from trade_pipeline_tests.defs.test_monitoring_assets import _features
 
 from .helpers import random_walk_mids, snapshot_frame

@@ -26,7 +26,8 @@ def register(settings, booster, name: str, alias: str) -> str:
     import mlflow
     import mlflow.lightgbm
 
-    from trade_pipeline.models.registry import MlflowTarget, ensure_experiment, feature_spec
+    from trade_pipeline.models.contract import feature_spec
+    from trade_pipeline.models.registry import MlflowTarget, ensure_experiment
 
     target = MlflowTarget.from_settings(settings)
     client = target.client()

@@ -96,8 +96,8 @@ def test_backtest_bad_inputs(real_snapshots, tmp_path, capsys):
 
 
 def test_backtest_reads_the_lake_window(real_snapshots, tmp_path, capsys):
-    from trade_pipeline.lake.layout import PartitionKey, write_partition
     from trade_pipeline.settings import Settings
+    from trade_pipeline.storage.layout import PartitionKey, write_partition
 
     frame, _ = real_snapshots
     home = tmp_path / "home"

@@ -24,7 +24,6 @@ from pathlib import Path
 
 import orjson
 
-from trade_pipeline.lake.gzip_stream import CHUNK_BYTES, gunzip_members, is_gzip
 from trade_pipeline.settings import (
     Settings,
     SettingsError,
@@ -32,6 +31,7 @@ from trade_pipeline.settings import (
     check_exchange,
     check_symbol,
 )
+from trade_pipeline.storage.gzip_stream import CHUNK_BYTES, gunzip_members, is_gzip
 
 RAW_SUFFIX = ".raw.gz"
 NS_PER_DAY = 86_400 * 1_000_000_000

@@ -6,9 +6,9 @@ import io
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trade_pipeline.lake.gzip_stream import gunzip_members, is_gzip
 from trade_pipeline.lake.retention import SourceScan, iter_lines
 from trade_pipeline.market.readers import FileStatus, iter_line_blocks
+from trade_pipeline.storage.gzip_stream import gunzip_members, is_gzip
 
 
 def _members(blocks: list[bytes]) -> bytes:

@@ -10,9 +10,9 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from trade_pipeline.lake import raw_store
-from trade_pipeline.lake.raw_store import RawStoreWriter, read_raw_file
 from trade_pipeline.settings import SettingsError
+from trade_pipeline.storage import raw_store
+from trade_pipeline.storage.raw_store import RawStoreWriter, read_raw_file
 
 DAY_NS = 86_400 * 10**9
 T0 = int(dt.datetime(2025, 7, 7, 23, 59, 59, tzinfo=dt.UTC).timestamp()) * 10**9

@@ -1,0 +1,69 @@
+"""Train, register and gate in one step: what the CLI, the `l2_model` asset and the demo share."""
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from trade_pipeline.models import contract
+from trade_pipeline.models.gate import DEFAULT_MARGIN, GateDecision, champion_gate
+from trade_pipeline.models.registry import (
+    CHALLENGER,
+    CHAMPION,
+    MlflowTarget,
+    ModelRef,
+    get_by_alias,
+    log_and_register,
+)
+
+
+@dataclass(frozen=True)
+class Trained:
+    result: object  # training.TrainResult
+    ref: ModelRef
+    gate: GateDecision
+
+    def metrics(self) -> dict:
+        out = self.result.metrics()
+        out["model"] = {"name": self.ref.name, "version": self.ref.version,
+                        "run_id": self.ref.run_id, "experiment_id": self.ref.experiment_id,
+                        "gate": self.gate.as_dict()}
+        return out
+
+
+def train_and_register(
+    frame: pl.DataFrame, target: MlflowTarget, exchange: str, symbol: str, config=None, *,
+    margin: float = DEFAULT_MARGIN, partitions: list[str] | None = None, on_trial=None,
+    settings=None, **overrides,
+) -> Trained:
+    """The whole step the CLI, the `l2_model` asset and the demo share: train (Optuna +
+    purged CV), log + register as challenger, run the champion gate on the same frame.
+    With `settings`, the version's row and the current aliases go to the warehouse `models`
+    table too (`warehouse_log`), after the gate so the row shows where `champion` ended up."""
+    from trade_pipeline.models.training import train_model
+
+    result = train_model(frame, config, on_trial=on_trial, partitions=partitions, **overrides)
+    example = frame.select(result.features).tail(5).cast(pl.Float64).to_numpy()
+    ref = log_and_register(result, target, exchange, symbol, example)
+    gate = champion_gate(target, ref.name, ref.version, frame, margin=margin,
+                         fee_bps_per_side=result.config.costs.fee_bps_per_side)
+    if settings is not None:
+        log_to_warehouse(settings, target, ref, result)
+    return Trained(result, ref, gate)
+
+
+def log_to_warehouse(settings, target: MlflowTarget, ref: ModelRef, result) -> None:
+    """Mirror a registered version and the name's current MLflow aliases into `models`."""
+    from trade_pipeline.models import warehouse_log
+
+    client = target.client()
+    champion = get_by_alias(client, ref.name, CHAMPION)
+    challenger = get_by_alias(client, ref.name, CHALLENGER)
+    spec = contract.feature_spec(result.features)
+    warehouse_log.record_version(
+        settings, name=ref.name, version=ref.version, horizon=result.horizon,
+        run_id=ref.run_id,
+        features_hash=warehouse_log.feature_hash(spec["features"], spec["feature_versions"]),
+        metrics=result.metrics(), data_start=result.data_start, data_end=result.data_end,
+        champion_version=champion.version if champion is not None else None,
+        challenger_version=challenger.version if challenger is not None else None,
+    )
