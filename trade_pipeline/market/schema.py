@@ -25,3 +25,21 @@ SNAPSHOT_SCHEMA: dict[str, pl.DataType] = {
     "session_id": pl.Int64(),
 }
 SNAPSHOT_COLUMNS: list[str] = list(SNAPSHOT_SCHEMA)
+
+# The canonical `l2_trades` table: one row per public trade, in order of receipt.
+# `side` is the taker's side ("buy" lifts asks, "sell" hits bids); `timestamp` is the
+# exchange's trade time (Bybit `T`, Binance `T`); `sequence_id` is Bybit's cross sequence
+# (shared with the book topic) where the source has one.
+TRADE_SCHEMA: dict[str, pl.DataType] = {
+    "timestamp": pl.Datetime("us", "UTC"),
+    "exchange": pl.String(),
+    "symbol": pl.String(),
+    "trade_id": pl.String(),
+    "side": pl.String(),
+    "price": pl.Float64(),
+    "size": pl.Float64(),
+    "received_timestamp": pl.Datetime("us", "UTC"),
+    "sequence_id": pl.Int64(),
+}
+TRADE_COLUMNS: list[str] = list(TRADE_SCHEMA)
+TRADE_SIDES = ("buy", "sell")
