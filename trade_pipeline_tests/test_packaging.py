@@ -126,6 +126,13 @@ def test_the_installed_wheel_migrates_a_fresh_warehouse_outside_the_repo(
     assert (home / "warehouse.duckdb").is_file()
     assert list(cwd.iterdir()) == []  # nothing written where the command ran
 
+    # The feature reference has no repository docs/ to go to: it asks for a path.
+    refused = subprocess.run([cli, "features-reference"], cwd=cwd, env=env, capture_output=True,
+                             text=True, timeout=120)
+    assert refused.returncode == 2 and "--output" in refused.stderr
+    _run([cli, "features-reference", "--output", tmp_path / "ref.md"], cwd=cwd, env=env)
+    assert "## Conventions" in (tmp_path / "ref.md").read_text()
+
     # The Dagster layer builds one migration asset per shipped script.
     phases = _run([installed / "python", "-c",
                    "from trade_pipeline.defs.warehouse import PHASES; print(len(PHASES))"],

@@ -110,8 +110,8 @@ def _online(snapshots, params):
 
 
 def handle_reference(args: argparse.Namespace, settings) -> int:
-    from trade_pipeline.features.reference import DEFAULT_PATH, write_reference
+    from trade_pipeline.features.reference import write_reference
 
-    path = write_reference(args.output or DEFAULT_PATH)
+    path = write_reference(args.output)
     print(json.dumps({"output": str(path)}))
     return 0

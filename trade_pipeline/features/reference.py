@@ -20,6 +20,7 @@ from trade_pipeline.features.catalog import (
     FeatureSpec,
     catalog_hash,
 )
+from trade_pipeline.settings import SettingsError
 
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "docs" / "FEATURES_REFERENCE.md"
 
@@ -249,7 +250,14 @@ def render() -> str:
     return "\n".join(lines)
 
 
-def write_reference(path: Path = DEFAULT_PATH) -> Path:
+def write_reference(path: Path | None = None) -> Path:
+    """Write the page to `path`; by default into the source checkout's docs/ (an installed
+    package has none: then a path must be given)."""
+    if path is None:
+        if not (DEFAULT_PATH.parents[1] / "pyproject.toml").is_file():
+            raise SettingsError(f"{DEFAULT_PATH.parents[1]} is not a source checkout: "
+                                "give --output PATH")
+        path = DEFAULT_PATH
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render())
