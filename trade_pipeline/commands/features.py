@@ -15,8 +15,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "features",
         help="compute the 118 L2 features of a snapshots Parquet file",
-        description="Read l2_snapshots rows (DATA.md schema) from a Parquet file, compute the "
-        "118 features of FEATURES.md and write them as Parquet (zstd): columns timestamp, "
+        description="Read l2_snapshots rows (docs/DATA_FORMATS.md schema) from a Parquet file, compute the "
+        "118 features of docs/FEATURES_REFERENCE.md and write them as Parquet (zstd): columns timestamp, "
         "exchange, symbol, session_id, then the features in training order. Both engines "
         "give the same values; 'online' feeds rows one at a time like the live path.",
     )
@@ -110,8 +110,8 @@ def _online(snapshots, params):
 
 
 def handle_reference(args: argparse.Namespace, settings) -> int:
-    from trade_pipeline.features.reference import DEFAULT_PATH, write_reference
+    from trade_pipeline.features.reference import write_reference
 
-    path = write_reference(args.output or DEFAULT_PATH)
+    path = write_reference(args.output)
     print(json.dumps({"output": str(path)}))
     return 0

@@ -229,7 +229,7 @@ def _register_import_captures(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "import-captures",
         help="copy recorded capture files into the raw capture store",
-        description="Copy recorded captures (DATA.md formats 2, 3, 4, or raw store files) "
+        description="Copy recorded captures (docs/DATA_FORMATS.md formats 2, 3, 4, or raw store files) "
         "unchanged into <home>/raw/exchange=<x>/symbol=<S>/date=<day of the first line>/. A "
         "capture that runs past UTC midnight (receive time) is split into one part per day "
         "(<name>.partNN.<ext>, lines verbatim) so every day's snapshots see their rows.",
@@ -267,8 +267,8 @@ def _register_snapshots(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "snapshots",
         help="rebuild the order book from captures and write the canonical snapshot table",
-        description="Rebuild the L2 book from recorded captures (DATA.md formats 2, 3, 4 and raw "
-        "store files; auto-detected per file), sample it on the epoch-aligned grid (DATA.md "
+        description="Rebuild the L2 book from recorded captures (docs/DATA_FORMATS.md formats 2, 3, 4 and raw "
+        "store files; auto-detected per file), sample it on the epoch-aligned grid (docs/DATA_FORMATS.md "
         "'canonical snapshot stream') and write l2_snapshots rows to a Parquet file. Files are "
         "processed in the order given, as one stream. Prints a JSON report on stdout (messages, "
         "rows, sessions, gaps, crossed grid times skipped, bad lines, truncated files, ...). "

@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "import-legacy",
         help="import the old system's SQLite l2_training_data_practical into the lake",
-        description="Read a legacy SQLite database (DATA.md 'Legacy database'), write its "
+        description="Read a legacy SQLite database (docs/DATA_FORMATS.md 'The legacy database'), write its "
         "books as l2_snapshots partitions and put the rows it cannot use (mock/demo sources, "
         "crossed books, only level 1, bad timestamps, ...) in the warehouse table "
         "legacy_quarantine with the reason. Prints the counts per reason. Applies pending "

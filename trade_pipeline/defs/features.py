@@ -31,7 +31,7 @@ class FeaturesConfig(dg.Config):
     deps=[dg.AssetKey(SNAPSHOTS_TABLE)],
     group_name="features",
     kinds={"python", "parquet"},
-    description="The 118 L2 features (FEATURES.md) of one UTC day, warmed up exactly from "
+    description="The 118 L2 features (docs/FEATURES_REFERENCE.md) of one UTC day, warmed up exactly from "
     "the previous days' snapshots of the session open at midnight.",
     check_specs=[
         dg.AssetCheckSpec(CHECK_SCHEMA, asset=FEATURES_TABLE, blocking=True,

@@ -228,7 +228,7 @@ def _preview(frame: pl.DataFrame) -> str:
     ],
     group_name="ingest",
     kinds={"python", "parquet"},
-    description="Canonical 100 ms order-book snapshots (DATA.md) of one UTC day: Parquet zstd "
+    description="Canonical 100 ms order-book snapshots (docs/DATA_FORMATS.md) of one UTC day: Parquet zstd "
     "in the lake's hive layout; sessions continue across midnight via the previous day's "
     "book checkpoint.",
 )

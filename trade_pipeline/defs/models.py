@@ -206,10 +206,11 @@ def build_retrain_sensors(policy: RetrainPolicy = RetrainPolicy(),
                f"latest day exceeds {policy.psi_threshold} (cursor: the last day checked)")
     def retrain_on_drift(context: dg.SensorEvaluationContext,
                          pipeline: PipelineResource, mlflow: MlflowResource):
-        import polars as pl
-
-        from trade_pipeline.monitoring.drift import feature_psi
-        from trade_pipeline.storage.layout import PartitionKey, read_partition
+        from trade_pipeline.monitoring.drift import (
+            DriftError,
+            champion_drift_spec,
+            measure_drift,
+        )
 
         settings = pipeline.settings()
         champ = _champion(settings, mlflow, policy)
@@ -222,23 +223,24 @@ def build_retrain_sensors(policy: RetrainPolicy = RetrainPolicy(),
         if context.cursor == latest:
             return dg.SkipReason(f"{latest} already checked")
         top = list(champ.get("top_features") or [])[: policy.psi_top_features]
-        window = [d for d in days if champ["data_start_date"] <= d <= champ["data_end_date"]]
-        if not top or not window:
-            return dg.SkipReason("the champion records no top features / training days")
-
-        def load(day: str) -> pl.DataFrame:
-            key = PartitionKey(settings.exchange, settings.symbol, day)
-            return read_partition(settings.lake_dir, FEATURES_TABLE, key).select(top)
-
-        train = pl.concat([load(d) for d in window])
-        scores = feature_psi(train, load(latest), top)
+        if not top:
+            return dg.SkipReason("the champion records no top features")
+        # The monitor's rule (monitoring/drift.py): the exact training window vs the whole
+        # latest day, same bins and sampling, so both report the same PSI.
+        try:
+            report = measure_drift(settings.lake_dir, settings.exchange, settings.symbol,
+                                   champion_drift_spec(champ, latest, top))
+        except DriftError as exc:
+            return dg.SkipReason(f"drift not measurable on {latest}: {exc}")
         context.update_cursor(latest)
-        worst = max(scores, key=scores.get)
-        if scores[worst] <= policy.psi_threshold:
-            return dg.SkipReason(f"max PSI {scores[worst]:.3f} ({worst}) on {latest} "
+        worst, value = report.worst()
+        if value <= policy.psi_threshold:
+            return dg.SkipReason(f"max PSI {value:.4f} ({worst}) on {latest} "
                                  f"<= {policy.psi_threshold}")
-        return _run_request(policy, latest, f"drift:{latest}",
-                            f"PSI {scores[worst]:.3f} of {worst} on {latest}")
+        run = _run_request(policy, latest, f"drift:{latest}",
+                           f"PSI {value:.4f} of {worst} on {latest}")
+        return run.with_replaced_attrs(tags={**run.tags, "trade_pipeline/drift_feature": worst,
+                                             "trade_pipeline/drift_psi": repr(value)})
 
     @dg.sensor(job=job, name="retrain_on_age", minimum_interval_seconds=3600,
                default_status=dg.DefaultSensorStatus.RUNNING,

@@ -1,4 +1,5 @@
-"""The feature catalog: the single source of the 118 features (FEATURES.md).
+"""The feature catalog: the single source of the 118 features (their definitions:
+docs/FEATURES_REFERENCE.md, generated from this module).
 
 Every other part derives from it: the kernel's output order (`kernels.py`), the batch and
 online engines, the warehouse's `feature_metadata` rows and docs/FEATURES_REFERENCE.md.
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
-# Engine parameters (FEATURES.md `param`s). Their values are part of every feature version
+# Engine parameters (docs/FEATURES_REFERENCE.md, 'Parameters'). Their values are part of every feature version
 # that uses them (`FeatureSpec.params` names which).
 DEFAULT_PARAMS: MappingProxyType = MappingProxyType(
     {
@@ -69,7 +70,7 @@ def _window(seconds: float) -> dict:
 
 
 def _derived() -> list[FeatureSpec]:
-    """Features after the raw book, in FEATURES.md training order."""
+    """Features after the raw book, in training order."""
     q, lam, dlt = ["impact_qty"], ["lambda_bp"], ["delta_bp"]
     S = FeatureSpec
     micro = "microstructure"

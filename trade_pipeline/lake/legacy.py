@@ -13,7 +13,7 @@ them). Each row is one stored book; a row is imported or quarantined, never drop
 | non_numeric_book       | a book column holds text or a blob                               |
 | empty_side             | no level 1 on a side                                             |
 | only_level_1           | levels 2-10 all null on both sides                               |
-| crossed_book           | `bid_price_1 >= ask_price_1` (crossed or locked, as DATA.md rule 5) |
+| crossed_book           | `bid_price_1 >= ask_price_1` (crossed or locked, as docs/DATA_FORMATS.md rule 5) |
 | invalid_level          | a price <= 0, a present price with a size <= 0 / null, a level after a missing one, or prices out of order |
 | duplicate_timestamp    | a second row for the same (exchange, symbol, timestamp); the lowest id is kept |
 | lake_partition_exists  | the day's partition exists and was not written by a legacy import |
@@ -53,7 +53,7 @@ from trade_pipeline.storage import layout
 LEGACY_TABLE = "l2_training_data_practical"
 LEGACY_TABLE_SQL = f'"{LEGACY_TABLE}"'
 # Column names come from the user's file and end up in SQL text (SQLite cannot bind an
-# identifier): each must be a plain identifier AND a column of the legacy table as DATA.md
+# identifier): each must be a plain identifier AND a column of the legacy table as docs/DATA_FORMATS.md
 # ("Legacy database") lists it, and is double-quoted. Anything else refuses the file.
 IDENTIFIER_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")  # fullmatch: no trailing newline
 LEGACY_COLUMNS = frozenset((
@@ -133,7 +133,7 @@ def _open(path: Path) -> tuple[sqlite3.Connection, list[str]]:
         conn.close()
         raise LegacyImportError(
             f"{path}: {LEGACY_TABLE} has column(s) {unknown!r} that are not legacy columns "
-            "(plain identifiers listed in DATA.md 'Legacy database'); refusing the file")
+            "(plain identifiers listed in docs/DATA_FORMATS.md 'The legacy database'); refusing the file")
     missing = [c for c in ("id", "timestamp", "symbol", *BOOK) if c not in cols]
     if missing:
         conn.close()

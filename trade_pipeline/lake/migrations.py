@@ -37,7 +37,7 @@ FEATURE_METADATA_VERSION = 2  # the migration after which the catalog is synced
 
 # The l2_features placeholder: the keys the features code writes, then every catalog feature
 # (float64), so the phase-3 views bind before the first feature partition exists. The legacy
-# view's derived columns (FEATURES.md names) are always included.
+# view's derived columns (docs/FEATURES_REFERENCE.md names) are always included.
 FEATURE_KEY_SCHEMA = {
     "timestamp": pl.Datetime("us", "UTC"),
     "exchange": pl.String(),

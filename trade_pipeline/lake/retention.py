@@ -1,7 +1,7 @@
 """Retention of raw captures: archive old days into Parquet, delete the hot copy only when the
 archive is verified, and restore archives back into the raw store.
 
-- Hot: `<raw_dir>/exchange=X/symbol=S/date=D/<name>` (RAW_FORMAT.md; gzip, multi-member).
+- Hot: `<raw_dir>/exchange=X/symbol=S/date=D/<name>` (docs/RAW_STORE.md; gzip, multi-member).
 - Archive: `<archive_dir>/raw/exchange=X/symbol=S/date=D/<name>.parquet`, one per raw file,
   rows `(file_name, line_no, line)` (line = the decompressed bytes without the newline),
   zstd-compressed. The file-level facts are in the Parquet key-value metadata: the source

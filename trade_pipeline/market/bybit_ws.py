@@ -1,7 +1,7 @@
 """Bybit v5 public WebSocket protocol: requests, control frames and order-book pushes.
 
 Shared by the collector (client side), the replay server and the simulator (server side),
-so both ends speak exactly one wire format (DATA.md format 1):
+so both ends speak exactly one wire format (docs/DATA_FORMATS.md format 1):
 
 - client -> server: `{"req_id": .., "op": "subscribe", "args": ["orderbook.50.BTCUSDT"]}`,
   `{"req_id": .., "op": "ping"}` every 20 s;

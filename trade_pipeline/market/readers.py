@@ -1,6 +1,6 @@
 """Streaming readers for recorded captures: format detection, gzip handling, line parsing.
 
-Formats (DATA.md, RAW_FORMAT.md), as returned by `detect_format`:
+Formats (docs/DATA_FORMATS.md, docs/RAW_STORE.md), as returned by `detect_format`:
 - `bybit`: format 2, recorded jsonl (`timestamp_ms`, `update_id`, float levels).
 - `bybit_raw`: the raw capture store, `<receive_ns> <Bybit v5 wire frame>` per line.
 - `ccxt`: format 3, ccxt-style books (`timestamp` ISO, `symbol` BTC/USDT:USDT, `b`/`a`).
@@ -10,7 +10,7 @@ Files are read in fixed-size chunks (gzip members decompressed incrementally, an
 members), so memory stays flat however large a file is. A truncated or corrupt gzip keeps
 every complete line before the break and records the break in the file's status.
 
-ccxt lines: DATA.md says each line is a full book, but the real capture
+ccxt lines: format 3 was described as one full book per line, but the real capture
 (`..._20250707_175705`) holds one full 50-level book followed by deltas (few levels, size 0 =
 delete). So a ccxt line counts as a full book when both sides carry at least
 `CCXT_FULL_LEVELS` levels and no size is 0; any other line is a delta. Full books replace the

@@ -1,6 +1,6 @@
 """Replay server: serves recorded captures over Bybit's v5 wire protocol on loopback.
 
-Sources: recorded jsonl captures (DATA.md format 2) and this project's raw store files
+Sources: recorded jsonl captures (docs/DATA_FORMATS.md format 2) and this project's raw store files
 (`<ns> <wire frame>`), in the order given. It answers `subscribe` with an ack and `ping`
 with a pong, then pushes `orderbook.50.<SYMBOL>` frames paced by their recorded `ts` divided
 by `speed` (0 or inf: as fast as possible).

@@ -1,4 +1,5 @@
-"""Grid sampler: the one implementation of DATA.md's canonical snapshot stream rules.
+"""Grid sampler: the one implementation of the canonical snapshot stream's
+sampling rules (docs/DATA_FORMATS.md, rules 1-8).
 
 `replay` is a numba kernel that applies normalized messages (see `messages.py`) to the book,
 checks continuity (Bybit u+1, Binance spot/USD-M sync, time breaks for id-less sources),

@@ -1,4 +1,4 @@
-"""The canonical `l2_snapshots` table (DATA.md): column names, order and types."""
+"""The canonical `l2_snapshots` table (docs/DATA_FORMATS.md): column names, order and types."""
 
 import polars as pl
 
@@ -10,7 +10,7 @@ BID_SIZE = [f"bid_size_{i}" for i in LEVELS]
 ASK_PRICE = [f"ask_price_{i}" for i in LEVELS]
 ASK_SIZE = [f"ask_size_{i}" for i in LEVELS]
 
-# Book columns in the order of FEATURES.md's raw-book group (bid p/q pairs, then ask p/q pairs).
+# Book columns in the order of the features' raw-book group (bid p/q pairs, then ask p/q pairs).
 BOOK_COLUMNS: list[str] = [c for i in LEVELS for c in (f"bid_price_{i}", f"bid_size_{i}")] + [
     c for i in LEVELS for c in (f"ask_price_{i}", f"ask_size_{i}")
 ]

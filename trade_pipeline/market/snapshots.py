@@ -202,7 +202,8 @@ def build_snapshots(
     initial_state: BookState | dict | None = None,
     tz: str | None = None,
 ) -> SnapshotResult:
-    """Rebuild the book from recorded captures and sample it (DATA.md's canonical stream).
+    """Rebuild the book from recorded captures and sample it (the canonical stream of
+    docs/DATA_FORMATS.md).
 
     `initial_state` (a BookState or its dict) continues a previous run: an open session
     continues with the same session_id. The result's `final_state` is the checkpoint to pass

@@ -38,7 +38,7 @@ TASKS = ("regression", "classification")
 BASELINE_FEATURE = "order_book_imbalance"
 
 # Absolute price levels are non-stationary (a model would learn "BTC was at 108k that day");
-# the feature tables keep them, the default model inputs leave them out (FEATURES.md allows it,
+# the feature tables keep them, the default model inputs leave them out (docs/FEATURES_REFERENCE.md allows it,
 # and the model records the columns it used).
 PRICE_LEVEL_FEATURES: frozenset[str] = frozenset(
     [f"{side}_price_{i}" for side in ("bid", "ask") for i in range(1, 11)]

@@ -22,7 +22,6 @@ from trade_pipeline.storage.layout import PartitionKey, list_partitions, read_pa
 FEATURES = "l2_features"
 SNAPSHOTS = "l2_snapshots"
 STATS = "feature_stats"
-DRIFT_SAMPLE_ROWS = 200_000  # cap on each PSI sample (every k-th row, deterministic)
 PERFORMANCE_DAYS = 7
 ROLLING_EVERY = "1h"
 
@@ -129,53 +128,38 @@ def _model_horizons(settings: Settings, pairs: list[tuple[str, int]]) -> dict:
     return out
 
 
-def _sample(frame: pl.DataFrame, limit: int) -> pl.DataFrame:
-    step = max(1, -(-frame.height // limit))
-    return frame.gather_every(step) if step > 1 else frame
-
-
-def _as_utc(text: str) -> dt.datetime:
-    when = dt.datetime.fromisoformat(text)
-    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
-
-
 def drift_for(settings: Settings, champ: dict) -> dict:
-    """PSI of every catalog feature: the champion's training window vs the newest day."""
+    """PSI of every catalog feature: the champion's training window vs the newest day (the
+    same `measure_drift` rule the retraining sensor applies to the top features)."""
     from trade_pipeline.features.catalog import FEATURE_NAMES
-    from trade_pipeline.monitoring.drift import feature_psi
+    from trade_pipeline.monitoring.drift import DriftError, champion_drift_spec, measure_drift
 
     head = {"model": champ["name"], "version": champ["version"],
             "horizon": champ.get("horizon")}
-    if not champ.get("data_start") or not champ.get("data_end"):
-        return {**head, **absent("the champion records no training data range")}
-    start, end = _as_utc(champ["data_start"]), _as_utc(champ["data_end"])
-    keys = _keys(settings, FEATURES)
-    window = [k for k in keys if start.date() <= k.day <= end.date()]
-    if not window:
-        return {**head, **absent(f"no {FEATURES} partition inside the training window "
-                                 f"{start.isoformat()} .. {end.isoformat()}")}
-    reference = pl.concat(
-        [read_partition(settings.lake_dir, FEATURES, k) for k in window], how="vertical_relaxed"
-    ).filter(pl.col("timestamp").is_between(start, end))
-    latest_key = keys[-1]
-    latest = read_partition(settings.lake_dir, FEATURES, latest_key)
-    names = [n for n in FEATURE_NAMES if n in reference.columns and n in latest.columns]
-    psi = feature_psi(
-        _sample(reference, DRIFT_SAMPLE_ROWS), _sample(latest, DRIFT_SAMPLE_ROWS), names
-    )
-    ranked = sorted(psi.items(), key=lambda kv: kv[1], reverse=True)
-    top = set(champ.get("top_features") or [])
+    latest_key = _keys(settings, FEATURES)[-1]
+    try:
+        spec = champion_drift_spec(champ, latest_key.date, FEATURE_NAMES)
+    except DriftError as exc:
+        return {**head, **absent(str(exc))}
+    report = measure_drift(settings.lake_dir, settings.exchange, settings.symbol, spec)
+    ranked = report.ranked()
+    top = list(champ.get("top_features") or [])
+    worst_top = report.worst(among=top)
+    training = spec.reference
     return {
         **head,
         "status": "ok",
-        "reference": {"start": start.isoformat(), "end": end.isoformat(),
-                      "rows": reference.height},
+        "reference": {**training.as_dict(), "rows": report.reference_rows},
         "latest_date": latest_key.date,
-        "latest_in_training_window": start.date() <= latest_key.day <= end.date(),
+        "latest_rows": report.current_rows,
+        "latest_in_training_window": training.start.date() <= latest_key.day
+        <= training.end.date(),
+        "bins": spec.bins,
+        "sample_rows": spec.sample_rows,
         "max_psi": ranked[0][1] if ranked else None,
-        "max_psi_top_features": max((psi[n] for n in top if n in psi), default=None),
+        "max_psi_top_features": worst_top[1] if worst_top else None,
         "top": [{"feature": n, "psi": v, "model_top_feature": n in top} for n, v in ranked[:10]],
-        "psi": psi,
+        "psi": report.psi,
     }
 
 

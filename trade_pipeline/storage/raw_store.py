@@ -1,6 +1,6 @@
 """The raw capture store: append-only, compressed, one folder per UTC day and symbol.
 
-Layout (see the RAW_FORMAT contract):
+Layout (docs/RAW_STORE.md describes it in full):
 `<raw_dir>/exchange=<x>/symbol=<S>/date=<YYYY-MM-DD>/<HHMMSSffffff>-<8 hex>.raw.gz`.
 Each line is `<receive_ts_ns> <WebSocket text frame as received>`. A file is a sequence of
 gzip members, one per flush: every flushed member is complete on disk, so a process killed
@@ -241,7 +241,7 @@ class CaptureImportError(SettingsError):
 def first_record_ns(path: Path) -> int:
     """Receive time (or time of record) of the first line of a capture file, in ns.
 
-    Understands DATA.md formats 2 (`received_timestamp_ms`), 3 (ISO `timestamp`, UTC) and
+    Understands docs/DATA_FORMATS.md formats 2 (`received_timestamp_ms`), 3 (ISO `timestamp`, UTC) and
     4 / this store's raw format (`<ns> <json>`)."""
     opener = gzip.open if path.name.endswith(".gz") else open
     try:
