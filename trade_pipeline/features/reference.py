@@ -45,7 +45,8 @@ def render() -> str:
 
 
 def write_reference(path: Path = DEFAULT_PATH) -> Path:
+    from trade_pipeline.storage.atomic import write_text_atomic
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render())
+    write_text_atomic(render(), path, what="--output")
     return path
