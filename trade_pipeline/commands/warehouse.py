@@ -117,7 +117,10 @@ def _print_status(rows: list[dict], as_json: bool) -> int:
 
 def handle_import_legacy(args: argparse.Namespace, settings) -> int:
     from trade_pipeline.lake import legacy, migrations, warehouse
+    from trade_pipeline.storage.input_files import check_input_file
 
+    # Missing, a directory, unreadable, empty: one line, exit 2 (before any warehouse work).
+    check_input_file(args.sqlite_file, "SQLITE_FILE")
     settings.ensure_dirs()
     kwargs = {} if args.max_gap_seconds is None else {"max_gap_s": args.max_gap_seconds}
     try:
@@ -125,8 +128,10 @@ def handle_import_legacy(args: argparse.Namespace, settings) -> int:
             migrations.migrate(conn, settings.lake_dir)
             report = legacy.import_legacy(settings, args.sqlite_file, conn,
                                           dry_run=args.dry_run, **kwargs)
-    except (legacy.LegacyImportError, migrations.MigrationError) as exc:
+    except migrations.MigrationError as exc:
         return _err(str(exc))
+    # A LegacyImportError (not a SQLite file, no legacy table, ...) reaches the CLI's one
+    # line and exit 2 like every other bad input.
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
         return 0

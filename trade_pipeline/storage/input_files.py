@@ -30,13 +30,15 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:300]
 
 
-def check_input_file(path: str | os.PathLike, what: str = "input") -> Path:
-    """The path as a Path if it is a non-empty regular file this process can read."""
+def check_input_file(path: str | os.PathLike, what: str = "input",
+                     allow_empty: bool = False) -> Path:
+    """The path as a Path if it is a regular file this process can read (and, unless
+    `allow_empty`, not empty)."""
     path = Path(path)
     try:
         info = path.stat()
     except FileNotFoundError:
-        raise InputFileError(f"{what} {path}: not found (no such file)") from None
+        raise InputFileError(f"{what} {path}: not found (does not exist)") from None
     except PermissionError:
         raise InputFileError(f"{what} {path}: permission denied") from None
     except OSError as exc:  # e.g. a path through a regular file (ENOTDIR), a symlink loop
@@ -52,7 +54,7 @@ def check_input_file(path: str | os.PathLike, what: str = "input") -> Path:
         raise InputFileError(f"{what} {path}: permission denied (not readable)") from None
     except OSError as exc:
         raise InputFileError(f"{what} {path}: cannot read it ({exc.strerror or first_line(exc)})") from None
-    if info.st_size == 0:
+    if info.st_size == 0 and not allow_empty:
         raise InputFileError(f"{what} {path}: empty file (0 bytes)")
     return path
 
