@@ -64,10 +64,16 @@ _held_guard = threading.Lock()
 
 
 def _holder_text(fd: int) -> str:
-    try:
-        info = json.loads(os.pread(fd, 4096, 0) or b"{}")
-    except (OSError, ValueError):
-        info = {}
+    # The holder writes its description just after taking the lock: give it a moment.
+    info: dict = {}
+    for _ in range(40):
+        try:
+            info = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        except (OSError, ValueError):
+            info = {}
+        if info:
+            break
+        time.sleep(0.005)
     if not info:
         return "another process"
     command = info.get("command", "")
