@@ -23,6 +23,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="run the down scripts of migration N and every later one "
                        "(newest first), leaving N-1 applied")
     group.add_argument("--status", action="store_true", help="print each migration's state")
+    group.add_argument("--rebuild", action="store_true",
+                       help="replace a corrupt or truncated warehouse: move it aside "
+                       "(<file>.corrupt-<time>), create a new one and rebuild the views "
+                       "from the lake (the lake is only read; tables kept only in the "
+                       "warehouse, such as predictions and trades, start empty)")
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     p.set_defaults(func=handle_migrate)
 
@@ -79,6 +84,8 @@ def handle_migrate(args: argparse.Namespace, settings) -> int:
     from trade_pipeline.lake import migrations, warehouse
 
     target = args.warehouse or settings.warehouse_path
+    if args.rebuild:
+        return _rebuild(target, settings, args.json)
     if args.status and not Path(target).exists():
         rows = [{"version": m.version, "name": m.name, "state": "pending"}
                 for m in migrations.discover()]
@@ -102,6 +109,21 @@ def handle_migrate(args: argparse.Namespace, settings) -> int:
             print(f"{step.name}: {step.action} in {step.seconds:.2f}s", file=sys.stderr)
         if report.feature_sync is not None:
             print(f"feature_metadata sync: {report.feature_sync}", file=sys.stderr)
+    return 0
+
+
+def _rebuild(target, settings, as_json: bool) -> int:
+    from trade_pipeline.lake import warehouse
+
+    report = warehouse.rebuild(target, settings.lake_dir)
+    if as_json:
+        print(json.dumps(report.as_dict(), indent=2))
+        return 0
+    for moved in report.moved_aside:
+        print(f"moved aside: {moved}", file=sys.stderr)
+    for step in report.steps:
+        print(step, file=sys.stderr)
+    print(f"rebuilt {report.warehouse}: views over the lake {settings.lake_dir}", file=sys.stderr)
     return 0
 
 

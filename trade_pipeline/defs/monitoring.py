@@ -490,17 +490,20 @@ def migration_checks(asset_key: dg.AssetKey, version: int) -> list[dg.AssetCheck
         description=f"migration {version:03d} is applied according to migration_log",
     )
     def applied_check(context: dg.AssetCheckExecutionContext, pipeline: PipelineResource):
-        from trade_pipeline.lake.warehouse import session
+        from trade_pipeline.lake.warehouse import WarehouseCorrupt, session
 
         settings = pipeline.settings()
         if not settings.warehouse_path.exists():
             return dg.AssetCheckResult(passed=False, description="no warehouse file yet")
-        with session(settings, read_only=True) as conn:
-            rows = conn.sql(
-                "SELECT status, direction, finished_at FROM migration_log WHERE version = ? "
-                "ORDER BY id DESC LIMIT 1",
-                params=[version],
-            ).fetchall()
+        try:
+            with session(settings, read_only=True) as conn:
+                rows = conn.sql(
+                    "SELECT status, direction, finished_at FROM migration_log WHERE version = ? "
+                    "ORDER BY id DESC LIMIT 1",
+                    params=[version],
+                ).fetchall()
+        except WarehouseCorrupt as exc:
+            return dg.AssetCheckResult(passed=False, description=str(exc))
         if not rows:
             return dg.AssetCheckResult(passed=False, description="not in migration_log")
         status, direction, finished = rows[0]
