@@ -611,4 +611,16 @@ OTHER_AREAS = (warehouse_area, ingest_area, features_area, models_area, trading_
 _ASSETS = [*_area_assets(OTHER_AREAS), (dg.AssetKey(FEATURE_STATS_TABLE), DAILY)]
 CHECKS = build_checks(_ASSETS, _existing_checks(OTHER_AREAS))
 
-defs = dg.Definitions(assets=[feature_stats_asset], asset_checks=CHECKS)
+# Runs the assets' automation conditions (feature_stats follows l2_features). Dagster's own
+# default sensor for them starts stopped, which would leave feature_stats' condition dead.
+automation_sensor = dg.AutomationConditionSensorDefinition(
+    "automation_condition_sensor",
+    target=dg.AssetSelection.all(),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Evaluates every asset's automation condition (e.g. feature_stats follows "
+    "l2_features)",
+)
+
+defs = dg.Definitions(
+    assets=[feature_stats_asset], asset_checks=CHECKS, sensors=[automation_sensor]
+)
