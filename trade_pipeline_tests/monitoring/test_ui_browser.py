@@ -37,7 +37,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 def _require_chromium() -> None:
     if find_chromium() is None:
-        reason = "chromium not installed (apt-get install chromium chromium-driver)"
+        reason = "chromium not installed (apt-get install chromium; .ci/run does it)"
         if os.environ.get("REQUIRE_BROWSER") == "1":
             pytest.fail(f"REQUIRE_BROWSER=1 but {reason}")
         pytest.skip(reason)
