@@ -38,7 +38,7 @@ def check_input_file(path: str | os.PathLike, what: str = "input",
     try:
         info = path.stat()
     except FileNotFoundError:
-        raise InputFileError(f"{what} {path}: not found (does not exist)") from None
+        raise InputFileError(f"{what} {path}: not found (no such file; it does not exist)") from None
     except PermissionError:
         raise InputFileError(f"{what} {path}: permission denied") from None
     except OSError as exc:  # e.g. a path through a regular file (ENOTDIR), a symlink loop
