@@ -312,3 +312,16 @@ def test_the_input_checks_name_what_is_wrong(tmp_path):
     damaged.write_bytes(bytes(data))
     with pytest.raises(InputFileError, match=r"damaged Parquet file|not a Parquet file"):
         read_parquet_input(damaged, "--input", dict(SNAPSHOT_SCHEMA))
+
+
+def test_features_refuses_an_output_that_is_its_input_or_a_directory(world, capsys):
+    snaps = _good_snapshots(world)
+    before = snaps.read_bytes()
+    code, out, err = _run(["features", "--input", snaps, "--output", snaps], world / "h", capsys)
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert "is the --input file" in err and snaps.read_bytes() == before
+    folder = world / "out-folder"
+    folder.mkdir()
+    code, out, err = _run(["features", "--input", snaps, "--output", folder], world / "h", capsys)
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert "is a directory" in err and list(folder.iterdir()) == []
