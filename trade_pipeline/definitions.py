@@ -32,7 +32,9 @@ def build_executor(name: str) -> dg.ExecutorDefinition:
 def build_definitions(
     home: str | dg.EnvVar | None = None, executor: str = "in_process"
 ) -> dg.Definitions:
-    merged = dg.Definitions.merge(*(area.defs for area in AREAS))
+    merged = monitoring.apply_freshness_policies(
+        dg.Definitions.merge(*(area.defs for area in AREAS))
+    )
     return dg.Definitions.merge(
         merged,
         dg.Definitions(resources=build_resources(home), executor=build_executor(executor)),

@@ -3,10 +3,15 @@
 `Settings.load(home=...)` resolves the home folder from the argument, then
 `TRADE_PIPELINE_HOME`, then `~/.trade-pipeline`. Everything the pipeline writes lives
 under that one folder, so two homes never interfere.
+
+A home may hold `settings.toml` for values that belong to its data rather than to one
+process (today: `partitions_start`, the first daily partition, i.e. where the home's data
+begins; `trade-pipeline demo` writes it). The environment overrides the file.
 """
 
 import os
 import re
+import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -20,6 +25,10 @@ SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,20}$")
 EXCHANGE_RE = re.compile(r"^[a-z0-9_]{2,20}$")
 DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 EXECUTORS = ("in_process", "multiprocess", "k8s")
+HOME_SETTINGS_FILE = "settings.toml"
+HOME_SETTINGS_KEYS = ("partitions_start",)
+# The first daily partition when neither the environment nor the home's settings.toml set one.
+DEFAULT_PARTITIONS_START = "2024-08-01"
 
 
 class SettingsError(TradePipelineError, ValueError):
@@ -65,6 +74,9 @@ class Settings:
     # How Dagster runs the steps of a run: in one process (local default), one process per
     # step, or one Kubernetes pod per step (deployment; docs/DEPLOYMENT.md).
     executor: str = "in_process"
+    # First day (UTC, YYYY-MM-DD) of the daily partitions: set it to where the data begins,
+    # or the UI lists every day since the default as a missing partition.
+    partitions_start: str = DEFAULT_PARTITIONS_START
     # Optional overrides (None: derived from home).
     mlflow_tracking_uri_override: str | None = None
     mlflow_artifact_uri_override: str | None = None
@@ -74,6 +86,7 @@ class Settings:
     def __post_init__(self) -> None:
         check_symbol(self.symbol)
         check_exchange(self.exchange)
+        check_date(self.partitions_start)
         if self.cadence_ms <= 0:
             raise SettingsError(f"cadence_ms must be positive, got {self.cadence_ms}")
         if self.executor not in EXECUTORS:
@@ -86,6 +99,8 @@ class Settings:
     def load(cls, home: str | os.PathLike | None = None, **overrides) -> "Settings":
         env = os.environ
         raw_home = home or env.get(HOME_ENV) or DEFAULT_HOME
+        home_path = Path(raw_home).expanduser().resolve()
+        in_home = read_home_settings(home_path)
         opts: dict = {
             "redis_url": env.get("TRADE_PIPELINE_REDIS_URL", cls.redis_url),
             # Our own variable, not MLFLOW_TRACKING_URI: mlflow.set_tracking_uri() exports that
@@ -94,14 +109,20 @@ class Settings:
             "mlflow_artifact_uri_override": env.get("TRADE_PIPELINE_MLFLOW_ARTIFACTS") or None,
             "lake_uri_override": env.get("TRADE_PIPELINE_LAKE") or None,
             "executor": env.get("TRADE_PIPELINE_EXECUTOR") or "in_process",
+            "partitions_start": env.get("TRADE_PIPELINE_PARTITIONS_START")
+            or in_home.get("partitions_start") or DEFAULT_PARTITIONS_START,
         }
         opts.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(home=Path(raw_home).expanduser().resolve(), **opts)
+        return cls(home=home_path, **opts)
 
     def with_(self, **changes) -> "Settings":
         return replace(self, **changes)
 
     # ---- derived locations --------------------------------------------------------------
+    @property
+    def home_settings_path(self) -> Path:
+        return home_settings_path(self.home)
+
     @property
     def raw_dir(self) -> Path:
         """Append-only raw captures, one folder per day and symbol."""
@@ -143,3 +164,48 @@ class Settings:
         if "://" not in self.lake_dir:
             Path(self.lake_dir).mkdir(parents=True, exist_ok=True)
         return self
+
+
+def home_settings_path(home: Path) -> Path:
+    return Path(home) / HOME_SETTINGS_FILE
+
+
+def read_home_settings(home: Path) -> dict[str, str]:
+    """The home's `settings.toml` ({} when there is none); unknown keys and bad values are
+    errors that name the file."""
+    path = home_settings_path(home)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise SettingsError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    try:
+        data = tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"{path}: not valid TOML ({exc})") from None
+    unknown = sorted(set(data) - set(HOME_SETTINGS_KEYS))
+    if unknown:
+        raise SettingsError(
+            f"{path}: unknown keys {unknown}; known: {', '.join(HOME_SETTINGS_KEYS)}"
+        )
+    out = {}
+    for key, value in data.items():
+        if not isinstance(value, str):
+            raise SettingsError(f"{path}: {key} must be a string, got {value!r}")
+        out[key] = value
+    if "partitions_start" in out:
+        try:
+            check_date(out["partitions_start"])
+        except SettingsError as exc:
+            raise SettingsError(f"{path}: partitions_start: {exc}") from None
+    return out
+
+
+def render_home_settings(values: dict[str, str]) -> str:
+    """`settings.toml` text for `values` (keys of HOME_SETTINGS_KEYS)."""
+    lines = ["# Settings of this trade-pipeline home (environment variables override them)."]
+    for key in HOME_SETTINGS_KEYS:
+        if key in values:
+            lines.append(f'{key} = "{check_date(values[key]) if key == "partitions_start" else values[key]}"')
+    return "\n".join(lines) + "\n"

@@ -55,6 +55,22 @@ def ensure_instance(settings) -> None:
         yaml.write_text(INSTANCE_YAML)
 
 
+def record_partitions_start(settings, first_day: str) -> str:
+    """Start the home's daily partitions at `first_day` (its settings.toml), unless they
+    start earlier already: the UI then lists the days that hold data, not every day since
+    the default start. Returns the start in effect for the home."""
+    from trade_pipeline.settings import read_home_settings, render_home_settings
+    from trade_pipeline.storage.atomic import write_text_atomic
+
+    values = read_home_settings(settings.home)
+    current = values.get("partitions_start")
+    if current is None or first_day < current:
+        values["partitions_start"] = first_day
+        write_text_atomic(render_home_settings(values), settings.home_settings_path,
+                          "home settings")
+    return values["partitions_start"]
+
+
 def run_config(day: str, duration: float, trials: int, horizon: str) -> dict:
     return {
         "ops": {
@@ -75,11 +91,12 @@ def handle(args: argparse.Namespace, settings) -> int:
     day = check_date(args.day or default_day())
     settings.ensure_dirs()
     ensure_instance(settings)
+    start = record_partitions_start(settings, day)
     defs = build_definitions(home=str(settings.home))
     job = defs.resolve_job_def(MAIN_JOB_NAME)
     started = time.perf_counter()
-    print(f"demo: home {settings.home}, day {day}, {args.duration:.0f} s simulated",
-          file=sys.stderr)
+    print(f"demo: home {settings.home}, day {day}, {args.duration:.0f} s simulated; daily "
+          f"partitions start {start} ({settings.home_settings_path})", file=sys.stderr)
     with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
         result = job.execute_in_process(
             run_config=run_config(day, args.duration, args.trials, args.horizon),
@@ -89,6 +106,7 @@ def handle(args: argparse.Namespace, settings) -> int:
         )
     summary = {
         "success": result.success,
+        "partitions_start": start,
         "run_id": result.run_id,
         "seconds": round(time.perf_counter() - started, 1),
         "home": str(settings.home),

@@ -43,35 +43,36 @@ def register(sub: argparse._SubParsersAction) -> None:
 def handle(args: argparse.Namespace, settings) -> int:
     import time
 
-    import polars as pl
-
     from trade_pipeline.features.batch import PARQUET_OPTIONS
-    from trade_pipeline.features.catalog import resolve_params
+    from trade_pipeline.features.catalog import KEY_COLUMNS, resolve_params
+    from trade_pipeline.market.schema import BOOK_COLUMNS, SNAPSHOT_SCHEMA
+    from trade_pipeline.storage.atomic import OutputError, exclusive, write_parquet_atomic
+    from trade_pipeline.storage.input_files import read_parquet_input
 
-    if not args.input.is_file():
-        print(f"trade-pipeline: error: input not found: {args.input}", file=sys.stderr)
-        return 2
     try:
         params = resolve_params(json.loads(args.params))
     except (ValueError, json.JSONDecodeError) as exc:
         print(f"trade-pipeline: error: --params: {exc}", file=sys.stderr)
         return 2
+    if args.output.resolve() == args.input.resolve():
+        raise OutputError(f"--output {args.output} is the --input file; write elsewhere")
     start = time.perf_counter()
-    snapshots = pl.read_parquet(args.input)
-    try:
-        if args.engine == "batch":
-            from trade_pipeline.features.batch import compute_features
+    expected = {c: SNAPSHOT_SCHEMA[c] for c in (*KEY_COLUMNS, *BOOK_COLUMNS)}
+    snapshots = read_parquet_input(args.input, "--input", expected, "an l2_snapshots table")
+    # One writer per output from here to the rename: a second run on the same --output is
+    # refused at once, and a killed run leaves the previous output whole.
+    with exclusive(args.output, "--output"):
+        try:
+            if args.engine == "batch":
+                from trade_pipeline.features.batch import compute_features
 
-            features = compute_features(snapshots, params)
-        else:
-            features = _online(snapshots, params)
-    except ValueError as exc:
-        print(f"trade-pipeline: error: {exc}", file=sys.stderr)
-        return 1
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    import pyarrow.parquet as pq
-
-    pq.write_table(features.to_arrow(), args.output, **PARQUET_OPTIONS)
+                features = compute_features(snapshots, params)
+            else:
+                features = _online(snapshots, params)
+        except ValueError as exc:
+            print(f"trade-pipeline: error: {exc}", file=sys.stderr)
+            return 1
+        write_parquet_atomic(features, args.output, "--output", **PARQUET_OPTIONS)
     seconds = time.perf_counter() - start
     print(json.dumps({"rows": features.height, "columns": features.width,
                       "engine": args.engine, "output": str(args.output),

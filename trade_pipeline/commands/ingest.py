@@ -139,10 +139,10 @@ def _replay_server(args, settings) -> int:
 
     from trade_pipeline.market.replay_server import Faults, ReplayServer, ReplaySourceError
     from trade_pipeline.settings import SettingsError
+    from trade_pipeline.storage.input_files import check_input_file
 
-    missing = [f for f in args.files if not Path(f).is_file()]
-    if missing:
-        raise SettingsError(f"no such file: {', '.join(missing)}")
+    for name in args.files:  # missing, a directory, unreadable, empty: one line, exit 2
+        check_input_file(name, "capture file")
     if args.drop_every < 0 or any(n <= 0 for n in args.disconnect_after):
         raise SettingsError("--drop-every must be >= 0 and --disconnect-after > 0")
     faults = Faults(args.disconnect_after, set(args.drop_at_u), args.drop_every)
@@ -250,6 +250,10 @@ def _import_captures(args, settings) -> int:
 
     symbol = check_symbol(args.symbol or settings.symbol)
     exchange = check_exchange(args.exchange or settings.exchange)
+    from trade_pipeline.storage.input_files import check_input_file
+
+    for name in args.files:  # every file checked before any is copied
+        check_input_file(name, "capture file")
     settings.ensure_dirs()
     copied = []
     for name in args.files:
@@ -297,7 +301,6 @@ def _register_snapshots(sub: argparse._SubParsersAction) -> None:
 
 def _snapshots(args, settings) -> int:
     import sys
-    from pathlib import Path
 
     from trade_pipeline.market.readers import FormatError
     from trade_pipeline.market.snapshots import write_snapshots
@@ -307,7 +310,7 @@ def _snapshots(args, settings) -> int:
         raise SettingsError(f"--depth must be between 1 and 10, got {args.depth}")
     initial = None
     if args.state_in:
-        initial = json.loads(Path(args.state_in).read_text())
+        initial = _read_state(args.state_in)
     try:
         report, state = write_snapshots(
             args.input, args.output, fmt=args.format, cadence=args.cadence, depth=args.depth,
@@ -322,5 +325,21 @@ def _snapshots(args, settings) -> int:
               f"(empty files: {len(report.empty_files)}); nothing written", file=sys.stderr)
         return 1
     if args.state_out:
-        Path(args.state_out).write_text(json.dumps(state.to_dict()))
+        from trade_pipeline.storage.atomic import write_text_atomic
+
+        write_text_atomic(json.dumps(state.to_dict()), args.state_out, "--state-out")
     return 0
+
+
+def _read_state(path: str) -> dict:
+    """A book checkpoint written by --state-out, or one clear error."""
+    from trade_pipeline.storage.input_files import InputFileError, check_input_file
+
+    checked = check_input_file(path, "--state-in")
+    try:
+        state = json.loads(checked.read_bytes())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputFileError(f"--state-in {path}: not a JSON book checkpoint ({exc})") from None
+    if not isinstance(state, dict):
+        raise InputFileError(f"--state-in {path}: not a book checkpoint (expected a JSON object)")
+    return state

@@ -63,9 +63,12 @@ def handle(args: argparse.Namespace, settings) -> int:
             if day:
                 check_date(day)
         if args.features is not None:
-            if not args.features.is_file():
-                raise SettingsError(f"--features: no such file {args.features}")
-            frame = pl.read_parquet(args.features).sort("timestamp", maintain_order=True)
+            from trade_pipeline.features.batch import features_schema
+            from trade_pipeline.storage.input_files import read_parquet_input
+
+            frame = read_parquet_input(args.features, "--features", features_schema(),
+                                       "an l2_features table (trade-pipeline features)")
+            frame = frame.sort("timestamp", maintain_order=True)
             if args.start or args.end:
                 days = pl.col("timestamp").dt.date().cast(pl.String)
                 frame = frame.filter(

@@ -23,6 +23,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="run the down scripts of migration N and every later one "
                        "(newest first), leaving N-1 applied")
     group.add_argument("--status", action="store_true", help="print each migration's state")
+    group.add_argument("--rebuild", action="store_true",
+                       help="replace a corrupt or truncated warehouse: move it aside "
+                       "(<file>.corrupt-<time>), create a new one and rebuild the views "
+                       "from the lake (the lake is only read; tables kept only in the "
+                       "warehouse, such as predictions and trades, start empty)")
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     p.set_defaults(func=handle_migrate)
 
@@ -79,6 +84,8 @@ def handle_migrate(args: argparse.Namespace, settings) -> int:
     from trade_pipeline.lake import migrations, warehouse
 
     target = args.warehouse or settings.warehouse_path
+    if args.rebuild:
+        return _rebuild(target, settings, args.json)
     if args.status and not Path(target).exists():
         rows = [{"version": m.version, "name": m.name, "state": "pending"}
                 for m in migrations.discover()]
@@ -105,6 +112,21 @@ def handle_migrate(args: argparse.Namespace, settings) -> int:
     return 0
 
 
+def _rebuild(target, settings, as_json: bool) -> int:
+    from trade_pipeline.lake import warehouse
+
+    report = warehouse.rebuild(target, settings.lake_dir)
+    if as_json:
+        print(json.dumps(report.as_dict(), indent=2))
+        return 0
+    for moved in report.moved_aside:
+        print(f"moved aside: {moved}", file=sys.stderr)
+    for step in report.steps:
+        print(step, file=sys.stderr)
+    print(f"rebuilt {report.warehouse}: views over the lake {settings.lake_dir}", file=sys.stderr)
+    return 0
+
+
 def _print_status(rows: list[dict], as_json: bool) -> int:
     if as_json:
         print(json.dumps(rows, indent=2, default=str))
@@ -117,7 +139,10 @@ def _print_status(rows: list[dict], as_json: bool) -> int:
 
 def handle_import_legacy(args: argparse.Namespace, settings) -> int:
     from trade_pipeline.lake import legacy, migrations, warehouse
+    from trade_pipeline.storage.input_files import check_input_file
 
+    # Missing, a directory, unreadable, empty: one line, exit 2 (before any warehouse work).
+    check_input_file(args.sqlite_file, "SQLITE_FILE")
     settings.ensure_dirs()
     kwargs = {} if args.max_gap_seconds is None else {"max_gap_s": args.max_gap_seconds}
     try:
@@ -125,8 +150,10 @@ def handle_import_legacy(args: argparse.Namespace, settings) -> int:
             migrations.migrate(conn, settings.lake_dir)
             report = legacy.import_legacy(settings, args.sqlite_file, conn,
                                           dry_run=args.dry_run, **kwargs)
-    except (legacy.LegacyImportError, migrations.MigrationError) as exc:
+    except migrations.MigrationError as exc:
         return _err(str(exc))
+    # A LegacyImportError (not a SQLite file, no legacy table, ...) reaches the CLI's one
+    # line and exit 2 like every other bad input.
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
         return 0

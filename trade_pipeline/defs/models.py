@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from trade_pipeline.defs.partitions import DAILY
 from trade_pipeline.defs.resources import DUCKDB_POOL, MlflowResource, PipelineResource
 from trade_pipeline.defs.warehouse import WAREHOUSE_READY
 
@@ -120,7 +119,6 @@ train_l2_model_job = dg.define_asset_job(
 daily_l2_features_job = dg.define_asset_job(
     "daily_l2_features",
     selection=dg.AssetSelection.assets("l2_snapshots", FEATURES_TABLE),
-    partitions_def=DAILY,
     description="One UTC day: rebuild its snapshots, then its features.",
 )
 

@@ -13,10 +13,19 @@ Checks come from small factories, applied by asset key to the assets the other a
   catalog, by serving's own `check_feature_spec`) and `row_count` from metadata;
 - every other asset: `row_count` and `schema` from its materialization metadata
   (`dagster/row_count`, `dagster/column_schema`; `metadata_checks(..., has_gaps=True)` adds
-  a `gap_rate` from `gaps` / `messages` metadata);
-- freshness: daily-partitioned assets must have yesterday's partition by 06:00 UTC; other
-  assets (except one-off migrations and the legacy import) must be updated at least weekly.
-  A sensor evaluates them.
+  a `gap_rate` from `gaps` / `messages` metadata). Zero rows is a warning unless the
+  materialization explains it in `empty_reason` (e.g. a backtest where no signal cleared the
+  costs: a result, not a fault);
+- freshness: Dagster's `FreshnessPolicy` (it superseded freshness checks and their sensor;
+  the daemon evaluates it): daily-partitioned assets must have been updated in the day
+  before 06:00 UTC (the daily run of yesterday's partition), so today's partition, still
+  incomplete, is never overdue; other recurring assets at least weekly; one-off migrations
+  and the legacy import have none. `apply_freshness_policies` attaches them to every
+  area's assets.
+
+Checks are not partitioned (Dagster's partitioned checks are a preview feature): inside a
+partitioned run a check reads the run's partition, run on its own it reads the asset's
+latest materialized partition, and its metadata names the partition it looked at.
 """
 
 import base64
@@ -47,8 +56,13 @@ from trade_pipeline.storage.layout import (
 
 FEATURE_STATS_TABLE = "feature_stats"
 MAX_GAP_RATE = 0.05  # warn above 5 % missing grid times in a day
-DAILY_DEADLINE_CRON = "0 6 * * *"  # yesterday's partition should exist by 06:00 UTC
+DAILY_DEADLINE_CRON = "0 6 * * *"  # the daily run (yesterday's partition) done by 06:00 UTC
 WEEKLY = dt.timedelta(days=7)
+# Updated at some time in the 24 h before each 06:00 UTC deadline (or after it).
+DAILY_FRESHNESS = dg.FreshnessPolicy.cron(
+    deadline_cron=DAILY_DEADLINE_CRON, lower_bound_delta=dt.timedelta(days=1), timezone="UTC"
+)
+WEEKLY_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=WEEKLY)
 
 
 def feature_schema() -> dict[str, pl.DataType]:
@@ -73,6 +87,25 @@ LAKE_TABLES: dict[str, tuple[Callable[[], dict], bool]] = {
 
 def _partition(settings, partition_key: str) -> PartitionKey:
     return PartitionKey(settings.exchange, settings.symbol, partition_key)
+
+
+def _check_partition(context: dg.AssetCheckExecutionContext, asset_key) -> str | None:
+    """The partition a check of a daily asset looks at: the run's, or (a check run on its
+    own) the asset's latest materialized partition; None if there is none."""
+    if context.has_partition_key:
+        return context.partition_key
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey.from_coercible(asset_key)), limit=1
+    ).records
+    return records[0].partition_key if records else None
+
+
+def _no_partition(asset_key) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        passed=False, severity=dg.AssetCheckSeverity.ERROR,
+        description=f"{dg.AssetKey.from_coercible(asset_key).to_user_string()} has no "
+        "materialized partition to check",
+    )
 
 
 # ---- the asset --------------------------------------------------------------------------
@@ -158,18 +191,24 @@ def lake_table_checks(asset_key: str, table: str) -> list[dg.AssetChecksDefiniti
 
     def _read(context, pipeline: PipelineResource):
         settings = pipeline.settings()
-        key = _partition(settings, context.partition_key)
+        day = _check_partition(context, asset_key)
+        if day is None:
+            return settings, None, None
+        key = _partition(settings, day)
         return settings, key, read_partition(settings.lake_dir, table, key)
 
     def _absent(settings, key) -> dg.AssetCheckResult:
+        if key is None:
+            return _no_partition(asset_key)
         return dg.AssetCheckResult(
             passed=False,
             severity=dg.AssetCheckSeverity.ERROR,
             description=f"no partition file {partition_file(settings.lake_dir, table, key)}",
+            metadata={"partition": key.date},
         )
 
     @dg.asset_check(
-        asset=asset_key, name="schema", partitions_def=DAILY, blocking=True,
+        asset=asset_key, name="schema", blocking=True,
         description=f"{table}: exact column names, order and types of the contract",
     )
     def schema_check(context: dg.AssetCheckExecutionContext, pipeline: PipelineResource):
@@ -180,11 +219,11 @@ def lake_table_checks(asset_key: str, table: str) -> list[dg.AssetChecksDefiniti
         return dg.AssetCheckResult(
             passed=not problems,
             description="; ".join(problems) or "matches the contract",
-            metadata={"columns": frame.width},
+            metadata={"columns": frame.width, "partition": key.date},
         )
 
     @dg.asset_check(
-        asset=asset_key, name="row_count", partitions_def=DAILY, blocking=True,
+        asset=asset_key, name="row_count", blocking=True,
         description=f"{table}: the partition has rows",
     )
     def row_count_check(context: dg.AssetCheckExecutionContext, pipeline: PipelineResource):
@@ -192,15 +231,15 @@ def lake_table_checks(asset_key: str, table: str) -> list[dg.AssetChecksDefiniti
         if frame is None:
             return _absent(settings, key)
         return dg.AssetCheckResult(
-            passed=frame.height > 0, metadata={"rows": frame.height},
-            description=f"{frame.height} rows",
+            passed=frame.height > 0, metadata={"rows": frame.height, "partition": key.date},
+            description=f"{key.date}: {frame.height} rows",
         )
 
     checks = [schema_check, row_count_check]
     if has_grid:
 
         @dg.asset_check(
-            asset=asset_key, name="gap_rate", partitions_def=DAILY,
+            asset=asset_key, name="gap_rate",
             description=f"{table}: share of grid times without a row between the day's first "
             f"and last row (warns above {MAX_GAP_RATE:.0%})",
         )
@@ -217,6 +256,7 @@ def lake_table_checks(asset_key: str, table: str) -> list[dg.AssetChecksDefiniti
                     else f"{gaps.gap_rate:.2%} of grid times missing in {gaps.gaps} gaps"
                 ),
                 metadata={
+                    "partition": key.date,
                     "gap_rate": gaps.gap_rate, "gaps": gaps.gaps, "sessions": gaps.sessions,
                     "missing_grid_times": gaps.missing_grid_times,
                     "longest_gap_s": gaps.longest_gap_s, "rows": gaps.rows,
@@ -228,6 +268,8 @@ def lake_table_checks(asset_key: str, table: str) -> list[dg.AssetChecksDefiniti
 
 
 ROW_COUNT_KEYS = ("dagster/row_count", "row_count", "rows", "messages", "files")
+# Metadata an asset sets when zero rows is its correct result, saying why.
+EMPTY_REASON = "empty_reason"
 
 
 def _latest_metadata(
@@ -258,8 +300,9 @@ def metadata_checks(
     name = asset_key.to_user_string()
 
     @dg.asset_check(
-        asset=asset_key, name="row_count", partitions_def=partitions_def,
-        description=f"{name} reports a positive row count ({' / '.join(ROW_COUNT_KEYS)})",
+        asset=asset_key, name="row_count",
+        description=f"{name} reports a positive row count ({' / '.join(ROW_COUNT_KEYS)}), "
+        "or zero with the reason (`empty_reason`)",
     )
     def row_count_check(context: dg.AssetCheckExecutionContext):
         meta = _latest_metadata(context, asset_key, partitions_def is not None)
@@ -267,8 +310,15 @@ def metadata_checks(
             return dg.AssetCheckResult(passed=False, description="never materialized")
         for k in ROW_COUNT_KEYS:
             if (n := _number(meta.get(k))) is not None:
-                # Zero rows is a legitimate but suspicious outcome here (e.g. a backtest
-                # without trades): a warning; the lake tables' own checks are errors.
+                reason = str(meta.get(EMPTY_REASON) or "").strip()
+                if n == 0 and reason:
+                    # An empty result the asset explains (e.g. no signal cleared the costs).
+                    return dg.AssetCheckResult(
+                        passed=True, metadata={"key": k, "rows": n, EMPTY_REASON: reason},
+                        description=f"{k} = 0: {reason}",
+                    )
+                # Zero rows without a reason is suspicious: a warning; the lake tables' own
+                # checks are errors.
                 return dg.AssetCheckResult(
                     passed=n > 0, metadata={"key": k, "rows": n}, description=f"{k} = {n:g}",
                     severity=dg.AssetCheckSeverity.WARN,
@@ -279,7 +329,7 @@ def metadata_checks(
         )
 
     @dg.asset_check(
-        asset=asset_key, name="schema", partitions_def=partitions_def,
+        asset=asset_key, name="schema",
         description=f"{name} publishes dagster/column_schema and it did not change since the "
         "previous materialization",
     )
@@ -313,7 +363,7 @@ def metadata_checks(
     if has_gaps:
 
         @dg.asset_check(
-            asset=asset_key, name="gap_rate", partitions_def=partitions_def,
+            asset=asset_key, name="gap_rate",
             description=f"{name}: sequence gaps per message (warns above {MAX_GAP_RATE:.0%})",
         )
         def gap_rate_check(context: dg.AssetCheckExecutionContext):
@@ -345,19 +395,23 @@ def raw_capture_checks(asset_key: str) -> list[dg.AssetChecksDefinition]:
         from trade_pipeline.storage import raw_store
 
         settings = pipeline.settings()
-        return raw_store.raw_files_for_day(
-            settings, settings.exchange, settings.symbol, context.partition_key
-        )
+        day = _check_partition(context, asset_key)
+        if day is None:
+            return None, []
+        return day, raw_store.raw_files_for_day(settings, settings.exchange, settings.symbol, day)
 
     @dg.asset_check(
-        asset=asset_key, name="schema", partitions_def=DAILY, blocking=True,
+        asset=asset_key, name="schema", blocking=True,
         description="every capture file of the day is in a format the readers recognise",
     )
     def schema_check(context: dg.AssetCheckExecutionContext, pipeline: PipelineResource):
         from trade_pipeline.market.readers import FormatError, detect_format
 
+        day, files = _files(context, pipeline)
+        if day is None:
+            return _no_partition(asset_key)
         formats, problems = {}, []
-        for path in _files(context, pipeline):
+        for path in files:
             try:
                 fmt = detect_format(path)
                 formats[fmt] = formats.get(fmt, 0) + 1
@@ -366,20 +420,23 @@ def raw_capture_checks(asset_key: str) -> list[dg.AssetChecksDefinition]:
         return dg.AssetCheckResult(
             passed=not problems and bool(formats),
             description="; ".join(problems[:5]) or (f"formats {formats}" if formats else "no files"),
-            metadata={"formats": dg.MetadataValue.json(formats), "bad_files": len(problems)},
+            metadata={"formats": dg.MetadataValue.json(formats), "bad_files": len(problems),
+                      "partition": day},
         )
 
     @dg.asset_check(
-        asset=asset_key, name="row_count", partitions_def=DAILY, blocking=True,
+        asset=asset_key, name="row_count", blocking=True,
         description="the day has at least one non-empty capture file",
     )
     def row_count_check(context: dg.AssetCheckExecutionContext, pipeline: PipelineResource):
-        files = _files(context, pipeline)
+        day, files = _files(context, pipeline)
+        if day is None:
+            return _no_partition(asset_key)
         size = sum(p.stat().st_size for p in files)
         return dg.AssetCheckResult(
             passed=bool(files) and size > 0,
-            metadata={"files": len(files), "bytes": size},
-            description=f"{len(files)} files, {size} bytes",
+            metadata={"files": len(files), "bytes": size, "partition": day},
+            description=f"{day}: {len(files)} files, {size} bytes",
         )
 
     return [schema_check, row_count_check]
@@ -433,17 +490,20 @@ def migration_checks(asset_key: dg.AssetKey, version: int) -> list[dg.AssetCheck
         description=f"migration {version:03d} is applied according to migration_log",
     )
     def applied_check(context: dg.AssetCheckExecutionContext, pipeline: PipelineResource):
-        from trade_pipeline.lake.warehouse import session
+        from trade_pipeline.lake.warehouse import WarehouseCorrupt, session
 
         settings = pipeline.settings()
         if not settings.warehouse_path.exists():
             return dg.AssetCheckResult(passed=False, description="no warehouse file yet")
-        with session(settings, read_only=True) as conn:
-            rows = conn.sql(
-                "SELECT status, direction, finished_at FROM migration_log WHERE version = ? "
-                "ORDER BY id DESC LIMIT 1",
-                params=[version],
-            ).fetchall()
+        try:
+            with session(settings, read_only=True) as conn:
+                rows = conn.sql(
+                    "SELECT status, direction, finished_at FROM migration_log WHERE version = ? "
+                    "ORDER BY id DESC LIMIT 1",
+                    params=[version],
+                ).fetchall()
+        except WarehouseCorrupt as exc:
+            return dg.AssetCheckResult(passed=False, description=str(exc))
         if not rows:
             return dg.AssetCheckResult(passed=False, description="not in migration_log")
         status, direction, finished = rows[0]
@@ -456,17 +516,38 @@ def migration_checks(asset_key: dg.AssetKey, version: int) -> list[dg.AssetCheck
     return [applied_check]
 
 
-def freshness_checks(
-    daily: Sequence[dg.AssetKey], other: Sequence[dg.AssetKey]
-) -> list[dg.AssetChecksDefinition]:
-    checks: list[dg.AssetChecksDefinition] = []
-    if daily:
-        checks += dg.build_time_partition_freshness_checks(
-            assets=list(daily), deadline_cron=DAILY_DEADLINE_CRON
-        )
-    if other:
-        checks += dg.build_last_update_freshness_checks(assets=list(other), lower_bound_delta=WEEKLY)
-    return checks
+def freshness_policy(
+    key: dg.AssetKey, partitions: dg.PartitionsDefinition | None
+) -> dg.FreshnessPolicy | None:
+    """Daily assets: updated in the day before 06:00 UTC; other recurring assets: weekly;
+    migrations and one-off imports: none."""
+    name = key.to_user_string()
+    if _MIGRATION_RE.match(name) or name in ONE_OFF:
+        return None
+    if isinstance(partitions, dg.TimeWindowPartitionsDefinition):
+        return DAILY_FRESHNESS
+    return WEEKLY_FRESHNESS
+
+
+def _with_policy(spec: dg.AssetSpec) -> dg.AssetSpec:
+    policy = freshness_policy(spec.key, spec.partitions_def)
+    if policy is None or spec.freshness_policy is not None:  # the owning area's own wins
+        return spec
+    return dg.apply_freshness_policy(spec, policy)
+
+
+def apply_freshness_policies(defs: dg.Definitions) -> dg.Definitions:
+    """`defs` with each asset's freshness policy attached (see `freshness_policy`)."""
+    assets = [
+        dg.map_asset_specs(_with_policy, [a])[0]
+        if isinstance(a, dg.AssetsDefinition | dg.AssetSpec) else a
+        for a in defs.assets or []
+    ]
+    return dg.Definitions(
+        assets=assets, asset_checks=defs.asset_checks, jobs=defs.jobs,
+        schedules=defs.schedules, sensors=defs.sensors, resources=defs.resources,
+        executor=defs.executor, loggers=defs.loggers, metadata=defs.metadata,
+    )
 
 
 # ---- apply them to every asset ------------------------------------------------------------
@@ -506,9 +587,9 @@ def build_checks(
     assets: Sequence[tuple[dg.AssetKey, dg.PartitionsDefinition | None]],
     existing: set[tuple[dg.AssetKey, str]] = frozenset(),
 ) -> list[dg.AssetChecksDefinition]:
-    """The checks for the given assets (key, partitions): see the module docstring."""
+    """The checks for the given assets (key, partitions): see the module docstring.
+    Freshness is not a check: see `apply_freshness_policies`."""
     checks: list[dg.AssetChecksDefinition] = []
-    daily, other = [], []
     for key, partitions in assets:
         name = key.to_user_string()
         if name in LAKE_TABLES and partitions == DAILY:
@@ -523,27 +604,23 @@ def build_checks(
         else:
             group = metadata_checks(key, partitions, has_gaps=False)
         checks += [c for c in group if not _covered(key, next(iter(c.check_keys)).name, existing)]
-        if partitions is not None and isinstance(partitions, dg.TimeWindowPartitionsDefinition):
-            daily.append(key)
-        elif not _MIGRATION_RE.match(name) and name not in ONE_OFF:
-            other.append(key)
-    return checks + freshness_checks(daily, other)
+    return checks
 
 
 OTHER_AREAS = (warehouse_area, ingest_area, features_area, models_area, trading_area)
 _ASSETS = [*_area_assets(OTHER_AREAS), (dg.AssetKey(FEATURE_STATS_TABLE), DAILY)]
 CHECKS = build_checks(_ASSETS, _existing_checks(OTHER_AREAS))
-_FRESHNESS = [c for c in CHECKS if any(k.name.startswith("freshness") for k in c.check_keys)]
 
-freshness_sensor = dg.build_sensor_for_freshness_checks(
-    freshness_checks=_FRESHNESS,
-    name="freshness_checks_sensor",
-    minimum_interval_seconds=600,
+# Runs the assets' automation conditions (feature_stats follows l2_features). Dagster's own
+# default sensor for them starts stopped, which would leave feature_stats' condition dead.
+automation_sensor = dg.AutomationConditionSensorDefinition(
+    "automation_condition_sensor",
+    target=dg.AssetSelection.all(),
     default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Evaluates every asset's automation condition (e.g. feature_stats follows "
+    "l2_features)",
 )
 
 defs = dg.Definitions(
-    assets=[feature_stats_asset],
-    asset_checks=CHECKS,
-    sensors=[freshness_sensor] if _FRESHNESS else [],
+    assets=[feature_stats_asset], asset_checks=CHECKS, sensors=[automation_sensor]
 )

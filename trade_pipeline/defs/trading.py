@@ -2,6 +2,7 @@
 trade_pipeline.trading)."""
 
 import base64
+from typing import NamedTuple
 
 import dagster as dg
 from pydantic import Field
@@ -23,6 +24,25 @@ class BacktestConfig(dg.Config):
                           description="registered model NAME@ALIAS whose predictions are traded")
     exec_config: str = Field(default="", description="TOML file of execution assumptions and "
                                 "strategy limits (empty: the defaults of ExecutionConfig/StrategyConfig)")
+
+
+class _Outcome(NamedTuple):
+    text: str
+    empty_is_result: bool  # zero trades is the honest result, not a fault
+
+
+def _outcome(metrics: dict, counts: dict, signal_rows: int) -> _Outcome:
+    """What the backtest found, in words. No trade is a result when the model predicted rows
+    and the cost-aware strategy never signalled (no prediction cleared the costs); no trade
+    despite signals, or without predictions, is not (the row_count check warns)."""
+    fills = int(metrics.get("n_fills", 0))
+    if fills:
+        return _Outcome(f"{fills} fills", False)
+    if counts.get("rows_with_prediction", 0) == 0:
+        return _Outcome("no trade: no grid row had a prediction", False)
+    if signal_rows == 0:
+        return _Outcome("no trade: no signal cleared the costs", True)
+    return _Outcome(f"no trade although {signal_rows} rows signalled", False)
 
 
 def _png_markdown(png: bytes) -> str:
@@ -67,6 +87,7 @@ def backtest_results(
                           artifact_uri=mlflow.resolved_artifact_uri())
     m = result.metrics
     context.log.info(f"backtest {rec.run_id}: {m['n_fills']} fills, return {m['total_return']:.5f}")
+    outcome = _outcome(m, result.counts, int((preds.get_column("_signal") != 0).sum()))
     numeric = {k: float(v) for k, v in m.items()
                if isinstance(v, int | float) and not isinstance(v, bool)}
     return dg.MaterializeResult(metadata={
@@ -74,6 +95,8 @@ def backtest_results(
         "model": f"{model.name}/{model.version} ({config.model})",
         "rows": result.metrics["rows"],
         "dagster/row_count": len(result.trades),
+        "outcome": outcome.text,
+        **({"empty_reason": outcome.text} if outcome.empty_is_result else {}),
         "mlflow_run_id": rec.mlflow_run_id or "",
         **{f"metric_{k}": v for k, v in numeric.items()},
         "equity_curve": dg.MetadataValue.md(_png_markdown(rec.png)),

@@ -35,21 +35,21 @@ def _migration_asset(version: int, name: str, description: str, deps: list[dg.As
         settings = pipeline.settings().ensure_dirs()
         scripts = migrations.discover()
         script = scripts[version - 1]
-        with warehouse.session(settings) as conn:
-            try:
+        try:
+            with warehouse.session(settings) as conn:
                 state = {r["version"]: r["state"] for r in migrations.status(conn, scripts)}
                 missing = [v for v in range(1, version) if state[v] != "applied"]
                 if missing:
                     raise migrations.MigrationError(
                         f"{script.name} needs migrations {missing} applied first")
                 report = migrations.migrate(conn, settings.lake_dir, to=version, migrations=scripts)
-            except migrations.MigrationError as exc:
-                raise dg.Failure(
-                    description=f"{script.name}: {exc}",
-                    metadata={"script": script.name, "checksum": script.checksum,
-                              "error": dg.MetadataValue.text(str(exc)),
-                              "warehouse": str(settings.warehouse_path)},
-                ) from exc
+        except (migrations.MigrationError, warehouse.WarehouseCorrupt) as exc:
+            raise dg.Failure(
+                description=f"{script.name}: {exc}",
+                metadata={"script": script.name, "checksum": script.checksum,
+                          "error": dg.MetadataValue.text(str(exc)),
+                          "warehouse": str(settings.warehouse_path)},
+            ) from exc
         applied = [s for s in report.steps if s.version == version]
         metadata = {
             "script": script.name,
@@ -87,12 +87,12 @@ def legacy_import(context: dg.AssetExecutionContext, config: LegacyImportConfig,
     from trade_pipeline.lake import legacy, warehouse
 
     settings = pipeline.settings().ensure_dirs()
-    with warehouse.session(settings) as conn:
-        try:
+    try:
+        with warehouse.session(settings) as conn:
             report = legacy.import_legacy(settings, config.sqlite_path, conn,
                                           dry_run=config.dry_run, max_gap_s=config.max_gap_seconds)
-        except legacy.LegacyImportError as exc:
-            raise dg.Failure(description=str(exc), metadata={"sqlite_path": config.sqlite_path}) from exc
+    except (legacy.LegacyImportError, warehouse.WarehouseCorrupt) as exc:
+        raise dg.Failure(description=str(exc), metadata={"sqlite_path": config.sqlite_path}) from exc
     for reason, count in report.quarantined.items():
         context.log.info(f"quarantined {count} rows: {reason}")
     return dg.MaterializeResult(metadata={

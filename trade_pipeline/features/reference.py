@@ -253,12 +253,13 @@ def render() -> str:
 def write_reference(path: Path | None = None) -> Path:
     """Write the page to `path`; by default into the source checkout's docs/ (an installed
     package has none: then a path must be given)."""
+    from trade_pipeline.storage.atomic import write_text_atomic
+
     if path is None:
         if not (DEFAULT_PATH.parents[1] / "pyproject.toml").is_file():
             raise SettingsError(f"{DEFAULT_PATH.parents[1]} is not a source checkout: "
                                 "give --output PATH")
         path = DEFAULT_PATH
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render())
+    write_text_atomic(render(), path, what="--output")
     return path

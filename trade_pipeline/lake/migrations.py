@@ -29,6 +29,7 @@ import polars as pl
 from trade_pipeline.errors import TradePipelineError
 from trade_pipeline.market.schema import SNAPSHOT_SCHEMA
 from trade_pipeline.storage import layout
+from trade_pipeline.storage.atomic import write_parquet_atomic
 
 SQL_DIR = Path(__file__).resolve().parent / "sql"  # package data: it ships in the wheel
 LAKE_TABLES = ("l2_snapshots", "l2_features")
@@ -175,9 +176,13 @@ def ensure_placeholders(lake_dir: str) -> list[str]:
         path = f"{base}/{table}/{PLACEHOLDER_RELPATH}"
         if fs.get_file_info(path).type != pafs.FileType.NotFound:
             continue
-        fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-        with fs.open_output_stream(path) as sink:
-            pq.write_table(_placeholder_frame(table).to_arrow(), sink, compression="zstd")
+        if "://" in lake_dir:
+            fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+            with fs.open_output_stream(path) as sink:
+                pq.write_table(_placeholder_frame(table).to_arrow(), sink, compression="zstd")
+        else:  # DuckDB reads it: never half-written (another migrate may be writing it too)
+            write_parquet_atomic(_placeholder_frame(table), path, what="lake placeholder",
+                                 wait_s=30.0, compression="zstd")
         written.append(path)
     return written
 

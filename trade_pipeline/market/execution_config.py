@@ -78,10 +78,10 @@ def config_from_mapping(cls, data: dict, section: str):
 
 
 def read_toml(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.exists():
-        raise SettingsError(f"config file {path} does not exist")
+    from trade_pipeline.storage.input_files import check_input_file
+
+    path = check_input_file(path, "config file")  # missing, a directory, unreadable, empty
     try:
         return tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise SettingsError(f"config file {path}: {exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"config file {path}: not valid TOML ({exc})") from None

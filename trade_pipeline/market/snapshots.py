@@ -35,6 +35,8 @@ from trade_pipeline.market.report import SnapshotReport
 from trade_pipeline.market.sampler import O_RECV, O_SID, O_T, O_UID, Sampler
 from trade_pipeline.market.schema import BOOK_COLUMNS, DEPTH, SNAPSHOT_COLUMNS, SNAPSHOT_SCHEMA
 from trade_pipeline.settings import check_exchange, check_symbol
+from trade_pipeline.storage.atomic import atomic_path
+from trade_pipeline.storage.input_files import check_input_file
 
 # Parquet options for l2_snapshots (benchmarks/bench_ingest.py: ~27-31 bytes/row on the real
 # captures, target <= 120). Dictionary encoding (pyarrow's default) + zstd beats
@@ -127,9 +129,8 @@ class SnapshotBuilder:
         """Resolve every file's format up front: fail before writing anything."""
         plan = []
         for p in paths:
-            path = Path(p)
-            if not path.is_file():
-                raise FileNotFoundError(f"input file not found: {path}")
+            # Missing, a directory, unreadable: one clear error (an empty capture is counted).
+            path = check_input_file(p, "input file", allow_empty=True)
             try:
                 fmt = resolve_format(path, self.fmt)
             except EmptyFileError:
@@ -231,52 +232,48 @@ def write_snapshots(
 ) -> tuple[SnapshotReport, BookState]:
     """Stream captures into one Parquet file (flat memory); returns (report, final state).
 
-    Written atomically (temp file + rename). Nothing is written when the input holds no book
-    message at all (the caller reports that as an error).
+    Written atomically by one writer (`storage.atomic`: a second run on the same output is
+    refused at once; a killed run leaves the previous output whole). Nothing is written when
+    the input holds no book message at all (the caller reports that as an error).
     """
-    import os
-
     import pyarrow.parquet as pq
 
-    output = Path(output)
-    tmp = output.with_name(f".{output.name}.tmp-{os.getpid()}")
-    writer: pq.ParquetWriter | None = None
     pending: list[pl.DataFrame] = []
     pending_rows = 0
     schema = empty_frame().to_arrow().schema
     options = dict(PARQUET_OPTIONS)
-
-    def flush() -> None:
-        nonlocal writer, pending, pending_rows
-        if writer is None:
-            writer = pq.ParquetWriter(tmp, schema, **options)
-        if pending:
-            table = pl.concat(pending).to_arrow().cast(schema)
-            writer.write_table(table, row_group_size=row_group_rows)
-        pending, pending_rows = [], 0
-
     task_progress = _Progress(len(paths)) if progress else None
     builder = SnapshotBuilder(fmt=fmt, cadence=cadence, depth=depth, initial_state=initial_state,
                               tz=tz, on_chunk=task_progress.update if task_progress else None)
     try:
-        for frame in builder.frames(list(paths)):
-            pending.append(frame)
-            pending_rows += frame.height
-            if pending_rows >= row_group_rows:
-                flush()
-        if builder.report.messages > 0:
-            flush()
-    except BaseException:
-        if writer is not None:
-            writer.close()
-        tmp.unlink(missing_ok=True)
-        raise
+        with atomic_path(output, "--output") as tmp:
+            writer: pq.ParquetWriter | None = None
+
+            def flush() -> None:
+                nonlocal writer, pending, pending_rows
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, schema, **options)
+                if pending:
+                    table = pl.concat(pending).to_arrow().cast(schema)
+                    writer.write_table(table, row_group_size=row_group_rows)
+                pending, pending_rows = [], 0
+
+            try:
+                for frame in builder.frames(list(paths)):
+                    pending.append(frame)
+                    pending_rows += frame.height
+                    if pending_rows >= row_group_rows:
+                        flush()
+                if builder.report.messages > 0:
+                    flush()
+            finally:
+                if writer is not None:
+                    writer.close()
+            if builder.report.messages == 0:
+                tmp.unlink(missing_ok=True)  # nothing to write: the output stays as it was
     finally:
         if task_progress is not None:
             task_progress.stop()
-    if writer is not None:
-        writer.close()
-        tmp.replace(output)
     return builder.report, builder.final_state
 
 

@@ -271,7 +271,12 @@ def paper_section(conn) -> dict:
 
 def collect(settings: Settings, now: dt.datetime | None = None) -> dict:
     """The monitor's data: see the module docstring. Read-only on every store."""
-    from trade_pipeline.lake.warehouse import WarehouseLockTimeout
+    from trade_pipeline.lake.warehouse import (
+        WarehouseCorrupt,
+        WarehouseLockTimeout,
+        corrupt_error,
+        is_corrupt,
+    )
 
     now = now or dt.datetime.now(dt.UTC)
     fresh = freshness_report(settings, now=now)
@@ -291,9 +296,17 @@ def collect(settings: Settings, now: dt.datetime | None = None) -> dict:
         busy = absent(f"warehouse busy: {exc}")
         data.update(performance=busy, paper=busy)
         return data
+    except WarehouseCorrupt as exc:
+        data.update(performance=absent(str(exc)), paper=absent(str(exc)))
+        return data
     try:
         data["performance"] = performance_section(settings, conn, now)
         data["paper"] = paper_section(conn)
+    except Exception as exc:
+        if not is_corrupt(exc):
+            raise
+        broken = absent(str(corrupt_error(settings.warehouse_path, exc)))
+        data.update(performance=broken, paper=broken)
     finally:
         if conn is not None:
             conn.close()

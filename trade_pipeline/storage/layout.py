@@ -2,8 +2,10 @@
 
 The lake root is a local folder or an object-store URI (s3://bucket/prefix); pyarrow's
 filesystem layer serves both, so the same code path runs on one machine and on many.
-Writes are atomic per partition (write a temp file, then rename), so a reader never sees a
-half-written partition and a re-materialized partition replaces the old one whole.
+Writes are atomic per partition and single-writer (`storage.atomic`: a temp file renamed
+into place, under the partition's lock), so a reader never sees a half-written partition, a
+re-materialized partition replaces the old one whole, and a second process writing the same
+partition at the same time is refused with `OutputBusy` naming the first.
 """
 
 import datetime as dt
@@ -17,6 +19,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from trade_pipeline.settings import check_date, check_exchange, check_symbol
+from trade_pipeline.storage.atomic import write_parquet_atomic
 
 PART_FILE = "part-0.parquet"
 
@@ -66,17 +69,24 @@ def write_partition(
     key: PartitionKey,
     **parquet_options,
 ) -> str:
-    """Write one partition atomically; returns its path. Options go to pyarrow's writer."""
+    """Write one partition atomically; returns its path. Options go to pyarrow's writer.
+
+    Local lake: `storage.atomic` (single writer, temp file renamed into place). Object store:
+    a temp object moved into place (each PUT is atomic; the last complete writer wins)."""
+    table_arrow = df.to_arrow() if isinstance(df, pl.DataFrame) else df
+    options = {"compression": "zstd", "compression_level": 9, **parquet_options}
+    final = f"{root.rstrip('/')}/{key.relpath(table)}/{PART_FILE}"
+    if "://" not in root:
+        write_parquet_atomic(table_arrow, final, what=f"{table} partition", **options)
+        return final
     fs, base = _fs(root)
     target_dir = f"{base}/{key.relpath(table)}"
     fs.create_dir(target_dir, recursive=True)
-    table_arrow = df.to_arrow() if isinstance(df, pl.DataFrame) else df
-    options = {"compression": "zstd", "compression_level": 9, **parquet_options}
     tmp = f"{target_dir}/.tmp-{uuid.uuid4().hex}.parquet"
     with fs.open_output_stream(tmp) as sink:
         pq.write_table(table_arrow, sink, **options)
     fs.move(tmp, f"{target_dir}/{PART_FILE}")
-    return f"{root.rstrip('/')}/{key.relpath(table)}/{PART_FILE}"
+    return final
 
 
 def read_partition(root: str, table: str, key: PartitionKey) -> pl.DataFrame | None:

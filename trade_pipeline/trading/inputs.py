@@ -38,12 +38,12 @@ def window(frame: pl.DataFrame, start: dt.datetime | None, end: dt.datetime | No
 
 
 def read_snapshots_file(path: str | Path) -> pl.DataFrame:
-    path = Path(path)
-    if not path.exists():
-        raise SettingsError(f"snapshots file {path} does not exist")
-    frame = pl.read_parquet(path)
-    if "timestamp" not in frame.columns:
-        raise SettingsError(f"{path}: no 'timestamp' column; expected the l2_snapshots table")
+    """`--snapshots`: l2_snapshots rows (at least the time and the book columns)."""
+    from trade_pipeline.market.schema import BOOK_COLUMNS, SNAPSHOT_SCHEMA
+    from trade_pipeline.storage.input_files import read_parquet_input
+
+    expected = {c: SNAPSHOT_SCHEMA[c] for c in ("timestamp", *BOOK_COLUMNS)}
+    frame = read_parquet_input(path, "--snapshots", expected, "an l2_snapshots table")
     return frame.with_columns(pl.col("timestamp").dt.replace_time_zone("UTC").cast(TS))
 
 
@@ -66,14 +66,13 @@ def read_lake_snapshots(settings: Settings, start: dt.datetime | None, end: dt.d
 
 
 def read_predictions_file(path: str | Path) -> pl.DataFrame:
-    path = Path(path)
-    if not path.exists():
-        raise SettingsError(f"predictions file {path} does not exist")
-    frame = pl.read_parquet(path)
-    missing = [c for c in ("timestamp",) if c not in frame.columns]
-    if missing or not ({"signal", "prediction"} & set(frame.columns)):
-        raise SettingsError(f"{path}: expected columns 'timestamp' and 'signal' (-1/0/+1), got {frame.columns}")
-    return frame
+    """`--predictions`: a time and a `signal` (-1/0/+1) or `prediction` per row."""
+    from trade_pipeline.storage.input_files import read_parquet_input
+
+    return read_parquet_input(
+        path, "--predictions", {"timestamp": TS}, "a predictions table (timestamp, signal)",
+        one_of=[("signal", "prediction")],
+    )
 
 
 def model_predictions(model, snapshots: pl.DataFrame) -> pl.DataFrame:

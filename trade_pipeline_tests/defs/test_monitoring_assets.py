@@ -166,10 +166,15 @@ def test_every_asset_has_checks_and_freshness():
         # The owning area's own check of a kind (e.g. `schema_matches_catalog`) counts.
         assert any("schema" in n for n in names), (key, names)
         assert any("row" in n for n in names), (key, names)
+        # Freshness is Dagster's FreshnessPolicy now (it superseded freshness checks and
+        # their sensor): every recurring asset has one.
         if key.path[0] not in mon.ONE_OFF:
-            assert "freshness_check" in names, f"{key.to_user_string()}: no freshness check"
-    sensor = defs.get_sensor_def("freshness_checks_sensor")
-    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+            policy = graph.get(key).freshness_policy
+            assert policy is not None, f"{key.to_user_string()}: no freshness policy"
+            daily = isinstance(graph.get(key).partitions_def, dg.TimeWindowPartitionsDefinition)
+            assert policy == (mon.DAILY_FRESHNESS if daily else mon.WEEKLY_FRESHNESS), key
+    assert graph.get(dg.AssetKey("migration_001_add_l2_feature_tables")).freshness_policy is None
+    assert "freshness_checks_sensor" not in {s.name for s in defs.sensors or []}
 
 
 @dg.asset(name="raw_l2_captures", partitions_def=DAILY)
@@ -270,3 +275,93 @@ def test_unpartitioned_asset_checked_inside_a_partitioned_run():
                             instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
     row_count = _checks_of(result, "whole")["row_count"]
     assert row_count.passed and row_count.metadata["rows"].value == 5
+
+
+def _freshness_at(instance, asset: dg.AssetsDefinition, when: dt.datetime):
+    """Dagster's own evaluator of the asset's policy, as the freshness daemon runs it."""
+    import asyncio
+
+    from dagster._core.definitions.freshness_evaluator import (
+        FRESHNESS_EVALUATORS_BY_POLICY_TYPE,
+    )
+    from dagster._core.loader import LoadingContextForTest
+    from dagster._core.test_utils import freeze_time
+
+    node = mon.apply_freshness_policies(dg.Definitions(assets=[asset])) \
+        .resolve_asset_graph().get(asset.key)
+    evaluator = FRESHNESS_EVALUATORS_BY_POLICY_TYPE[type(node.freshness_policy)]()
+    with freeze_time(when):
+        return asyncio.run(evaluator.evaluate_freshness(LoadingContextForTest(instance), node))
+
+
+def test_a_daily_asset_is_fresh_until_a_whole_day_is_missed():
+    """The demo materializes yesterday's partition at any hour: fresh at once and all of the
+    next day (today's partition, still incomplete, is never due); overdue only once the 06:00
+    deadline of a day passes without any run since the previous deadline."""
+    from dagster._core.definitions.freshness import FreshnessState
+
+    @dg.asset(name="l2_features", partitions_def=DAILY)
+    def daily_features():
+        return dg.MaterializeResult(metadata={"dagster/row_count": 1})
+
+    instance = dg.DagsterInstance.ephemeral()
+    assert _freshness_at(instance, daily_features, dt.datetime.now(dt.UTC)) \
+        == FreshnessState.UNKNOWN  # never materialized: not claimed overdue
+    yesterday = (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)).isoformat()
+    assert dg.materialize([daily_features], partition_key=yesterday, instance=instance).success
+    done = dt.datetime.now(dt.UTC)
+    first_deadline = done.replace(hour=6, minute=0, second=0, microsecond=0)
+    if first_deadline <= done:
+        first_deadline += dt.timedelta(days=1)
+    second_deadline = first_deadline + dt.timedelta(days=1)
+    for when, state in [
+        (done + dt.timedelta(seconds=1), FreshnessState.PASS),
+        (first_deadline + dt.timedelta(minutes=1), FreshnessState.PASS),
+        (second_deadline - dt.timedelta(minutes=1), FreshnessState.PASS),
+        (second_deadline + dt.timedelta(minutes=1), FreshnessState.FAIL),
+    ]:
+        assert _freshness_at(instance, daily_features, when) == state, when
+
+
+def test_a_backtest_without_trades_is_a_result_when_it_says_why():
+    """Zero rows with `empty_reason` (no signal cleared the costs) passes and says so; zero
+    rows without a reason still warns (a real problem, e.g. signals that never filled)."""
+
+    def backtest(meta: dict) -> dg.AssetsDefinition:
+        @dg.asset(name="backtest_results", partitions_def=DAILY)
+        def fake_backtest():
+            return dg.MaterializeResult(metadata={"rows": 18000, **meta})
+
+        return fake_backtest
+
+    checks = mon.metadata_checks(dg.AssetKey("backtest_results"), DAILY, has_gaps=False)
+    instance = dg.DagsterInstance.ephemeral()
+    honest = {"dagster/row_count": 0, "empty_reason": "no trade: no signal cleared the costs"}
+    result = dg.materialize([backtest(honest), *checks], partition_key=DAY, instance=instance)
+    row_count = _checks_of(result, "backtest_results")["row_count"]
+    assert row_count.passed
+    assert row_count.description == "dagster/row_count = 0: no trade: no signal cleared the costs"
+    result = dg.materialize([backtest({"dagster/row_count": 0}), *checks], partition_key=DAY,
+                            instance=instance)
+    row_count = _checks_of(result, "backtest_results")["row_count"]
+    assert not row_count.passed and row_count.severity == dg.AssetCheckSeverity.WARN
+
+
+def test_a_check_run_on_its_own_reads_the_latest_partition(settings):
+    """Checks are not partitioned (a Dagster preview feature): executed without a partition
+    (e.g. from the UI's checks tab) they check the asset's latest materialized partition."""
+    write_partition(_features(), settings.lake_dir, "l2_features", KEY)
+    checks = mon.lake_table_checks("l2_features", "l2_features")
+    resources = build_resources(str(settings.home))
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize(checks, resources=resources, instance=instance,
+                            selection=dg.AssetSelection.all_asset_checks(), raise_on_error=False)
+    evals = _checks_of(result, "l2_features")
+    assert not evals["row_count"].passed
+    assert "has no materialized partition" in evals["row_count"].description
+    assert dg.materialize([fake_features], partition_key=DAY, instance=instance).success
+    result = dg.materialize(checks, resources=resources, instance=instance,
+                            selection=dg.AssetSelection.all_asset_checks())
+    evals = _checks_of(result, "l2_features")
+    assert evals["row_count"].passed and evals["row_count"].metadata["partition"].value == DAY
+    assert evals["schema"].passed, evals["schema"].description

@@ -1,11 +1,16 @@
-"""The UI as a user sees it: `dagster dev` and `mlflow server` on loopback, the demo (or the
-assets available) materialized, every definition listed over GraphQL, and headless-Chromium
-screenshots of the asset graph, a materialization with its plots, and the registered model.
+"""The UI as a user sees it: `dagster dev` and `mlflow server` on loopback, the demo
+materialized (green: no failed check, no check warning), every definition listed over GraphQL
+with the sensors and schedules in their default states, and headless-Chromium screenshots
+(after dismissing Dagster's first-visit community dialog) of the asset graph, a
+materialization with its plots, the partitions of `l2_features`, its checks tab, the
+automation page, and the MLflow registered model with its aliases.
 
-UPDATE_SCREENSHOTS=1 copies the screenshots to docs/screenshots/. Without Chromium the test
-skips, unless REQUIRE_BROWSER=1.
+UPDATE_SCREENSHOTS=1 copies the screenshots to docs/screenshots/ (the README shows them).
+Without Chromium the test skips, unless REQUIRE_BROWSER=1 (`.ci/run` installs Chromium and
+sets it).
 """
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -32,7 +37,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 def _require_chromium() -> None:
     if find_chromium() is None:
-        reason = "chromium not installed (apt-get install chromium chromium-driver)"
+        reason = "chromium not installed (apt-get install chromium; .ci/run does it)"
         if os.environ.get("REQUIRE_BROWSER") == "1":
             pytest.fail(f"REQUIRE_BROWSER=1 but {reason}")
         pytest.skip(reason)
@@ -54,9 +59,10 @@ LISTING = """
   assetNodes { assetKey { path } isMaterializable
     assetChecksOrError { ... on AssetChecks { checks { name } } } }
   repositoriesOrError { ... on RepositoryConnection { nodes { name
-    sensors { name } schedules { name } } } }
+    sensors { name sensorState { status } } schedules { name scheduleState { status } } } } }
 }
 """
+COMMUNITY_DIALOG = "Join the Dagster community"
 
 
 def _wait_for_location(port: int, timeout: float = 180) -> None:
@@ -84,6 +90,28 @@ def _expected_definitions() -> dict[str, set]:
         "sensors": {s.name for s in defs.sensors or []},
         "schedules": {s.name for s in defs.schedules or []},
     }
+
+
+def _default_states() -> dict[str, str]:
+    """Each sensor's and schedule's default status in the definitions (RUNNING / STOPPED)."""
+    from trade_pipeline.definitions import defs
+
+    return {d.name: d.default_status.value for d in [*(defs.sensors or []),
+                                                      *(defs.schedules or [])]}
+
+
+def _states(data: dict) -> dict[str, str]:
+    out = {}
+    for repo in data["repositoriesOrError"]["nodes"]:
+        out.update({s["name"]: s["sensorState"]["status"] for s in repo["sensors"]})
+        out.update({s["name"]: s["scheduleState"]["status"] for s in repo["schedules"]})
+    return out
+
+
+def _no_dialog(page) -> None:
+    """Screenshots show the pages, not Dagster's first-visit community dialog."""
+    assert not page.evaluate(f"document.body.innerText.includes({json.dumps(COMMUNITY_DIALOG)})"), \
+        "the community dialog is still open"
 
 
 def _listed(data: dict) -> dict[str, set]:
@@ -155,13 +183,19 @@ def test_ui_lists_everything_and_screenshots(tmp_path):
     for name in ("MLFLOW_TRACKING_URI", "TRADE_PIPELINE_MLFLOW_TRACKING_URI", "TRADE_PIPELINE_MLFLOW_ARTIFACTS", "TRADE_PIPELINE_LAKE"):
         env.pop(name, None)
 
-    # 1. Materialize the demo.
-    done = subprocess.run([str(BIN / "trade-pipeline"), "--home", str(home), "demo"],
+    # 1. Materialize the demo: a newcomer's first run is green where nothing is wrong.
+    done = subprocess.run([str(BIN / "trade-pipeline"), "--home", str(home), "demo", "--json"],
                           env=env, capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout)
+    assert summary["failed_checks"] == [] and summary["check_warnings"] == [], summary
+
     with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
         materialized = _materialized(instance)
         plot_asset = _plot_asset(instance)
+        feature_days = sorted(instance.get_materialized_partitions(dg.AssetKey("l2_features")))
+    assert feature_days and summary["partitions_start"] == feature_days[0], \
+        (summary["partitions_start"], feature_days)  # partitions start where the data begins
     assert materialized, "nothing was materialized"
 
     # 2. The servers, on loopback and random free ports.
@@ -182,22 +216,28 @@ def test_ui_lists_everything_and_screenshots(tmp_path):
             assert addrs and {ip for ip, _ in addrs} == {"127.0.0.1"}, addrs
         _wait_for_location(ui_port)
 
-        # 3. Every asset, check, sensor and schedule of the definitions is listed.
-        listed = _listed(graphql(ui_port, LISTING))
+        # 3. Every asset, check, sensor and schedule of the definitions is listed, and the
+        # sensors and schedules are in the state their definitions give them.
+        data = graphql(ui_port, LISTING)
+        listed = _listed(data)
         expected = _expected_definitions()
         for kind in ("assets", "checks", "sensors", "schedules"):
             missing = expected[kind] - listed[kind]
             assert not missing, f"{kind} not listed by the webserver: {sorted(missing)}"
         assert expected["checks"], "no asset checks at all"
+        states = _states(data)
+        assert {n: states[n] for n in _default_states()} == _default_states()
+        assert states["automation_condition_sensor"] == "RUNNING"
 
         # 4. Screenshots as a user sees the pages.
         base = f"http://127.0.0.1:{ui_port}"
         with chromium(tmp_path / "chromium") as page:
             page.goto(f"{base}/asset-groups")
-            page.wait_for_text("Global asset lineage")
-            time.sleep(2)
-            page.click_button("Skip")  # the first-visit "join the community" dialog
+            page.wait_for_text("Global asset lineage", COMMUNITY_DIALOG)
             time.sleep(1)
+            assert page.click_button("Skip"), "no Skip button on the first-visit dialog"
+            time.sleep(1)
+            _no_dialog(page)
             last = _most_downstream(materialized)
             page.goto(f"{base}/assets/{last}?view=lineage&lineageScope=upstream&lineageDepth=20")
             page.wait_for_text(last, "Graph depth")
@@ -205,6 +245,7 @@ def test_ui_lists_everything_and_screenshots(tmp_path):
             page.wheel(900, 600, 60, times=1, ctrl=True)  # zoom out to show the chain
             time.sleep(2)
             shots["asset_graph"] = tmp_path / "asset_graph.png"
+            _no_dialog(page)
             page.screenshot(shots["asset_graph"])
 
             shown = plot_asset or ("feature_stats" if "feature_stats" in materialized
@@ -219,7 +260,40 @@ def test_ui_lists_everything_and_screenshots(tmp_path):
                     "[...document.images].some(i => i.src.startsWith('data:image/png') "
                     "&& i.naturalWidth > 100)"), "the plot did not render"
             shots["materialization"] = tmp_path / "materialization.png"
+            _no_dialog(page)
             page.screenshot(shots["materialization"])
+
+            # The partitions of l2_features: from the home's start (where its data begins)
+            # to today, the demo's day materialized.
+            today = dt.datetime.now(dt.UTC).date()
+            days = (today - dt.date.fromisoformat(summary["partitions_start"])).days + 1
+            page.goto(f"{base}/assets/l2_features?view=partitions")
+            page.wait_for_text(*feature_days, f"Materialized ({len(feature_days)})",
+                               f"{days} Partitions")
+            time.sleep(2)
+            shots["partitions"] = tmp_path / "partitions.png"
+            _no_dialog(page)
+            page.screenshot(shots["partitions"])
+
+            # Its checks tab: every check listed, the latest evaluations passed.
+            names = sorted(c.split(":")[1] for c in expected["checks"]
+                           if c.startswith("l2_features:"))
+            page.goto(f"{base}/assets/l2_features?view=checks")
+            page.wait_for_text(f"Checks ({len(names)})", *names, "Succeeded")
+            time.sleep(2)
+            body = page.evaluate("document.body.innerText")
+            assert body.count("Succeeded") >= len(names) and "Failed" not in body, body[:2000]
+            shots["checks"] = tmp_path / "checks.png"
+            _no_dialog(page)
+            page.screenshot(shots["checks"])
+
+            # The automation page: every sensor and schedule with its on/off switch.
+            page.goto(f"{base}/automation")
+            page.wait_for_text(*sorted(_default_states()))
+            time.sleep(2)
+            shots["automation"] = tmp_path / "automation.png"
+            _no_dialog(page)
+            page.screenshot(shots["automation"])
 
             from mlflow import MlflowClient
 
@@ -227,8 +301,10 @@ def test_ui_lists_everything_and_screenshots(tmp_path):
             models = client.search_registered_models()
             if models:
                 name = models[0].name
+                aliases = sorted(client.get_registered_model(name).aliases)
+                assert "champion" in aliases, aliases
                 page.goto(f"http://127.0.0.1:{mlflow_port}/#/models/{name}")
-                page.wait_for_text(name, "Version")
+                page.wait_for_text(name, "Version", "Aliases", *aliases)
                 time.sleep(3)
                 page.click_label("Close")  # MLflow 3's assistant side panel, if open
                 time.sleep(1)
