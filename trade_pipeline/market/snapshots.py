@@ -19,7 +19,7 @@ import polars as pl
 import pyarrow as pa
 
 from trade_pipeline.market.book import BookState
-from trade_pipeline.market.messages import NULL_I64
+from trade_pipeline.market.messages import F_T, NULL_I64
 from trade_pipeline.market.readers import (
     CCXT_MAX_GAP_S,
     EXCHANGE_OF,
@@ -32,7 +32,15 @@ from trade_pipeline.market.readers import (
     resolve_format,
 )
 from trade_pipeline.market.report import SnapshotReport
-from trade_pipeline.market.sampler import O_RECV, O_SID, O_T, O_UID, Sampler
+from trade_pipeline.market.sampler import (
+    GRID_PER_MESSAGE,
+    O_RECV,
+    O_SID,
+    O_T,
+    O_UID,
+    GridBudgetError,
+    Sampler,
+)
 from trade_pipeline.market.schema import BOOK_COLUMNS, DEPTH, SNAPSHOT_COLUMNS, SNAPSHOT_SCHEMA
 from trade_pipeline.settings import check_exchange, check_symbol
 
@@ -122,6 +130,7 @@ class SnapshotBuilder:
                                 tz=parse_tz(tz))
         self.chunk_messages = chunk_messages
         self.report = SnapshotReport(cadence=str(cadence), depth=depth)
+        self._cadence_checked = False
 
     def _plan(self, paths: list[str | Path]) -> list[tuple[Path, str | None]]:
         """Resolve every file's format up front: fail before writing anything."""
@@ -146,6 +155,22 @@ class SnapshotBuilder:
             plan.append((path, fmt))
         return plan
 
+    def _check_cadence(self, msgs: np.ndarray) -> None:
+        """Refuse at once a cadence that would make far more grid rows than messages: the
+        median step between times of record (robust to a clock fault) over the cadence is the
+        grid rows per message. The sampler's grid budget stays the backstop."""
+        if self.cadence_us == 0 or len(msgs) < 2:
+            return
+        self._cadence_checked = True
+        step = float(np.median(np.diff(msgs[:, F_T])))
+        per_message = step / self.cadence_us
+        if per_message > GRID_PER_MESSAGE:
+            raise GridBudgetError(
+                f"cadence {self.report.cadence} is far too fine for this data: messages come "
+                f"every {step / 1000:g} ms (median), so the grid would hold about "
+                f"{per_message:,.0f} rows per message (limit {GRID_PER_MESSAGE:,}); use a "
+                "coarser --cadence, or 'event' for one row per message")
+
     def _frame(self, block) -> pl.DataFrame:
         out_i, out_f = block
         return rows_to_frame(out_i, out_f, self.ctx.exchange, self.ctx.symbol)
@@ -162,9 +187,11 @@ class SnapshotBuilder:
                     check_exchange(self.ctx.exchange)
                     self.sampler.symbol, self.sampler.exchange = self.ctx.symbol, self.ctx.exchange
                 msgs, levels = buf.arrays()
+                if not self._cadence_checked:
+                    self._check_cadence(msgs)
                 if self.on_chunk is not None:
                     self.on_chunk(path, self.ctx.messages)
-                for block in self.sampler.feed(msgs, levels):
+                for block in self.sampler.iter_feed(msgs, levels):
                     yield self._frame(block)
             self.report.files.append({"path": str(path), "format": fmt, "lines": status.lines})
             if status.truncated:
@@ -183,6 +210,8 @@ class SnapshotBuilder:
         r.exchange, r.symbol = ctx.exchange, ctx.symbol
         r.messages = ctx.messages
         r.bad_lines = ctx.bad_lines
+        r.out_of_range_lines = ctx.out_of_range
+        r.bad_receive_times = ctx.bad_receive_times
         r.bad_line_examples = list(ctx.bad_examples)
         r.other_symbol = ctx.other_symbol
         r.control_messages = ctx.control
