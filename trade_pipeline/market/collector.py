@@ -201,8 +201,8 @@ class Collector:
                     # a quiet stream still reaches the disk within the flush interval
                     self._flush()
                     next_flush = now + cfg.flush_interval_s / 2
+                    self._sync()
                     if self.on_progress is not None:
-                        self._sync()
                         self.on_progress(self.stats)
 
     async def _handle(self, frame, received_ns: int) -> None:
@@ -244,8 +244,8 @@ class Collector:
             self.stats.write_error = str(exc)
             raise CaptureWriteError(
                 f"collect stopped: {exc}; every push flushed before is intact "
-                f"({self.writer.stats.lines - self.writer.stats.lines_lost} lines written, "
-                f"{self.writer.stats.lines_lost} lost)") from None
+                f"({self.writer.stats.lines_written} written, {self.writer.stats.lines_lost} "
+                "lost)") from None
         self.stats.messages += 1
 
     async def _book(self, info) -> None:
@@ -320,4 +320,5 @@ def summary(stats: CollectorStats, writer: RawStoreWriter) -> dict:
     out["files"] = [str(p) for p in writer.paths]
     out["bytes"] = writer.stats.bytes_written
     out["flushes"] = writer.stats.flushes
+    out["lines_written"] = writer.stats.lines_written
     return out

@@ -374,11 +374,16 @@ class ReplayServer:
                     return
             else:
                 client.need_snapshot = False  # no book yet: the recording's snapshot comes
+            n = 0
             while self._pending is not None:
                 push = self._pending
                 delay = self._due(push) - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
+                elif (n := n + 1) % 32 == 0:
+                    # at full speed send() rarely waits: let the client's requests (an
+                    # unsubscribe, a resubscribe, a ping) be read in between, as Bybit would
+                    await asyncio.sleep(0)
                 book = not push.is_trade
                 # a (re)subscribed book starts with a snapshot of the current book
                 if (book and client.need_snapshot and self.topic in client.topics

@@ -97,7 +97,8 @@ def raw_days(settings: Settings, exchange: str, symbol: str) -> list[str]:
 
 @dataclass
 class WriterStats:
-    lines: int = 0
+    lines: int = 0  # appended
+    lines_written: int = 0  # flushed to disk
     flushes: int = 0
     bytes_written: int = 0  # compressed bytes on disk
     files: int = 0
@@ -107,6 +108,10 @@ class WriterStats:
 class RawWriteError(OSError):
     """Writing the raw store failed (e.g. the disk is full). Every member flushed before is
     intact: the failed member was cut off the file again."""
+
+    def __init__(self, errno_: int | None, message: str) -> None:
+        super().__init__(message)  # str() is the message alone (no "[Errno n]")
+        self.errno = errno_
 
 
 class RawStoreWriter:
@@ -200,6 +205,7 @@ class RawStoreWriter:
                 os.ftruncate(self._fd, size_before)
             self._fail(exc, self._buf)
             raise self.failed from exc
+        self.stats.lines_written += len(self._buf)
         self._buf.clear()
         self.stats.flushes += 1
         self.stats.bytes_written += len(member)

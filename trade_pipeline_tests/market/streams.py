@@ -53,3 +53,26 @@ def to_wire_line(m: dict) -> bytes:
         "cts": m["timestamp_ms"] - 1,
     }
     return str(m["received_timestamp_ms"] * 1_000_000).encode() + b" " + orjson.dumps(frame)
+
+
+def with_trades(records: list[dict], every: int = 5) -> list[dict]:
+    """A real capture's records with DATA.md format-2b trade lines interleaved in order of
+    receipt: after every `every`-th delta, one trade at that delta's first level (a taker
+    sell hitting a bid level, or a taker buy lifting an ask level), at the delta's times."""
+    out: list[dict] = []
+    n = 0
+    for m in records:
+        out.append(m)
+        if m["type"] != "delta" or not (m["bids"] or m["asks"]):
+            continue
+        n += 1
+        if n % every:
+            continue
+        side, (price, _) = ("sell", m["bids"][0]) if m["bids"] else ("buy", m["asks"][0])
+        out.append({
+            "exchange": "bybit", "symbol": m["symbol"], "timestamp_ms": m["timestamp_ms"],
+            "received_timestamp_ms": m["received_timestamp_ms"], "type": "trade", "side": side,
+            "price": price, "size": round(0.001 * (n % 7 + 1), 3), "trade_id": f"t{n}",
+            "sequence_id": m.get("sequence_id"),
+        })
+    return out
