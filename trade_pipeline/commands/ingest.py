@@ -338,11 +338,16 @@ def _snapshots(args, settings) -> int:
     from pathlib import Path
 
     from trade_pipeline.market.readers import FormatError
-    from trade_pipeline.market.snapshots import write_snapshots
+    from trade_pipeline.market.snapshots import check_output_path, write_snapshots
     from trade_pipeline.settings import SettingsError
 
     if not 1 <= args.depth <= 10:
         raise SettingsError(f"--depth must be between 1 and 10, got {args.depth}")
+    # never replace a capture, never write into the raw store (or its archive)
+    protected = {"raw capture store": settings.raw_dir, "raw archive": settings.archive_dir}
+    check_output_path(args.output, args.input, protected)
+    if args.state_out:
+        check_output_path(args.state_out, [*args.input, args.output], protected)
     initial = None
     if args.state_in:
         initial = json.loads(Path(args.state_in).read_text())

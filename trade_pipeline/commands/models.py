@@ -9,6 +9,8 @@ import json
 import sys
 from pathlib import Path
 
+from trade_pipeline.commands.argtypes import non_negative_finite_float, positive_int
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -22,19 +24,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         "champion on the same tail by --margin. Progress goes to stderr; --json prints the "
         "metrics on stdout.",
     )
-    p.add_argument("--trials", type=int, default=10, help="Optuna trials (default 10)")
+    p.add_argument("--trials", type=positive_int, default=10, help="Optuna trials (default 10)")
     p.add_argument("--horizon", default="5s", help="label horizon, e.g. 1s, 5s, 30s (default 5s)")
     p.add_argument("--start", help="first day (YYYY-MM-DD) of lake partitions to use")
     p.add_argument("--end", help="last day (YYYY-MM-DD, inclusive) of lake partitions to use")
     p.add_argument("--features", type=Path,
                    help="train on this feature Parquet file instead of the lake")
-    p.add_argument("--top-k", type=int, default=None,
+    p.add_argument("--top-k", type=positive_int, default=None,
                    help="also retrain on the K most important features and report the difference")
     p.add_argument("--task", choices=("regression", "classification"), default="regression",
                    help="regression on the forward return (default) or 3-class direction")
-    p.add_argument("--folds", type=int, default=3, help="walk-forward folds (default 3)")
-    p.add_argument("--threads", type=int, default=1, help="LightGBM threads (default 1)")
-    p.add_argument("--margin", type=float, default=None,
+    p.add_argument("--folds", type=positive_int, default=3, help="walk-forward folds (default 3)")
+    p.add_argument("--threads", type=positive_int, default=1, help="LightGBM threads (default 1)")
+    p.add_argument("--margin", type=non_negative_finite_float, default=None,
                    help="score margin the challenger needs over the champion (default 0.005)")
     p.add_argument("--no-register", action="store_true",
                    help="train and score only; do not log to MLflow")

@@ -9,6 +9,7 @@ into the next (raw store files rotate mid-session). `--depth N` keeps N levels i
 levels N+1..10 are written as null price / size 0, like a level the book does not have.
 """
 
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from trade_pipeline.errors import TradePipelineError
 from trade_pipeline.market.book import BookState
 from trade_pipeline.market.messages import F_T, NULL_I64
 from trade_pipeline.market.readers import (
@@ -70,6 +72,31 @@ def parse_cadence(cadence: str | int) -> int:
     if not m or int(m.group(1)) <= 0:
         raise ValueError(f"invalid cadence {cadence!r}: use e.g. 100ms, 1s or event")
     return int(m.group(1)) * _UNIT_US[m.group(2)]
+
+
+class OutputPathError(TradePipelineError, ValueError):
+    """The output would overwrite an input or land inside a protected folder."""
+
+
+def check_output_path(output: str | Path, inputs: list[str | Path],
+                      protected: dict[str, Path] | None = None) -> Path:
+    """Refuse an output that is one of the inputs (same path, symlink or hard link) or lies
+    inside a protected folder (name -> path, e.g. the raw capture store): captures are
+    append-only and are never replaced by derived data."""
+    out = Path(output).expanduser().resolve()
+    for name in inputs:
+        src = Path(name).expanduser()
+        same = src.resolve() == out
+        if not same and src.exists() and out.exists():
+            same = os.path.samefile(src, out)
+        if same:
+            raise OutputPathError(f"--output {output} is the input {name}: refusing to "
+                                  "replace a capture; write the snapshots elsewhere")
+    for what, folder in (protected or {}).items():
+        if out.is_relative_to(Path(folder).expanduser().resolve()):
+            raise OutputPathError(f"--output {output} is inside the {what} ({folder}): "
+                                  "nothing but captures is written there")
+    return out
 
 
 def rows_to_frame(out_i: np.ndarray, out_f: np.ndarray, exchange: str, symbol: str) -> pl.DataFrame:
@@ -262,11 +289,10 @@ def write_snapshots(
     Written atomically (temp file + rename). Nothing is written when the input holds no book
     message at all (the caller reports that as an error).
     """
-    import os
-
     import pyarrow.parquet as pq
 
     output = Path(output)
+    check_output_path(output, paths)
     tmp = output.with_name(f".{output.name}.tmp-{os.getpid()}")
     writer: pq.ParquetWriter | None = None
     pending: list[pl.DataFrame] = []
