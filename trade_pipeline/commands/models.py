@@ -43,19 +43,117 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     p.set_defaults(func=handle)
 
+    r = sub.add_parser(
+        "register-pending",
+        help="register the models `train` kept locally while the MLflow registry was down",
+        description="`train` checks the MLflow registry before it starts; if the registry "
+        "fails later, while the trained model is being logged, the model is kept in "
+        "<home>/pending_models/. This registers each kept model as `train` would have "
+        "(challenger alias, champion gate on the same training data, warehouse row), oldest "
+        "first, and removes it from the folder once registered.",
+    )
+    r.add_argument("--list", action="store_true", help="only list the kept models")
+    r.add_argument("--json", action="store_true", help="print the result as JSON")
+    r.set_defaults(func=handle_register_pending)
+
+
+def _training_frame(settings, features: Path | None, start: str | None, end: str | None):
+    """The frame `train` trains on (a feature file, or the lake's partitions) and its
+    partition keys; days filtered to start..end (inclusive)."""
+    import polars as pl
+
+    from trade_pipeline.models.training import load_feature_frame
+    from trade_pipeline.settings import SettingsError
+
+    if features is None:
+        return load_feature_frame(settings, start, end)
+    features = Path(features)
+    if not features.is_file():
+        raise SettingsError(f"--features: no such file {features}")
+    frame = pl.read_parquet(features).sort("timestamp", maintain_order=True)
+    if start or end:
+        days = pl.col("timestamp").dt.date().cast(pl.String)
+        frame = frame.filter((days >= (start or "0000")) & (days <= (end or "9999")))
+    return frame, [str(features)]
+
+
+def _registry_preflight(settings):
+    """Check the MLflow registry answers (seconds, naming the URL) and make the MLflow client
+    fail fast if it stops answering later (its default retries for ~4 minutes)."""
+    import os
+
+    from trade_pipeline.models.registry import MlflowTarget
+    from trade_pipeline.storage.services import check_mlflow
+
+    settings.ensure_dirs()
+    target = MlflowTarget.from_settings(settings)
+    check_mlflow(target.tracking_uri, settings.service_timeout_s)
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
+    return target
+
+
+def _register_or_keep(settings, result, frame, target, margin: float, source: dict):
+    """Register a trained model; if the registry fails now, keep the model locally (never
+    lose the training) and stop with one line saying how to register it later."""
+    import polars as pl
+
+    from trade_pipeline.models import pending
+    from trade_pipeline.models.pipeline import register_trained
+    from trade_pipeline.storage.services import ServiceUnavailable, redact
+
+    example = frame.select(result.features).tail(5).cast(pl.Float64).to_numpy()
+    try:
+        return register_trained(result, frame, target, settings.exchange, settings.symbol,
+                                margin=margin, settings=settings, example=example)
+    except Exception as exc:  # the registry's failures have no common base class
+        error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}"
+        kept = pending.save(settings, result, example, exchange=settings.exchange,
+                            symbol=settings.symbol, margin=margin, source=source, error=error)
+        raise ServiceUnavailable(
+            f"MLflow registry {redact(target.tracking_uri)} failed while registering the "
+            f"trained model ({error}); the model is kept in {kept}: run `trade-pipeline "
+            "register-pending` once the registry is back") from None
+
+
+def handle_register_pending(args: argparse.Namespace, settings) -> int:
+    from trade_pipeline.models import pending
+
+    items = pending.listing(settings)
+    if args.list or not items:
+        rows = [{"path": str(i.path), **i.meta} for i in items]
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        else:
+            print(f"{len(rows)} model(s) kept in {pending.pending_dir(settings)}")
+            for r in rows:
+                print(f"  {Path(r['path']).name}  trained {r['trained_at']}  "
+                      f"({r['registry_error']})")
+        return 0
+    target = _registry_preflight(settings)
+    done = []
+    for item in items:
+        source = item.meta["source"]
+        features = Path(source["features"]) if source.get("features") else None
+        frame, _ = _training_frame(settings, features, source.get("start"), source.get("end"))
+        trained = pending.register(settings, item, target, frame)
+        ref, gate = trained.ref, trained.gate
+        done.append({"kept": item.name, "name": ref.name, "version": ref.version,
+                     "run_id": ref.run_id, "gate": gate.as_dict()})
+        print(f"registered {item.name} as {ref.name} v{ref.version} (challenger); champion "
+              f"gate: {'promoted' if gate.promoted else 'kept the champion'} ({gate.reason})",
+              file=sys.stderr)
+    if args.json:
+        print(json.dumps(done, indent=2, default=str))
+    return 0
+
 
 def handle(args: argparse.Namespace, settings) -> int:
-    import polars as pl
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from trade_pipeline.models.labels import LabelError, horizon_name
-    from trade_pipeline.models.training import (
-        TrainConfig,
-        TrainingError,
-        load_feature_frame,
-        train_model,
-    )
+    from trade_pipeline.models.training import TrainConfig, TrainingError, train_model
     from trade_pipeline.settings import SettingsError, check_date
 
     err = Console(stderr=True)
@@ -64,18 +162,10 @@ def handle(args: argparse.Namespace, settings) -> int:
         for day in (args.start, args.end):
             if day:
                 check_date(day)
-        if args.features is not None:
-            if not args.features.is_file():
-                raise SettingsError(f"--features: no such file {args.features}")
-            frame = pl.read_parquet(args.features).sort("timestamp", maintain_order=True)
-            if args.start or args.end:
-                days = pl.col("timestamp").dt.date().cast(pl.String)
-                frame = frame.filter(
-                    (days >= (args.start or "0000")) & (days <= (args.end or "9999"))
-                )
-            partitions = [str(args.features)]
-        else:
-            frame, partitions = load_feature_frame(settings, args.start, args.end)
+        if not args.no_register:
+            # before any work: an unreachable registry is an error in seconds, naming the URL
+            target = _registry_preflight(settings)
+        frame, partitions = _training_frame(settings, args.features, args.start, args.end)
         config = TrainConfig(horizon=horizon, trials=args.trials, task=args.task,
                              top_k=args.top_k, n_folds=args.folds, num_threads=args.threads)
     except (LabelError, TrainingError) as exc:
@@ -98,16 +188,13 @@ def handle(args: argparse.Namespace, settings) -> int:
                 out = result.metrics()
             else:
                 from trade_pipeline.models.gate import DEFAULT_MARGIN
-                from trade_pipeline.models.pipeline import train_and_register
-                from trade_pipeline.models.registry import MlflowTarget
 
-                settings.ensure_dirs()
-                target = MlflowTarget.from_settings(settings)
                 margin = DEFAULT_MARGIN if args.margin is None else args.margin
-                trained = train_and_register(frame, target, settings.exchange, settings.symbol,
-                                             config, margin=margin, partitions=partitions,
-                                             on_trial=on_trial, settings=settings)
-                result, out = trained.result, trained.metrics()
+                result = train_model(frame, config, on_trial=on_trial, partitions=partitions)
+                source = {"features": str(args.features) if args.features else None,
+                          "start": args.start, "end": args.end}
+                trained = _register_or_keep(settings, result, frame, target, margin, source)
+                out = trained.metrics()
         except (LabelError, TrainingError, ValueError) as exc:
             raise SettingsError(f"training failed: {exc}") from None
 
