@@ -169,6 +169,8 @@ class RawStoreWriter:
         if self._fd is None or receive_ts_ns >= self._day_end_ns or receive_ts_ns < self._day_end_ns - NS_PER_DAY:
             try:
                 self._rotate(receive_ts_ns)
+            except FileExistsError:
+                raise  # a name taken (a rerun of the same simulation): the caller's decision
             except OSError as exc:
                 if self.failed is None:  # (a failed flush inside _rotate already did)
                     self._fail(exc, self._buf)
