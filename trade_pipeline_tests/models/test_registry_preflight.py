@@ -59,6 +59,7 @@ def test_http_registry_that_never_answers_times_out(tmp_path, capsys, features_f
         sink.listen(8)
         url = f"http://127.0.0.1:{sink.getsockname()[1]}"
         code, took, _, err = _train(tmp_path, capsys, features_file, url, timeout="1.5")
+    print(f"silent registry: refused after {took:.2f} s")
     assert code == 2 and took < 8, took
     assert url in err and "timed out" in err
 
@@ -66,6 +67,7 @@ def test_http_registry_that_never_answers_times_out(tmp_path, capsys, features_f
 def test_postgres_registry_down_or_missing(tmp_path, capsys, features_file):
     closed = f"postgresql://mlflow:s3cret@127.0.0.1:{free_port()}/mlflow"
     code, took, _, err = _train(tmp_path, capsys, features_file, closed)
+    print(f"postgres down: refused after {took:.2f} s")
     assert code == 2 and took < 10, took
     assert "s3cret" not in err and "postgresql://mlflow:***@127.0.0.1" in err
     assert "unreachable" in err and "training" not in err
