@@ -70,7 +70,7 @@ def test_ticks_idle_timeout_send_and_stop(bybit_delta_files):
             return stream, opened, ticks, frames
 
         stream, opened, ticks, frames = asyncio.run(asyncio.wait_for(main(), 30))
-    assert ticks >= 5 and frames == 50
+    assert ticks >= 2 and frames == 50  # ~6 on a quiet machine (0.3 s idle, 0.05 s ticks)
     assert stream.stats.disconnects == {"idle_timeout": 1}
     assert opened == [1, 2] and stream.stats.healthy_connections == 1
     assert stream.stopped and not stream.connected
