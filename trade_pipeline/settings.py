@@ -63,6 +63,16 @@ def check_date(day: str) -> str:
     return day
 
 
+def _env_float(env, name: str, default: float) -> float:
+    text = env.get(name)
+    if not text:
+        return default
+    try:
+        return float(text)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of seconds, got {text!r}") from None
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -71,6 +81,9 @@ class Settings:
     cadence_ms: int = 100
     bybit_ws_url: str = "wss://stream.bybit.com/v5/public/linear"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # How long a command waits for a service (MLflow, PostgreSQL, Redis) to answer its
+    # preflight check before it stops with an error naming the URL.
+    service_timeout_s: float = 5.0
     # How Dagster runs the steps of a run: in one process (local default), one process per
     # step, or one Kubernetes pod per step (deployment; docs/DEPLOYMENT.md).
     executor: str = "in_process"
@@ -89,6 +102,9 @@ class Settings:
         check_date(self.partitions_start)
         if self.cadence_ms <= 0:
             raise SettingsError(f"cadence_ms must be positive, got {self.cadence_ms}")
+        if not (0 < self.service_timeout_s < float("inf")):
+            raise SettingsError(
+                f"service timeout must be a positive number of seconds, got {self.service_timeout_s}")
         if self.executor not in EXECUTORS:
             raise SettingsError(
                 f"invalid executor {self.executor!r}: expected one of {', '.join(EXECUTORS)}"
@@ -103,6 +119,8 @@ class Settings:
         in_home = read_home_settings(home_path)
         opts: dict = {
             "redis_url": env.get("TRADE_PIPELINE_REDIS_URL", cls.redis_url),
+            "service_timeout_s": _env_float(env, "TRADE_PIPELINE_SERVICE_TIMEOUT",
+                                            cls.service_timeout_s),
             # Our own variable, not MLFLOW_TRACKING_URI: mlflow.set_tracking_uri() exports that
             # one process-wide, which would silently redirect every other home.
             "mlflow_tracking_uri_override": env.get("TRADE_PIPELINE_MLFLOW_TRACKING_URI") or None,

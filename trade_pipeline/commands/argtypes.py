@@ -49,3 +49,36 @@ def port(text: str) -> int:
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"port must be in 0..65535, got {value}")
     return value
+
+
+def non_negative_finite_float(text: str) -> float:
+    """A finite number >= 0 (a margin: NaN would make every comparison false)."""
+    value = _number(text)
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1 (counts: threads, trials, folds)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
+    return value
+
+
+def json_object(text: str) -> dict:
+    """A JSON object (`{...}`): a list, a number or a string is refused."""
+    import json
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(
+            f"must be a JSON object like '{{\"impact_qty\": 2.0}}', got {type(value).__name__}")
+    return value

@@ -10,6 +10,8 @@ import json
 import sys
 from pathlib import Path
 
+from trade_pipeline.commands.argtypes import json_object
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -24,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", required=True, type=Path, help="features Parquet file to write")
     p.add_argument("--engine", choices=("batch", "online"), default="batch",
                    help="batch (default, fast) or online (row by row, the live engine)")
-    p.add_argument("--params", default="{}",
+    p.add_argument("--params", type=json_object, default={},
                    help='feature parameters as JSON, e.g. \'{"impact_qty": 2.0}\' '
                    "(default: the catalog's)")
     p.set_defaults(func=handle)
@@ -50,8 +52,8 @@ def handle(args: argparse.Namespace, settings) -> int:
     from trade_pipeline.storage.input_files import read_parquet_input
 
     try:
-        params = resolve_params(json.loads(args.params))
-    except (ValueError, json.JSONDecodeError) as exc:
+        params = resolve_params(args.params)
+    except ValueError as exc:
         print(f"trade-pipeline: error: --params: {exc}", file=sys.stderr)
         return 2
     if args.output.resolve() == args.input.resolve():

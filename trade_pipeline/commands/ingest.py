@@ -21,12 +21,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _register_collect(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "collect",
-        help="record Bybit's public order-book stream into the raw capture store",
-        description="Subscribe to orderbook.50.<SYMBOL> on Bybit's public v5 WebSocket (or any "
-        "server speaking its protocol, e.g. `replay-server`) and append every push with its "
-        "local receive time to <home>/raw/exchange=bybit/symbol=<SYMBOL>/date=<day>/. Flushes "
-        "at least once a second; reconnects with backoff; SIGINT/SIGTERM stop cleanly. Prints "
-        "a JSON summary to stdout.",
+        help="record Bybit's public order-book and trade streams into the raw capture store",
+        description="Subscribe to orderbook.50.<SYMBOL> and publicTrade.<SYMBOL> on Bybit's "
+        "public v5 WebSocket (or any server speaking its protocol, e.g. `replay-server`) and "
+        "append every push, in order of receipt, with its local receive time to "
+        "<home>/raw/exchange=bybit/symbol=<SYMBOL>/date=<day>/. Flushes at least once a "
+        "second; after a sequence gap resubscribes the book (a fresh snapshot); reconnects "
+        "with exponential backoff (jitter, 30 s cap); SIGINT/SIGTERM stop cleanly. Prints a "
+        "JSON summary to stdout. Exit 1 when nothing was received, 2 when the store cannot be "
+        "written (e.g. disk full: what was flushed stays intact).",
     )
     p.add_argument("--duration", type=positive_float, required=True, metavar="SECONDS",
                    help="how long to collect")
@@ -37,6 +40,8 @@ def _register_collect(sub: argparse._SubParsersAction) -> None:
                    help="application ping period (default 20)")
     p.add_argument("--flush-interval", type=positive_float, default=1.0, metavar="SECONDS",
                    help="max time a received push stays in memory (default 1)")
+    p.add_argument("--no-trades", action="store_true",
+                   help="record the order book only (no publicTrade subscription)")
     p.add_argument("--no-progress", action="store_true", help="no progress display on stderr")
     p.set_defaults(func=_collect)
 
@@ -44,9 +49,16 @@ def _register_collect(sub: argparse._SubParsersAction) -> None:
 def _collect(args, settings) -> int:
     import asyncio
     import signal
+    import sys
     import time
 
-    from trade_pipeline.market.collector import Collector, CollectorConfig, SubscribeError, summary
+    from trade_pipeline.market.collector import (
+        CaptureWriteError,
+        Collector,
+        CollectorConfig,
+        SubscribeError,
+        summary,
+    )
     from trade_pipeline.settings import check_symbol
     from trade_pipeline.storage.raw_store import RawStoreWriter
 
@@ -57,6 +69,7 @@ def _collect(args, settings) -> int:
         duration_s=args.duration,
         ping_interval_s=args.ping_interval,
         flush_interval_s=args.flush_interval,
+        trades=not args.no_trades,
     )
     settings.ensure_dirs()
     writer = RawStoreWriter(settings.raw_dir, settings.exchange, symbol,
@@ -79,26 +92,51 @@ def _collect(args, settings) -> int:
         rate = (stats.messages - last[1]) / max(now - last[0], 1e-6)
         last[:] = [now, stats.messages]
         live.update(Text(
-            f"collect {symbol}: {stats.messages} msgs, {rate:.1f} msg/s, gaps {stats.gaps}, "
+            f"collect {symbol}: {stats.messages} msgs ({stats.trade_messages} trades), "
+            f"{rate:.1f} msg/s, gaps {stats.gaps}, resyncs {stats.resyncs}, "
             f"reconnects {stats.reconnects}, {writer.stats.bytes_written / 1e6:.2f} MB"
         ))
+
+    def say(message: str) -> None:
+        print(f"trade-pipeline collect: {message}", file=sys.stderr, flush=True)
 
     async def main() -> int:
         collector = Collector(config, writer, on_progress=on_progress)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, collector.stop)
+        code = 0
         try:
             await collector.run()
-            code = 0
         except SubscribeError as exc:
-            console.print(f"[red]collect: {exc}[/red]")
+            say(f"error: {exc}")
+            code = 2
+        except CaptureWriteError as exc:
+            say(f"error: {exc}")
             code = 2
         finally:
-            writer.close()
+            try:
+                writer.close()
+            except OSError as exc:  # a last flush that met the same full disk
+                collector.stats.write_error = collector.stats.write_error or str(exc)
+                code = 2
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
-        print(json.dumps(summary(collector.stats, writer)), flush=True)
+        stats = collector.stats
+        collector._sync()
+        print(json.dumps(summary(stats, writer)), flush=True)
+        hole = stats.previous_capture
+        if hole is not None:
+            cut = ", which ends in a cut member" if hole["ended_in_a_cut_member"] else ""
+            say(f"hole of {hole['hole_s']} s since the previous capture "
+                f"{hole['file']}{cut} (its last push was received at "
+                f"{hole['last_receive_time']})")
+        if code == 0 and stats.messages == 0:
+            reasons = ", ".join(f"{k} x{v}" for k, v in stats.disconnect_reasons.items())
+            say(f"error: no message received from {config.url} in {config.duration_s:g} s "
+                f"({collector.stream.stats.attempts} connection attempts; "
+                f"{reasons or 'no error'}); nothing recorded")
+            code = 1
         return code
 
     if live is not None:
@@ -303,11 +341,16 @@ def _snapshots(args, settings) -> int:
     import sys
 
     from trade_pipeline.market.readers import FormatError
-    from trade_pipeline.market.snapshots import write_snapshots
+    from trade_pipeline.market.snapshots import check_output_path, write_snapshots
     from trade_pipeline.settings import SettingsError
 
     if not 1 <= args.depth <= 10:
         raise SettingsError(f"--depth must be between 1 and 10, got {args.depth}")
+    # never replace a capture, never write into the raw store (or its archive)
+    protected = {"raw capture store": settings.raw_dir, "raw archive": settings.archive_dir}
+    check_output_path(args.output, args.input, protected)
+    if args.state_out:
+        check_output_path(args.state_out, [*args.input, args.output], protected)
     initial = None
     if args.state_in:
         initial = _read_state(args.state_in)

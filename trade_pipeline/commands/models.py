@@ -9,6 +9,8 @@ import json
 import sys
 from pathlib import Path
 
+from trade_pipeline.commands.argtypes import non_negative_finite_float, positive_int
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -22,38 +24,138 @@ def register(sub: argparse._SubParsersAction) -> None:
         "champion on the same tail by --margin. Progress goes to stderr; --json prints the "
         "metrics on stdout.",
     )
-    p.add_argument("--trials", type=int, default=10, help="Optuna trials (default 10)")
+    p.add_argument("--trials", type=positive_int, default=10, help="Optuna trials (default 10)")
     p.add_argument("--horizon", default="5s", help="label horizon, e.g. 1s, 5s, 30s (default 5s)")
     p.add_argument("--start", help="first day (YYYY-MM-DD) of lake partitions to use")
     p.add_argument("--end", help="last day (YYYY-MM-DD, inclusive) of lake partitions to use")
     p.add_argument("--features", type=Path,
                    help="train on this feature Parquet file instead of the lake")
-    p.add_argument("--top-k", type=int, default=None,
+    p.add_argument("--top-k", type=positive_int, default=None,
                    help="also retrain on the K most important features and report the difference")
     p.add_argument("--task", choices=("regression", "classification"), default="regression",
                    help="regression on the forward return (default) or 3-class direction")
-    p.add_argument("--folds", type=int, default=3, help="walk-forward folds (default 3)")
-    p.add_argument("--threads", type=int, default=1, help="LightGBM threads (default 1)")
-    p.add_argument("--margin", type=float, default=None,
+    p.add_argument("--folds", type=positive_int, default=3, help="walk-forward folds (default 3)")
+    p.add_argument("--threads", type=positive_int, default=1, help="LightGBM threads (default 1)")
+    p.add_argument("--margin", type=non_negative_finite_float, default=None,
                    help="score margin the challenger needs over the champion (default 0.005)")
     p.add_argument("--no-register", action="store_true",
                    help="train and score only; do not log to MLflow")
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     p.set_defaults(func=handle)
 
+    r = sub.add_parser(
+        "register-pending",
+        help="register the models `train` kept locally while the MLflow registry was down",
+        description="`train` checks the MLflow registry before it starts; if the registry "
+        "fails later, while the trained model is being logged, the model is kept in "
+        "<home>/pending_models/. This registers each kept model as `train` would have "
+        "(challenger alias, champion gate on the same training data, warehouse row), oldest "
+        "first, and removes it from the folder once registered.",
+    )
+    r.add_argument("--list", action="store_true", help="only list the kept models")
+    r.add_argument("--json", action="store_true", help="print the result as JSON")
+    r.set_defaults(func=handle_register_pending)
+
+
+def _training_frame(settings, features: Path | None, start: str | None, end: str | None):
+    """The frame `train` trains on (a feature file, or the lake's partitions) and its
+    partition keys; days filtered to start..end (inclusive)."""
+    import polars as pl
+
+    from trade_pipeline.models.training import load_feature_frame
+
+    if features is None:
+        return load_feature_frame(settings, start, end)
+    from trade_pipeline.features.batch import features_schema
+    from trade_pipeline.storage.input_files import read_parquet_input
+
+    features = Path(features)
+    frame = read_parquet_input(features, "--features", features_schema(),
+                               "an l2_features table (trade-pipeline features)")
+    frame = frame.sort("timestamp", maintain_order=True)
+    if start or end:
+        days = pl.col("timestamp").dt.date().cast(pl.String)
+        frame = frame.filter((days >= (start or "0000")) & (days <= (end or "9999")))
+    return frame, [str(features)]
+
+
+def _registry_preflight(settings):
+    """Check the MLflow registry answers (seconds, naming the URL) and make the MLflow client
+    fail fast if it stops answering later (its default retries for ~4 minutes)."""
+    import os
+
+    from trade_pipeline.models.registry import MlflowTarget
+    from trade_pipeline.storage.services import check_mlflow
+
+    settings.ensure_dirs()
+    target = MlflowTarget.from_settings(settings)
+    check_mlflow(target.tracking_uri, settings.service_timeout_s)
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
+    return target
+
+
+def _register_or_keep(settings, result, frame, target, margin: float, source: dict):
+    """Register a trained model; if the registry fails now, keep the model locally (never
+    lose the training) and stop with one line saying how to register it later."""
+    import polars as pl
+
+    from trade_pipeline.models import pending
+    from trade_pipeline.models.pipeline import register_trained
+    from trade_pipeline.storage.services import ServiceUnavailable, redact
+
+    example = frame.select(result.features).tail(5).cast(pl.Float64).to_numpy()
+    try:
+        return register_trained(result, frame, target, settings.exchange, settings.symbol,
+                                margin=margin, settings=settings, example=example)
+    except Exception as exc:  # the registry's failures have no common base class
+        error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}"
+        kept = pending.save(settings, result, example, exchange=settings.exchange,
+                            symbol=settings.symbol, margin=margin, source=source, error=error)
+        raise ServiceUnavailable(
+            f"MLflow registry {redact(target.tracking_uri)} failed while registering the "
+            f"trained model ({error}); the model is kept in {kept}: run `trade-pipeline "
+            "register-pending` once the registry is back") from None
+
+
+def handle_register_pending(args: argparse.Namespace, settings) -> int:
+    from trade_pipeline.models import pending
+
+    items = pending.listing(settings)
+    if args.list or not items:
+        rows = [{"path": str(i.path), **i.meta} for i in items]
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        else:
+            print(f"{len(rows)} model(s) kept in {pending.pending_dir(settings)}")
+            for r in rows:
+                print(f"  {Path(r['path']).name}  trained {r['trained_at']}  "
+                      f"({r['registry_error']})")
+        return 0
+    target = _registry_preflight(settings)
+    done = []
+    for item in items:
+        source = item.meta["source"]
+        features = Path(source["features"]) if source.get("features") else None
+        frame, _ = _training_frame(settings, features, source.get("start"), source.get("end"))
+        trained = pending.register(settings, item, target, frame)
+        ref, gate = trained.ref, trained.gate
+        done.append({"kept": item.name, "name": ref.name, "version": ref.version,
+                     "run_id": ref.run_id, "gate": gate.as_dict()})
+        print(f"registered {item.name} as {ref.name} v{ref.version} (challenger); champion "
+              f"gate: {'promoted' if gate.promoted else 'kept the champion'} ({gate.reason})",
+              file=sys.stderr)
+    if args.json:
+        print(json.dumps(done, indent=2, default=str))
+    return 0
+
 
 def handle(args: argparse.Namespace, settings) -> int:
-    import polars as pl
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from trade_pipeline.models.labels import LabelError, horizon_name
-    from trade_pipeline.models.training import (
-        TrainConfig,
-        TrainingError,
-        load_feature_frame,
-        train_model,
-    )
+    from trade_pipeline.models.training import TrainConfig, TrainingError, train_model
     from trade_pipeline.settings import SettingsError, check_date
 
     err = Console(stderr=True)
@@ -62,21 +164,10 @@ def handle(args: argparse.Namespace, settings) -> int:
         for day in (args.start, args.end):
             if day:
                 check_date(day)
-        if args.features is not None:
-            from trade_pipeline.features.batch import features_schema
-            from trade_pipeline.storage.input_files import read_parquet_input
-
-            frame = read_parquet_input(args.features, "--features", features_schema(),
-                                       "an l2_features table (trade-pipeline features)")
-            frame = frame.sort("timestamp", maintain_order=True)
-            if args.start or args.end:
-                days = pl.col("timestamp").dt.date().cast(pl.String)
-                frame = frame.filter(
-                    (days >= (args.start or "0000")) & (days <= (args.end or "9999"))
-                )
-            partitions = [str(args.features)]
-        else:
-            frame, partitions = load_feature_frame(settings, args.start, args.end)
+        if not args.no_register:
+            # before any work: an unreachable registry is an error in seconds, naming the URL
+            target = _registry_preflight(settings)
+        frame, partitions = _training_frame(settings, args.features, args.start, args.end)
         config = TrainConfig(horizon=horizon, trials=args.trials, task=args.task,
                              top_k=args.top_k, n_folds=args.folds, num_threads=args.threads)
     except (LabelError, TrainingError) as exc:
@@ -99,16 +190,13 @@ def handle(args: argparse.Namespace, settings) -> int:
                 out = result.metrics()
             else:
                 from trade_pipeline.models.gate import DEFAULT_MARGIN
-                from trade_pipeline.models.pipeline import train_and_register
-                from trade_pipeline.models.registry import MlflowTarget
 
-                settings.ensure_dirs()
-                target = MlflowTarget.from_settings(settings)
                 margin = DEFAULT_MARGIN if args.margin is None else args.margin
-                trained = train_and_register(frame, target, settings.exchange, settings.symbol,
-                                             config, margin=margin, partitions=partitions,
-                                             on_trial=on_trial, settings=settings)
-                result, out = trained.result, trained.metrics()
+                result = train_model(frame, config, on_trial=on_trial, partitions=partitions)
+                source = {"features": str(args.features) if args.features else None,
+                          "start": args.start, "end": args.end}
+                trained = _register_or_keep(settings, result, frame, target, margin, source)
+                out = trained.metrics()
         except (LabelError, TrainingError, ValueError) as exc:
             raise SettingsError(f"training failed: {exc}") from None
 

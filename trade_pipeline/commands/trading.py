@@ -89,15 +89,21 @@ def handle_backtest(args: argparse.Namespace, settings) -> int:
 
 
 def handle_paper(args: argparse.Namespace, settings) -> int:
+    from trade_pipeline.storage.services import check_mlflow, check_redis
     from trade_pipeline.trading.engine import TradingConfig
     from trade_pipeline.trading.paper import paper_command
 
+    # before any work: a dead online store is one line naming its URL, not a traceback
+    redis_url = None if args.no_redis else (args.redis_url or settings.redis_url)
+    if redis_url:
+        check_redis(redis_url, settings.service_timeout_s)
+    check_mlflow(settings.mlflow_tracking_uri, settings.service_timeout_s)  # the model's home
     try:
         out = paper_command(
             settings, config=TradingConfig.load(args.config), duration_s=args.duration,
             url=args.url or settings.bybit_ws_url, model_ref=args.model, shadow_ref=args.shadow,
             stale_after_s=args.stale_after,
-            redis_url=None if args.no_redis else (args.redis_url or settings.redis_url),
+            redis_url=redis_url,
             redis_prefix=args.redis_prefix, ttl_s=args.ttl,
         )
     except _warehouse_errors() as exc:

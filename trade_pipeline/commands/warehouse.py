@@ -5,6 +5,8 @@ import json
 import sys
 from pathlib import Path
 
+from trade_pipeline.commands.argtypes import positive_float
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -37,12 +39,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Read a legacy SQLite database (docs/DATA_FORMATS.md 'The legacy database'), write its "
         "books as l2_snapshots partitions and put the rows it cannot use (mock/demo sources, "
         "crossed books, only level 1, bad timestamps, ...) in the warehouse table "
-        "legacy_quarantine with the reason. Prints the counts per reason. Applies pending "
-        "migrations first.",
+        "legacy_quarantine with the reason. Imports accumulate: a day an earlier legacy "
+        "import wrote is merged by time (rows already there are counted, not doubled). "
+        "Prints the counts per reason. Applies pending migrations first.",
     )
     p.add_argument("sqlite_file", type=Path, metavar="SQLITE_FILE")
     p.add_argument("--dry-run", action="store_true", help="report the counts, write nothing")
-    p.add_argument("--max-gap-seconds", type=float, default=None,
+    p.add_argument("--max-gap-seconds", type=positive_float, default=None,
                    help="a larger gap between two rows of a symbol starts a new session "
                    "(default 10)")
     p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
@@ -160,6 +163,9 @@ def handle_import_legacy(args: argparse.Namespace, settings) -> int:
     verb = "would import" if report.dry_run else "imported"
     print(f"read {report.rows_read} rows; {verb} {report.rows_imported} rows in "
           f"{report.sessions} sessions, {len(report.partitions)} partitions")
+    if report.already_in_lake or report.merged_partitions:
+        print(f"{report.already_in_lake} rows already in the lake (skipped); merged with "
+              f"earlier imports: {', '.join(report.merged_partitions) or 'none'}")
     quarantined = sum(report.quarantined.values())
     print(f"quarantined {quarantined} rows" + (" (table legacy_quarantine)" if not args.dry_run else ""))
     for reason, count in report.quarantined.items():

@@ -270,6 +270,9 @@ def l2_snapshots(context: dg.AssetExecutionContext, pipeline: PipelineResource) 
             "gaps": report["gaps"],
             "crossed": report["crossed_skipped"],
             "bad_lines": report["bad_lines"],
+            # docs/DATA_FORMATS.md rules 7 and 8: messages re-timed by the receive clock, implausible lines
+            "clock_faults": report["clock_faults"],
+            "out_of_range_lines": report["out_of_range_lines"],
             "truncated_files": report["truncated_files"],
             "messages": report["messages"],
             # rows of the neighbour days, found (and written) by their own partitions

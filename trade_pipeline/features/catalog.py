@@ -215,10 +215,11 @@ def resolve_params(params: dict | None = None) -> dict:
         merged[key] = value
     for key in ("delta_bp", "lambda_bp", "impact_qty"):
         v = merged[key]
-        if not isinstance(v, int | float) or not v > 0 or v != v or v == float("inf"):
+        if (isinstance(v, bool) or not isinstance(v, int | float) or not v > 0 or v != v
+                or v == float("inf")):
             raise ValueError(f"feature parameter {key} must be a positive finite number, got {v!r}")
     levels = merged["ofi_levels"]
-    if not isinstance(levels, int) or not 1 <= levels <= 10:
+    if isinstance(levels, bool) or not isinstance(levels, int) or not 1 <= levels <= 10:
         raise ValueError(f"feature parameter ofi_levels must be an int in 1..10, got {levels!r}")
     return merged
 

@@ -6,7 +6,7 @@ them). Each row is one stored book; a row is imported or quarantined, never drop
 
 | reason                 | rule                                                             |
 |------------------------|------------------------------------------------------------------|
-| bad_timestamp          | not an ISO 8601 string (with or without fraction, 'T' or ' ')   |
+| bad_timestamp          | not an ISO 8601 string (with or without fraction, 'T' or ' '), or outside 2009..2100 (docs/DATA_FORMATS.md rule 8) |
 | bad_symbol             | not a symbol after normalisation (`BTC/USDT:USDT` -> `BTCUSDT`)  |
 | bad_exchange           | null or not a valid exchange name                                |
 | mock_or_demo_source    | `data_source` mentions mock or demo (`mock_data`, `demo_trading`) |
@@ -14,9 +14,14 @@ them). Each row is one stored book; a row is imported or quarantined, never drop
 | empty_side             | no level 1 on a side                                             |
 | only_level_1           | levels 2-10 all null on both sides                               |
 | crossed_book           | `bid_price_1 >= ask_price_1` (crossed or locked, as docs/DATA_FORMATS.md rule 5) |
-| invalid_level          | a price <= 0, a present price with a size <= 0 / null, a level after a missing one, or prices out of order |
-| duplicate_timestamp    | a second row for the same (exchange, symbol, timestamp); the lowest id is kept |
+| invalid_level          | a price <= 0, a price or size not finite (inf), a present price with a size <= 0 / null, a level after a missing one, or prices out of order |
+| duplicate_timestamp    | a second row for the same (exchange, symbol, timestamp), in the file (the lowest id is kept) or already in the lake with another book |
 | lake_partition_exists  | the day's partition exists and was not written by a legacy import |
+
+Imports accumulate: a day a previous legacy import wrote is merged with the new rows by time
+(sessions recomputed over both); a row already in the lake with the same book is counted
+`already_in_lake` (not imported twice, not quarantined), so re-importing a file changes
+nothing. `rows_read = rows_imported + already_in_lake + quarantined`.
 
 Timestamps without a zone are UTC (the old writer used UTC); with a zone they are converted.
 Sessions: rows of one (exchange, symbol) whose gap to the previous kept row is at most
@@ -28,8 +33,10 @@ A missing level (null price) gets size 0, the canonical form.
 
 import datetime as dt
 import hashlib
+import math
 import re
 import sqlite3
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +45,7 @@ import polars as pl
 
 from trade_pipeline.errors import TradePipelineError
 from trade_pipeline.lake.migrations import refresh_views
+from trade_pipeline.market.messages import MAX_TIME_US, MIN_TIME_US
 from trade_pipeline.market.readers import normalize_symbol
 from trade_pipeline.market.schema import (
     ASK_PRICE,
@@ -90,6 +98,8 @@ class LegacyImportReport:
     quarantined: dict[str, int]
     partitions: list[str] = field(default_factory=list)
     dry_run: bool = False
+    already_in_lake: int = 0  # rows a previous import already wrote (same time, same book)
+    merged_partitions: list[str] = field(default_factory=list)  # days merged with earlier rows
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -120,8 +130,11 @@ def _open(path: Path) -> tuple[sqlite3.Connection, list[str]]:
     """A read-only connection and the legacy table's columns (clear errors otherwise)."""
     if not path.is_file():
         raise LegacyImportError(f"{path}: no such file")
+    # read-only needs a URI; the path is percent-encoded so '#', '?' or '%' in a file name
+    # stay part of the name (backup#1.db is not backup + a fragment)
+    uri = "file:" + urllib.parse.quote(str(path.resolve()), safe="/") + "?mode=ro"
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        conn = sqlite3.connect(uri, uri=True)
         cols = [r[1] for r in conn.execute(f"PRAGMA table_info({LEGACY_TABLE_SQL})")]
     except sqlite3.DatabaseError as exc:
         raise LegacyImportError(f"{path}: not a SQLite database: {exc}") from None
@@ -207,7 +220,12 @@ def parse_timestamp_us(text: str | None, sqlite_type: str | None) -> int | None:
         return None
     if stamp.tzinfo is None:
         stamp = stamp.replace(tzinfo=dt.UTC)
-    return (stamp - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
+    try:
+        us = (stamp - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
+    except OverflowError:  # e.g. year 1 with a positive offset
+        return None
+    # docs/DATA_FORMATS.md rule 8: a time outside 2009..2100 is not a time of this market's data
+    return us if MIN_TIME_US <= us < MAX_TIME_US else None
 
 
 def _clean_symbol(raw: str | None) -> str | None:
@@ -237,6 +255,8 @@ def _invalid_levels(df: pl.DataFrame) -> pl.Series:
         for i, (p, q) in enumerate(zip(prices, sizes, strict=True)):
             price, size = pl.col(p), pl.col(q)
             bad = bad | (price.is_not_null() & ((price <= 0) | size.is_null() | (size <= 0)))
+            # inf (SQLite stores it; NaN reads back as NULL)
+            bad = bad | (price.is_infinite().fill_null(False) | size.is_infinite().fill_null(False))
             bad = bad | (price.is_null() & size.is_not_null() & (size != 0))
             if i > 0:
                 prev = pl.col(prices[i - 1])
@@ -336,6 +356,27 @@ def _partition_keys(frame: pl.DataFrame) -> list[tuple[str, str, str]]:
     return sorted(set(days.unique().iter_rows()))
 
 
+def _as_good_rows(part: pl.DataFrame) -> pl.DataFrame:
+    """Lake `l2_snapshots` rows back in the shape `build_snapshots` takes (their session ids
+    are recomputed with the new rows)."""
+    return part.select("exchange", "symbol", pl.col("timestamp").dt.epoch("us").alias("ts_us"),
+                       *BOOK, "update_id")
+
+
+def _canonical_sizes(frame: pl.DataFrame) -> pl.DataFrame:
+    """A missing level (null price) has size 0, as in the lake."""
+    return frame.with_columns(
+        pl.when(pl.col(p).is_null()).then(pl.lit(0.0)).otherwise(pl.col(q)).alias(q)
+        for p, q in zip(BID_PRICE + ASK_PRICE, BID_SIZE + ASK_SIZE, strict=True))
+
+
+def _mark(df: pl.DataFrame, rows: pl.DataFrame, reason: str) -> pl.DataFrame:
+    """Set `reason` on the rows of `df` whose legacy_id is in `rows` (and have none yet)."""
+    hit = pl.col("legacy_id").is_in(rows["legacy_id"].implode())
+    return df.with_columns(pl.when(hit & pl.col("reason").is_null()).then(pl.lit(reason))
+                           .otherwise(pl.col("reason")).alias("reason"))
+
+
 def import_legacy(
     settings: Settings,
     sqlite_path: str | Path,
@@ -346,11 +387,14 @@ def import_legacy(
 ) -> LegacyImportReport:
     """Import one legacy database (see module doc). `conn` is a warehouse connection with the
     migrations applied. With `dry_run`, nothing is written: the report says what would be."""
+    if not (isinstance(max_gap_s, int | float) and math.isfinite(max_gap_s) and max_gap_s > 0):
+        raise LegacyImportError(f"max gap must be a positive number of seconds, got {max_gap_s!r}")
     path = Path(sqlite_path)
     sha = _sha256(path) if path.is_file() else ""
     raw = read_legacy(path)
     df = classify(raw)
-    snapshots = build_snapshots(df.filter(pl.col("reason").is_null()), max_gap_s)
+    day = pl.col("timestamp").dt.date().cast(pl.String)
+    new = build_snapshots(df.filter(pl.col("reason").is_null()), max_gap_s)
 
     # Never overwrite a partition the ingestion pipeline wrote.
     ours = {
@@ -358,15 +402,13 @@ def import_legacy(
             "SELECT exchange, symbol, date FROM legacy_import_log").fetchall()
     }
     existing = {(k.exchange, k.symbol, k.date) for k in layout.list_partitions(settings.lake_dir, "l2_snapshots")}
-    blocked = [k for k in _partition_keys(snapshots) if k in existing and k not in ours]
+    blocked = [k for k in _partition_keys(new) if k in existing and k not in ours]
     if blocked:
-        day = pl.col("timestamp").dt.date().cast(pl.String)
         is_blocked = pl.any_horizontal([
             (pl.col("exchange") == e) & (pl.col("symbol") == s) & (day == d) for e, s, d in blocked
         ])
-        blocked_ts = snapshots.filter(is_blocked).select(
+        blocked_ts = new.filter(is_blocked).select(
             "exchange", "symbol", pl.col("timestamp").dt.epoch("us").alias("ts_us"))
-        snapshots = snapshots.filter(~is_blocked)
         hit = df.join(blocked_ts.with_columns(pl.lit(True).alias("_b")),
                       on=["exchange", "symbol", "ts_us"], how="left")
         df = hit.with_columns(
@@ -374,17 +416,47 @@ def import_legacy(
             .then(pl.lit("lake_partition_exists")).otherwise(pl.col("reason")).alias("reason")
         ).drop("_b")
 
+    # Accumulate: days an earlier legacy import wrote are merged with these rows by time.
+    good = _canonical_sizes(df.filter(pl.col("reason").is_null()))
+    touched = _partition_keys(good.with_columns(
+        pl.col("ts_us").cast(pl.Datetime("us", "UTC")).alias("timestamp")))
+    earlier = [part for k in touched if k in existing and k in ours
+               if (part := layout.read_partition(settings.lake_dir, "l2_snapshots",
+                                                 layout.PartitionKey(*k))) is not None]
+    already = 0
+    merged_keys: list[str] = []
+    kept = pl.DataFrame(schema={c: good.schema[c] for c in ("exchange", "symbol", "ts_us",
+                                                            *BOOK, "update_id")})
+    if earlier:
+        kept = _as_good_rows(pl.concat(earlier))
+        merged_keys = [f"{e}/{s}/{d}" for e, s, d in _partition_keys(pl.concat(earlier))]
+        keys = ["exchange", "symbol", "ts_us"]
+        same_time = good.join(kept, on=keys, how="inner", suffix="_lake")
+        same_book = pl.all_horizontal(
+            [pl.col(c).eq_missing(pl.col(f"{c}_lake")) for c in (*BOOK, "update_id")])
+        identical = same_time.filter(same_book)
+        conflicting = same_time.filter(~same_book)
+        already = identical.height
+        df = _mark(df, conflicting, "duplicate_timestamp")
+        good = good.filter(~pl.col("legacy_id").is_in(same_time["legacy_id"].implode()))
+
+    fresh = good.height
+    snapshots = build_snapshots(pl.concat([kept, good.select(kept.columns)]), max_gap_s) \
+        if fresh else pl.DataFrame(schema=SNAPSHOT_SCHEMA)
+
     quarantine = df.filter(pl.col("reason").is_not_null())
     counts = {r: int(n) for r, n in quarantine.group_by("reason").len().iter_rows()}
     keys = _partition_keys(snapshots)
     report = LegacyImportReport(
         source=str(path), source_sha256=sha, rows_read=raw.height,
-        rows_imported=snapshots.height, sessions=snapshots["session_id"].n_unique(),
+        rows_imported=fresh, sessions=snapshots["session_id"].n_unique(),
         quarantined=dict(sorted(counts.items())),
         partitions=[f"{e}/{s}/{d}" for e, s, d in keys], dry_run=dry_run,
+        already_in_lake=already, merged_partitions=[k for k in merged_keys
+                                                    if k in {f"{e}/{s}/{d}" for e, s, d in keys}],
     )
-    if raw.height != report.rows_imported + sum(counts.values()):
-        raise AssertionError("legacy import lost rows: imported + quarantined != read")
+    if raw.height != report.rows_imported + report.already_in_lake + sum(counts.values()):
+        raise AssertionError("legacy import lost rows: imported + in lake + quarantined != read")
     if dry_run:
         return report
 
@@ -395,7 +467,6 @@ def import_legacy(
                     ("timestamp_raw", "symbol_raw", "exchange_raw", "data_source"))).alias("detail"),
     ).join(legacy_rows_json(path, quarantine["legacy_id"].to_list()), on="legacy_id", how="left")
     log_rows = []
-    day = pl.col("timestamp").dt.date().cast(pl.String)
     parts = {}
     for e, s, d in keys:
         part = snapshots.filter((pl.col("exchange") == e) & (pl.col("symbol") == s) & (day == d))

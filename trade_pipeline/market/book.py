@@ -72,9 +72,13 @@ class BookState:
     ever_synced: bool = False  # some snapshot was seen (later deltas are 'after gap', not 'before snapshot')
     last_update_id: int | None = None
     rest_update_id: int | None = None  # Binance lastUpdateId while pending
-    last_time_us: int | None = None  # time of record of the last message read (clamp floor)
+    last_time_us: int | None = None  # applied time of the last message that moved the clock
     last_applied_us: int | None = None  # time of record of the last message applied
     last_recv_us: int | None = None
+    # the clock's reference (docs/DATA_FORMATS.md rule 7): raw time of record and receive time of the last
+    # message that moved the clock
+    last_raw_time_us: int | None = None
+    clock_recv_us: int | None = None
     next_grid_us: int | None = None
     session_id: int | None = None  # current session (or last one, when not valid)
     bids: list[list[float]] = field(default_factory=list)

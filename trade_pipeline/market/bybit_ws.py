@@ -3,13 +3,16 @@
 Shared by the collector (client side), the replay server and the simulator (server side),
 so both ends speak exactly one wire format (docs/DATA_FORMATS.md format 1):
 
-- client -> server: `{"req_id": .., "op": "subscribe", "args": ["orderbook.50.BTCUSDT"]}`,
-  `{"req_id": .., "op": "ping"}` every 20 s;
+- client -> server: `{"req_id": .., "op": "subscribe", "args": ["orderbook.50.BTCUSDT",
+  "publicTrade.BTCUSDT"]}` (and `"op": "unsubscribe"` alike), `{"req_id": .., "op": "ping"}`
+  every 20 s;
 - server -> client, control: subscribe ack `{"success": true, "ret_msg": "", "conn_id": ..,
   "req_id": .., "op": "subscribe"}` (success false + ret_msg on error), pong
   `{"success": true, "ret_msg": "pong", "conn_id": .., "req_id": .., "op": "ping"}`;
 - server -> client, data: `{"topic", "type": "snapshot"|"delta", "ts", "data": {"s", "b",
-  "a", "u", "seq"}, "cts"}` with prices and sizes as decimal strings.
+  "a", "u", "seq"}, "cts"}` with prices and sizes as decimal strings; trades (docs/DATA_FORMATS.md 1b):
+  `{"topic": "publicTrade.<S>", "type": "snapshot", "ts", "data": [{"T", "s", "S", "v",
+  "p", "L", "i", "BT", "seq"}, ...]}`.
 """
 
 from dataclasses import dataclass
@@ -30,18 +33,27 @@ def orderbook_topic(symbol: str, depth: int = DEFAULT_DEPTH) -> str:
     return f"orderbook.{depth}.{check_symbol(symbol)}"
 
 
+def trade_topic(symbol: str) -> str:
+    return f"publicTrade.{check_symbol(symbol)}"
+
+
 def subscribe_request(topics: list[str], req_id: str = "") -> str:
     return orjson.dumps({"req_id": req_id, "op": "subscribe", "args": topics}).decode()
+
+
+def unsubscribe_request(topics: list[str], req_id: str = "") -> str:
+    return orjson.dumps({"req_id": req_id, "op": "unsubscribe", "args": topics}).decode()
 
 
 def ping_request(req_id: str = "") -> str:
     return orjson.dumps({"req_id": req_id, "op": "ping"}).decode()
 
 
-def subscribe_ack(conn_id: str, req_id: str = "", success: bool = True, ret_msg: str = "") -> str:
+def subscribe_ack(conn_id: str, req_id: str = "", success: bool = True, ret_msg: str = "",
+                  op: str = "subscribe") -> str:
     return orjson.dumps(
         {"success": success, "ret_msg": ret_msg, "conn_id": conn_id, "req_id": req_id,
-         "op": "subscribe"}
+         "op": op}
     ).decode()
 
 
@@ -69,6 +81,19 @@ def push_frame(
     ).decode()
 
 
+def trade_push_frame(topic: str, ts_ms: int, trades: list[dict]) -> str:
+    """One public-trade push (docs/DATA_FORMATS.md 1b): trades oldest first, each {T, s, S, v, p, L, i,
+    BT, seq}."""
+    return orjson.dumps({"topic": topic, "type": "snapshot", "ts": ts_ms, "data": trades}).decode()
+
+
+def is_push(frame: str | bytes) -> bool:
+    """A data push (Bybit puts "topic" first), as opposed to a pong or an ack: cheap enough
+    for every frame."""
+    head = frame[:24]
+    return (b'"topic"' in head) if isinstance(head, bytes) else ('"topic"' in head)
+
+
 class FrameKind(Enum):
     DATA = "data"
     PONG = "pong"
@@ -86,6 +111,8 @@ class Frame:
     u: int | None = None
     ts_ms: int | None = None
     message: str = ""  # ret_msg for control frames, the parse error for INVALID
+    req_id: str = ""  # control frames: the request they answer
+    op: str = ""  # control frames: subscribe, unsubscribe, ping
 
 
 def classify(text: str | bytes) -> Frame:
@@ -96,26 +123,28 @@ def classify(text: str | bytes) -> Frame:
         return Frame(FrameKind.INVALID, message=str(exc))
     if not isinstance(obj, dict):
         return Frame(FrameKind.INVALID, message="not a JSON object")
-    if "topic" in obj and isinstance(obj.get("data"), dict):
-        data = obj["data"]
-        u = data.get("u")
+    data = obj.get("data")
+    if "topic" in obj and isinstance(data, dict | list):
+        u = data.get("u") if isinstance(data, dict) else None
+        ts = obj.get("ts")
         return Frame(
             FrameKind.DATA,
             topic=obj["topic"],
             push_type=obj.get("type"),
-            u=u if isinstance(u, int) else None,
-            ts_ms=obj.get("ts") if isinstance(obj.get("ts"), int) else None,
+            u=u if type(u) is int else None,
+            ts_ms=ts if type(ts) is int else None,
         )
-    op = obj.get("op")
+    op = str(obj.get("op", ""))
     ok = obj.get("success", True) is not False
     msg = str(obj.get("ret_msg", ""))
+    req_id = str(obj.get("req_id", ""))
     if not ok:
-        return Frame(FrameKind.ERROR, message=f"{op}: {msg}")
-    if op == "ping" or op == "pong" or msg == "pong":
-        return Frame(FrameKind.PONG, message=msg)
-    if op == "subscribe":
-        return Frame(FrameKind.SUBSCRIBE_ACK, message=msg)
-    return Frame(FrameKind.OTHER, message=str(op))
+        return Frame(FrameKind.ERROR, message=f"{op}: {msg}", req_id=req_id, op=op)
+    if op in ("ping", "pong") or msg == "pong":
+        return Frame(FrameKind.PONG, message=msg, req_id=req_id, op=op)
+    if op in ("subscribe", "unsubscribe"):
+        return Frame(FrameKind.SUBSCRIBE_ACK, message=msg, req_id=req_id, op=op)
+    return Frame(FrameKind.OTHER, message=op, req_id=req_id, op=op)
 
 
 class SequenceTracker:

@@ -120,13 +120,13 @@ class LiveSampler:
             return None
         smp = self.sampler
         smp.symbol = ctx.symbol
+        smp.messages_fed += len(fields) // NFIELDS
         i, r = replay(fields, levels, 0, smp.book, smp.st, smp.prm, smp.cnt, smp._out_i,
                       smp._out_f)
-        if r == 0:  # the kernel stops early only with rows (buffer full) or r = -1
-            return None
-        if r > 0 and i * NFIELDS == len(fields):
-            return self._block(smp._out_i[:r], smp._out_f[:r])
-        # rare: a full output buffer, a book to grow, or several messages (Binance resync)
+        if i * NFIELDS == len(fields):
+            return self._block(smp._out_i[:r], smp._out_f[:r]) if r > 0 else None
+        # rare: a full output buffer, a long span of grid times, a book to grow, or several
+        # messages (Binance resync)
         blocks = smp.feed_flat(fields, levels, self._block, started=(i, r))
         if not blocks:
             return None
@@ -163,6 +163,8 @@ class LiveSampler:
         return {
             "messages": ctx.messages,
             "bad_lines": ctx.bad_lines,
+            "out_of_range_lines": ctx.out_of_range,
+            "bad_receive_times": ctx.bad_receive_times,
             "other_symbol": ctx.other_symbol,
             "control_messages": ctx.control,
             "non_book": dict(ctx.non_book),

@@ -18,6 +18,28 @@ import orjson
 NULL_I64 = np.iinfo(np.int64).min  # sentinel for a missing int64 (receive time, update id)
 NULL_TIME = NULL_I64
 
+# Plausible ranges (docs/DATA_FORMATS.md rule 8): a time of record outside [2009, 2100) or an id outside
+# int64 (or negative) makes the line a bad line.
+MIN_TIME_US = 1_230_768_000_000_000  # 2009-01-01T00:00:00Z
+MAX_TIME_US = 4_102_444_800_000_000  # 2100-01-01T00:00:00Z
+MAX_ID = 2**63 - 1
+
+
+def time_in_range(t_us: int) -> bool:
+    return MIN_TIME_US <= t_us < MAX_TIME_US
+
+
+def id_in_range(u) -> bool:
+    """An exchange update id: a non-negative int64 (NULL_I64 marks 'none' and passes)."""
+    return u == NULL_I64 or 0 <= u <= MAX_ID
+
+
+def has_bool(values) -> bool:
+    """True when a flat sequence holds a JSON boolean (`true` would become 1.0, `false` 0.0:
+    a boolean is never a price or a size)."""
+    return bool in set(map(type, values))
+
+
 # Field indices of one message row.
 F_T = 0  # time of record (us): Bybit ts, Binance E (spot) / T (futures), ccxt timestamp
 F_RECV = 1  # local receive time (us) or NULL_TIME
@@ -166,12 +188,10 @@ class MessageBuffer:
         """Append one message; `bids`/`asks` are sequences of [price, size] (floats or strings)."""
         levels = self.levels
         start = len(levels)
-        if strings:
-            levels.extend(map(float, chain.from_iterable(bids)))
-            levels.extend(map(float, chain.from_iterable(asks)))
-        else:
-            levels.extend(chain.from_iterable(bids))
-            levels.extend(chain.from_iterable(asks))
+        flat = [*chain.from_iterable(bids), *chain.from_iterable(asks)]
+        if has_bool(flat):
+            raise ValueError("a price or size is a boolean")
+        levels.extend(map(float, flat) if strings else flat)
         if len(levels) - start != 2 * (len(bids) + len(asks)):
             del levels[start:]
             raise ValueError("a level is not a [price, size] pair")

@@ -47,6 +47,8 @@ from trade_pipeline.market.messages import (
     K_REPLAY,
     K_REST,
     K_SNAPSHOT,
+    MAX_TIME_US,
+    MIN_TIME_US,
     NFIELDS,
     NULL_I64,
     R_BYBIT,
@@ -55,6 +57,9 @@ from trade_pipeline.market.messages import (
     R_USDM,
     MessageBuffer,
     extend_decimal_pairs,
+    has_bool,
+    id_in_range,
+    time_in_range,
 )
 from trade_pipeline.storage.gzip_stream import CHUNK_BYTES, GZIP_MAGIC, gunzip_members, is_gzip
 
@@ -86,6 +91,9 @@ class FileStatus:
     reason: str | None = None
     partial_line_dropped: bool = False
     bytes_decoded: int = 0
+    # whether the block just yielded holds a JSON `true`/`false` anywhere (one scan of the
+    # decoded chunk, cheaper than one per line): the fast format-2 parser then checks lines
+    block_has_bool: bool = True
 
 
 # ---- bytes -> lines ------------------------------------------------------------------------
@@ -102,38 +110,58 @@ def iter_line_blocks(path: str | Path, status: FileStatus | None = None) -> Iter
         tail = b""
         for chunk in chunks:
             status.bytes_decoded += len(chunk)
-            lines = (tail + chunk).split(b"\n") if tail else chunk.split(b"\n")
+            data = tail + chunk if tail else chunk
+            lines = data.split(b"\n")
             tail = lines.pop()
             if lines:
                 status.lines += len(lines)
+                status.block_has_bool = b"true" in data or b"false" in data
                 yield lines
         if tail:
             if status.truncated:
                 status.partial_line_dropped = True  # the line the break cut in half
             else:
                 status.lines += 1
+                status.block_has_bool = True
                 yield [tail]
 
 
-def _first_lines(path: str | Path, n: int = 5, limit: int = 1 << 20) -> list[bytes]:
-    """The first n non-blank complete lines, decompressing only as much as needed."""
+DETECT_LINES = 200  # lines examined to detect a format: garbage at the head is skipped
+DETECT_BYTES = 4 << 20
+
+
+def _head_lines(path: str | Path, n: int = 5, limit: int = 1 << 20) -> Iterator[bytes]:
+    """The first n non-blank complete lines (at most `limit` bytes decoded), lazily:
+    decompressing only as much as the caller reads."""
     with open(path, "rb") as f:
         gz = is_gzip(f)
         # a break only ends the sample: reading the file reports it
         chunks = (gunzip_members(f.read, lambda reason: None, read_bytes=16384) if gz
                   else iter(lambda: f.read(16384), b""))
-        text = b""
+        tail = b""
+        decoded = 0
+        given = 0
         for chunk in chunks:
-            text += chunk
-            lines = [ln for ln in text.split(b"\n")[:-1] if ln.strip()]
-            if len(lines) >= n:
-                return lines[:n]
-            if len(text) >= limit:
-                break
-    lines = text.split(b"\n")
-    if gz:
-        lines = lines[:-1] if len(lines) > 1 else lines  # last piece may be cut
-    return [ln for ln in lines if ln.strip()][:n]
+            decoded += len(chunk)
+            lines = (tail + chunk).split(b"\n")
+            tail = lines.pop()
+            for line in lines:
+                if line.strip():
+                    yield line
+                    given += 1
+                    if given >= n:
+                        return
+            if decoded >= limit:
+                return
+    # a last line without newline: kept in a plain file; in gzip it may be cut by a break,
+    # so only when it is the whole sample
+    if tail.strip() and (not gz or not given):
+        yield tail
+
+
+def _first_lines(path: str | Path, n: int = 5, limit: int = 1 << 20) -> list[bytes]:
+    """The first n non-blank complete lines, decompressing only as much as needed."""
+    return list(_head_lines(path, n, limit))
 
 
 # ---- format detection ----------------------------------------------------------------------
@@ -170,11 +198,10 @@ def detect_format(path: str | Path) -> str:
     with open(path, "rb") as f:
         magic = f.read(2)
     container = "gzip" if magic == GZIP_MAGIC else "plain"
-    lines = _first_lines(path)
-    if not lines:
-        raise EmptyFileError(f"{path}: empty file ({container}, no lines)")
-    seen = []
-    for line in lines:
+    seen = []  # what the unrecognised lines were (the first lines may be garbage: keep looking)
+    examined = 0
+    for line in _head_lines(path, DETECT_LINES, DETECT_BYTES):
+        examined += 1
         prefixed = _split_ns(line)
         try:
             obj = orjson.loads(prefixed[1] if prefixed else line)
@@ -187,9 +214,13 @@ def detect_format(path: str | Path) -> str:
         keys = sorted(obj)[:12] if isinstance(obj, dict) else type(obj).__name__
         prefix = "<number> + " if prefixed else ""
         seen.append(f"{prefix}JSON with keys {keys}")
+    if not examined:
+        raise EmptyFileError(f"{path}: empty file ({container}, no lines)")
+    kinds = list(dict.fromkeys(seen))
+    shown = "; ".join(kinds[:5]) + (f"; ... ({len(kinds) - 5} more kinds)" if len(kinds) > 5 else "")
     raise FormatError(
-        f"{path}: unknown format ({container}); detected: {'; '.join(dict.fromkeys(seen))}. "
-        f"Known: {', '.join(FORMATS)}"
+        f"{path}: unknown format ({container}); no book line among the first {examined} "
+        f"lines; detected: {shown}. Known: {', '.join(FORMATS)}"
     )
 
 
@@ -216,6 +247,8 @@ class ParseContext:
     messages: int = 0  # book messages read (lines that became a normalized message)
     replays: int = 0  # buffer entries that re-feed an already-read Binance diff
     bad_lines: int = 0
+    out_of_range: int = 0  # bad lines whose time of record or id is implausible (rule 8)
+    bad_receive_times: int = 0  # receive times outside 2009..2100: dropped (null), line kept
     other_symbol: int = 0
     control: int = 0  # Bybit acks/pongs in a wire stream
     non_book: dict[str, int] = field(default_factory=dict)  # Binance trade/bookTicker lines
@@ -282,16 +315,29 @@ def _bybit_record(obj: dict, recv_ns: int | None, buf: MessageBuffer, ctx: Parse
     kind = _kind(obj["type"])
     b = obj["bids"]
     a = obj["asks"]
-    lv = buf.levels
-    start = len(lv)
-    lv.extend(_cf(b))
-    lv.extend(_cf(a))
-    if len(lv) - start != 2 * (len(b) + len(a)):
-        raise ValueError("a level is not a [price, size] pair")
+    t_ms = obj["timestamp_ms"]
     recv = obj.get("received_timestamp_ms")
     u = obj["update_id"]
-    buf.fields.extend((obj["timestamp_ms"] * 1000, NULL_I64 if recv is None else recv * 1000,
+    _integers(t_ms=t_ms, update_id=u)
+    if recv is not None:
+        _integers(received_timestamp_ms=recv)
+    flat = [*_cf(b), *_cf(a)]
+    if has_bool(flat):
+        raise ValueError("a price or size is a boolean")
+    lv = buf.levels
+    start = len(lv)
+    lv.extend(flat)
+    if len(lv) - start != 2 * (len(b) + len(a)):
+        raise ValueError("a level is not a [price, size] pair")
+    buf.fields.extend((t_ms * 1000, NULL_I64 if recv is None else recv * 1000,
                        kind, R_BYBIT, u, u, NULL_I64, len(b), len(a), 0))
+
+
+def _integers(**values) -> None:
+    """JSON integers only: a boolean (`true` is 1 to Python) or a float is not an id or a time."""
+    for name, v in values.items():
+        if type(v) is not int:
+            raise ValueError(f"{name} is not an integer: {v!r}")
 
 
 _COMPILED_LEVELS = 4  # see `_bybit_wire`
@@ -310,6 +356,9 @@ def _bybit_wire(obj: dict, recv_ns: int | None, buf: MessageBuffer, ctx: ParseCo
     typ = obj["type"]
     kind = K_DELTA if typ == "delta" else _kind(typ)
     u = data["u"]
+    ts = obj["ts"]
+    if type(u) is not int or type(ts) is not int:
+        _integers(ts=ts, u=u)
     b = data["b"]
     a = data["a"]
     nb, na = len(b), len(a)
@@ -319,10 +368,13 @@ def _bybit_wire(obj: dict, recv_ns: int | None, buf: MessageBuffer, ctx: ParseCo
     # string levels: a compiled pass beats float() per value from a few levels on; both give
     # the same doubles, anything unusual takes the float() path
     if nb + na < _COMPILED_LEVELS or not extend_decimal_pairs(lv, b):
-        lv.extend(map(float, _cf(b)))
+        flat = [*_cf(b)]
+        if has_bool(flat):
+            raise ValueError("a price or size is a boolean")
+        lv.extend(map(float, flat))
     if len(lv) - start != 2 * (nb + na):
         raise ValueError("a level is not a [price, size] pair")
-    buf.fields.extend((obj["ts"] * 1000, NULL_I64 if recv_ns is None else recv_ns // 1000, kind,
+    buf.fields.extend((ts * 1000, NULL_I64 if recv_ns is None else recv_ns // 1000, kind,
                        R_BYBIT, u, u, NULL_I64, nb, na, 0))
 
 
@@ -390,6 +442,35 @@ PREFIXED = {"bybit_raw", "binance"}  # lines carry '<receive_ns> ' before the JS
 _ERRORS = (KeyError, TypeError, ValueError, IndexError, AttributeError)
 
 
+class _OutOfRange(ValueError):
+    """Rule 8: an implausible time of record or id (the line is a bad line)."""
+
+
+def _check_ranges(fields, n_fields: int, ctx: ParseContext) -> None:
+    """Check the messages one line appended (rule 8); raises _OutOfRange. An implausible
+    receive time is dropped (null) and counted: the message itself is still good."""
+    for m in range(n_fields, len(fields), NFIELDS):
+        t = fields[m + F_T]
+        if not time_in_range(t):
+            raise _OutOfRange(f"time of record {t} us is outside 2009..2100")
+        for k in (F_UFIRST, F_ULAST):
+            if not id_in_range(fields[m + k]):
+                raise _OutOfRange(f"update id {fields[m + k]} is out of range")
+        recv = fields[m + F_RECV]
+        if recv != NULL_I64 and not time_in_range(recv):
+            fields[m + F_RECV] = NULL_I64
+            ctx.bad_receive_times += 1
+
+
+def _bad_value(ctx: ParseContext, where: str, exc: Exception) -> None:
+    if isinstance(exc, _OutOfRange | OverflowError):
+        ctx.out_of_range += 1
+        reason = exc if isinstance(exc, _OutOfRange) else "a number beyond int64"
+        ctx.bad(where, f"out of range ({reason})")
+    else:
+        ctx.bad(where, f"malformed message ({type(exc).__name__}: {exc})")
+
+
 def _block_generic(fmt: str, lines: list, buf: MessageBuffer, ctx: ParseContext, name: str,
                    base: int, recv_ns: int | None = None) -> None:
     handler = HANDLERS[fmt]
@@ -405,20 +486,26 @@ def _block_generic(fmt: str, lines: list, buf: MessageBuffer, ctx: ParseContext,
                 if sep and head.isdigit():
                     recv, line = int(head), rest
             handler(loads(line), recv, buf, ctx)
+            _check_ranges(buf.fields, n_fields, ctx)
         except orjson.JSONDecodeError as exc:
             if line and not line.isspace():  # blank lines are not bad lines
                 ctx.bad(f"{name}:{lineno}", f"invalid JSON ({exc})")
-        except _ERRORS as exc:
+        except (*_ERRORS, OverflowError) as exc:
             del buf.levels[n_levels:]  # no half-added message
             del buf.fields[n_fields:]
-            ctx.bad(f"{name}:{lineno}", f"malformed message ({type(exc).__name__}: {exc})")
+            _bad_value(ctx, f"{name}:{lineno}", exc)
+
+
+_MIN_MS = MIN_TIME_US // 1000
+_MAX_MS = MAX_TIME_US // 1000
 
 
 class _Careful(Exception):
     """The fast loop met something it does not handle: redo the block line by line."""
 
 
-def _block_bybit_record_fast(lines: list, buf: MessageBuffer, ctx: ParseContext) -> bool:
+def _block_bybit_record_fast(lines: list, buf: MessageBuffer, ctx: ParseContext,
+                             booleans: bool = True) -> bool:
     """Format 2 without per-line checks; False (block rolled back) on anything unusual.
 
     The careful per-line loop (`_block_generic` + `_bybit_record`) then redoes the block and
@@ -446,6 +533,8 @@ def _block_bybit_record_fast(lines: list, buf: MessageBuffer, ctx: ParseContext)
     nas: list = []
     try:
         for line in lines:
+            if booleans and (b"true" in line or b"false" in line):
+                raise _Careful  # a boolean where a number belongs: per-line checks
             obj = loads(line)
             if obj["symbol"] != symbol:
                 raise _Careful
@@ -464,8 +553,13 @@ def _block_bybit_record_fast(lines: list, buf: MessageBuffer, ctx: ParseContext)
         for col, values in ((F_T, ts), (F_RECV, recv), (F_KIND, kinds), (F_ULAST, uids),
                             (F_NB, nbs), (F_NA, nas)):
             block[:, col] = np.frombuffer(array("q", values), dtype=np.int64)
+        t_ms, r_ms = block[:, F_T], block[:, F_RECV]
         ok = (2 * int(block[:, F_NB].sum() + block[:, F_NA].sum()) == len(lv) - l0
-              and bool((block[:, F_KIND] >= 0).all()))
+              and bool((block[:, F_KIND] >= 0).all())
+              # rule 8 (in ms, before the us conversion can overflow): else per line
+              and bool(((t_ms >= _MIN_MS) & (t_ms < _MAX_MS)).all())
+              and bool(((r_ms >= _MIN_MS) & (r_ms < _MAX_MS)).all())
+              and bool((block[:, F_ULAST] >= 0).all()))
     except (_Careful, orjson.JSONDecodeError, OverflowError, *_ERRORS):
         ok = False
     if not ok:
@@ -482,13 +576,14 @@ def _block_bybit_record_fast(lines: list, buf: MessageBuffer, ctx: ParseContext)
 
 
 def parse_block(fmt: str, lines: list, buf: MessageBuffer, ctx: ParseContext, name: str = "live",
-                base: int = 0, recv_ns: int | None = None) -> None:
+                base: int = 0, recv_ns: int | None = None, booleans: bool = True) -> None:
     """Parse lines into buf; bad lines are counted in ctx (never raised).
 
     Prefixed formats read the `<ns> ` prefix when present, else use recv_ns (the live path
-    passes the bare WebSocket frame and its receive time).
+    passes the bare WebSocket frame and its receive time). `booleans=False` promises that no
+    line holds a JSON `true`/`false` (the caller scanned the bytes), sparing a scan per line.
     """
-    if fmt == "bybit" and _block_bybit_record_fast(lines, buf, ctx):
+    if fmt == "bybit" and _block_bybit_record_fast(lines, buf, ctx, booleans):
         return
     _block_generic(fmt, lines, buf, ctx, name, base, recv_ns)
 
@@ -507,14 +602,15 @@ def parse_line(fmt: str, line: bytes | str, buf: MessageBuffer, ctx: ParseContex
             head, _, line = line.partition(b" " if isinstance(line, bytes) else " ")
             recv_ns = int(head)
         HANDLERS[fmt](orjson.loads(line), recv_ns, buf, ctx)
+        _check_ranges(buf.fields, n_fields, ctx)
     except orjson.JSONDecodeError as exc:
         if line and not line.isspace():
             ctx.bad("live", f"invalid JSON ({exc})")
         return False
-    except _ERRORS as exc:
+    except (*_ERRORS, OverflowError) as exc:
         del buf.levels[n_levels:]
         del buf.fields[n_fields:]
-        ctx.bad("live", f"malformed message ({type(exc).__name__}: {exc})")
+        _bad_value(ctx, "live", exc)
         return False
     added = (len(buf.fields) - n_fields) // NFIELDS
     ctx.messages += added - (ctx.replays - replays)
@@ -534,7 +630,7 @@ def read_messages(
     base = 0
     replays = ctx.replays
     for lines in iter_line_blocks(path, status):
-        parse_block(fmt, lines, buf, ctx, name, base)
+        parse_block(fmt, lines, buf, ctx, name, base, booleans=status.block_has_bool)
         base += len(lines)
         if len(buf) >= chunk_messages:
             ctx.messages += len(buf) - (ctx.replays - replays)

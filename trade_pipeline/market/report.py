@@ -18,6 +18,8 @@ class SnapshotReport:
     depth: int = 10
     messages: int = 0  # book messages parsed
     bad_lines: int = 0
+    out_of_range_lines: int = 0  # bad lines with an implausible time or id (docs/DATA_FORMATS.md rule 8)
+    bad_receive_times: int = 0  # implausible receive times dropped (the message kept)
     bad_line_examples: list[str] = field(default_factory=list)
     other_symbol: int = 0
     control_messages: int = 0
@@ -35,6 +37,9 @@ class SnapshotReport:
             "gaps": c.get("gaps", 0),
             "crossed_skipped": c.get("crossed_skipped", 0),
             "bad_lines": self.bad_lines,
+            "out_of_range_lines": self.out_of_range_lines,
+            "clock_faults": c.get("clock_faults", 0),
+            "bad_receive_times": self.bad_receive_times,
             "truncated_files": len(self.truncated_files),
             "truncated": self.truncated_files,
             "empty_files": self.empty_files,

@@ -13,8 +13,15 @@ Rules, as implemented:
   book, then applies the message. A session's last grid time (<= its last message time) is
   emitted when the session closes (snapshot, gap, or end of input via `close()`).
 - Rows cover grid times from the session's first message time to its last one, inclusive.
-- A time of record lower than the previous one is clamped to it (counted `time_backwards`),
-  so grid times stay monotone.
+- Clock faults (docs/DATA_FORMATS.md rule 7): a time of record earlier than the previous message's, or
+  one that advanced more than `MAX_CLOCK_LEAD_US` (5 s) beyond the receive clock's advance
+  since the previous message, is applied in sequence at the previous time of record plus the
+  receive clock's advance (never earlier than the previous time), counted `clock_faults`
+  (the backward ones also `time_backwards`). Grid times stay monotone and one bad value
+  neither creates nor removes rows. The forward check compares with the later of the
+  previous message's raw and applied times, so one outlier makes one fault, not a cascade.
+- Messages that are skipped without touching the book (duplicates, deltas before the first
+  snapshot, Binance diffs dropped while syncing) do not move the clock.
 - session_id = the start time (us) of the session's first message, bumped to previous id + 1
   if needed, so ids are unique, increasing and the same when a day is processed alone.
 - A grid time whose book has an empty side, or bid >= ask, yields no row (counted).
@@ -22,9 +29,12 @@ The kernel can stop mid-way when its output buffer is full and resume exactly wh
 the decision for a message is pure, counters and book changes happen after its emission.
 """
 
+from collections.abc import Iterator
+
 import numba as nb
 import numpy as np
 
+from trade_pipeline.errors import TradePipelineError
 from trade_pipeline.market.book import (
     ASK_KEYS,
     ASK_SIZES,
@@ -71,7 +81,16 @@ S_LID = 8
 S_NB = 9
 S_NA = 10
 S_APPLIED_T = 11  # time of the last message applied: where an open session's rows end
-NSTATE = 12
+S_RAW_T = 12  # raw (uncorrected) time of record of the clock's reference message
+S_CLOCK_RECV = 13  # receive time of the clock's reference message (NULL_I64: none)
+NSTATE = 14
+
+# Grid budget (see `Sampler`): grid times allowed = floor + per_message * messages fed.
+GRID_FLOOR = 1_000_000
+GRID_PER_MESSAGE = 1_000
+
+# Rule 7: a time of record may run ahead of the receive clock by at most this much.
+MAX_CLOCK_LEAD_US = 5_000_000
 
 # ---- parameters --------------------------------------------------------------------------
 P_CADENCE = 0  # grid step in us; 0 = event cadence
@@ -96,7 +115,8 @@ C_RESYNCS = 12  # Binance REST snapshots loaded
 C_SNAPSHOTS = 13  # exchange snapshots (incl. Bybit u == 1) and full books applied
 C_REPLAYED = 14  # buffered Binance diffs applied after a REST snapshot (counted once as read)
 C_BAD_LEVELS = 15  # levels ignored: NaN/inf, price <= 0 or size < 0
-NCOUNTERS = 16
+C_CLOCK_FAULTS = 16  # rule 7: applied at the previous time + the receive clock's advance
+NCOUNTERS = 17
 COUNTER_NAMES = (
     "applied",
     "sessions",
@@ -114,6 +134,7 @@ COUNTER_NAMES = (
     "snapshots",
     "replayed",
     "bad_levels",
+    "clock_faults",
 )
 
 # ---- actions (decided purely from state + message) ---------------------------------------
@@ -227,15 +248,21 @@ def _emit_row(g, book, st, prm, cnt, out_i, out_f, r):
 
 @nb.njit(cache=True, nogil=True)
 def _emit_until(limit, inclusive, book, st, prm, cnt, out_i, out_f, r):
-    """Emit grid rows from S_NEXT_G up to limit; returns (rows written so far, finished)."""
+    """Emit grid rows from S_NEXT_G up to limit; returns (rows written so far, finished).
+
+    Stops unfinished when the output is full, and also after `cap` grid times visited in
+    this call (rows or skipped ones: a crossed book over a long span writes no row), so the
+    caller regains control regularly and can check its grid budget."""
     step = prm[P_CADENCE]
     cap = out_i.shape[0]
     g = st[S_NEXT_G]
+    visited = 0
     while g < limit or (inclusive and g == limit):
-        if r >= cap:
+        if r >= cap or visited >= cap:
             st[S_NEXT_G] = g
             return r, False
         r += _emit_row(g, book, st, prm, cnt, out_i, out_f, r)
+        visited += 1
         g += step
     st[S_NEXT_G] = g
     return r, True
@@ -276,6 +303,25 @@ def _close_session(book, st, prm, cnt, out_i, out_f, r):
 
 
 @nb.njit(cache=True, nogil=True)
+def _clock(st, kind, replayed, t, recv):
+    """Rule 7: the time a message is applied at; returns (time, clock fault, backwards)."""
+    prev = st[S_LAST_T]
+    if kind == K_REST or prev == NULL_I64:
+        return t, False, False
+    if replayed:  # a re-fed Binance diff is older by construction: no fault
+        return max(t, prev), False, False
+    advance = NULL_I64
+    if recv != NULL_I64 and st[S_CLOCK_RECV] != NULL_I64:
+        advance = recv - st[S_CLOCK_RECV]
+    step = max(advance, 0) if advance != NULL_I64 else 0
+    if t < prev:
+        return prev + step, True, True
+    if advance != NULL_I64 and t - max(prev, st[S_RAW_T]) > advance + MAX_CLOCK_LEAD_US:
+        return prev + step, True, False
+    return t, False, False
+
+
+@nb.njit(cache=True, nogil=True)
 def replay(fields, levels, i0, book, st, prm, cnt, out_i, out_f):
     """Process messages i0.. of a flat buffer; returns (next message index, rows written).
 
@@ -304,14 +350,14 @@ def replay(fields, levels, i0, book, st, prm, cnt, out_i, out_f):
         if replayed:
             kind = K_DELTA
         rule = fields[m + F_RULE]
-        t = fields[m + F_T]
+        t_raw = fields[m + F_T]
+        recv = fields[m + F_RECV]
         u_first = fields[m + F_UFIRST]
         u_last = fields[m + F_ULAST]
-        backwards = False
-        if kind != K_REST and st[S_LAST_T] != NULL_I64 and t < st[S_LAST_T]:
-            backwards = not replayed  # a replayed diff is older by construction
-            t = st[S_LAST_T]
+        t, fault, backwards = _clock(st, kind, replayed, t_raw, recv)
         action = _decide(st, prm, kind, rule, t, u_first, u_last, fields[m + F_PU])
+        # skipped without touching the book: no clock move, no fault counted
+        quiet = action in (A_DUP, A_STALE) or (action == A_NOBOOK and st[S_EVER] == 0)
 
         # 1. emission owed before this message (may stop here; nothing committed yet)
         if action in (A_APPLY, A_FULL):
@@ -329,8 +375,10 @@ def replay(fields, levels, i0, book, st, prm, cnt, out_i, out_f):
                 return i, r
 
         # 2. commit: counters, book, state
-        if backwards and action != A_REST:
-            cnt[C_BACKWARDS] += 1
+        if fault and not quiet:
+            cnt[C_CLOCK_FAULTS] += 1
+            if backwards:
+                cnt[C_BACKWARDS] += 1
         nbids = fields[m + F_NB]
         nasks = fields[m + F_NA]
         if replayed and action in (A_DUP, A_NOBOOK, A_STALE):
@@ -389,8 +437,10 @@ def replay(fields, levels, i0, book, st, prm, cnt, out_i, out_f):
             st[S_APPLIED_T] = t
             if step == 0:
                 r += _emit_row(t, book, st, prm, cnt, out_i, out_f, r)
-        if action != A_REST:
+        if action != A_REST and not quiet:
             st[S_LAST_T] = t
+            st[S_RAW_T] = t_raw
+            st[S_CLOCK_RECV] = recv
         off += nbids + nasks
         i += 1
     return i, r
@@ -398,7 +448,8 @@ def replay(fields, levels, i0, book, st, prm, cnt, out_i, out_f):
 
 def fresh_state() -> np.ndarray:
     st = np.zeros(NSTATE, dtype=np.int64)
-    for k in (S_LAST_U, S_LAST_T, S_NEXT_G, S_SID, S_LAST_RECV, S_LID, S_APPLIED_T):
+    for k in (S_LAST_U, S_LAST_T, S_NEXT_G, S_SID, S_LAST_RECV, S_LID, S_APPLIED_T, S_RAW_T,
+              S_CLOCK_RECV):
         st[k] = NULL_I64
     return st
 
@@ -411,10 +462,20 @@ def _nul(v: int | None) -> int:
     return NULL_I64 if v is None else int(v)
 
 
+class GridBudgetError(TradePipelineError, ValueError):
+    """The grid would hold far more rows than the input has messages (see `Sampler`)."""
+
+
 class Sampler:
     """Book + grid state across calls; `feed(msgs, levels)` yields (out_i, out_f) row blocks.
 
     cadence_us = 0 means event cadence. max_gap_us breaks id-less (ccxt) streams on silence.
+
+    Grid budget: the grid times visited (rows written plus crossed / empty-side skips) may
+    not exceed `grid_floor + grid_per_message * messages fed`. Past it, `GridBudgetError`:
+    a cadence far too fine for the data (1 us over a few hundred messages) or a span no clock
+    check can catch (both clocks jumping together) is refused instead of filling the disk.
+    Memory never depends on it: rows leave in blocks of `out_rows`.
     """
 
     def __init__(
@@ -424,6 +485,8 @@ class Sampler:
         max_gap_us: int = 0,
         initial_state: BookState | dict | None = None,
         out_rows: int = 65536,
+        grid_floor: int = GRID_FLOOR,
+        grid_per_message: int = GRID_PER_MESSAGE,
     ) -> None:
         if cadence_us < 0:
             raise ValueError(f"cadence must be >= 0 us (0 = event), got {cadence_us}")
@@ -435,6 +498,9 @@ class Sampler:
         self.book = new_book()
         self.exchange: str | None = None
         self.symbol: str | None = None
+        self.grid_floor = grid_floor
+        self.grid_per_message = grid_per_message
+        self.messages_fed = 0
         self._out_i = np.empty((out_rows, 4), dtype=np.int64)
         self._out_f = np.empty((out_rows, 4 * DEPTH), dtype=np.float64)
         if initial_state is not None:
@@ -444,23 +510,35 @@ class Sampler:
     def feed(self, msgs: np.ndarray, levels: np.ndarray,
              convert=None) -> list:
         """Apply messages (msgs n x NFIELDS, levels m x 2); returns the row blocks emitted, in
-        order.
+        order (`iter_feed` streams them instead: flat memory for any span).
 
         A block is (out_i, out_f) copies, or `convert(out_i, out_f)` when given (called on the
         reused output buffers before they are overwritten: no copy). out_f columns follow
         schema.BOOK_COLUMNS (NaN price = missing level).
         """
-        # the kernel reads flat buffers (reshape: views, no copy)
-        return self.feed_flat(msgs.reshape(-1), levels.reshape(-1), convert)
+        return list(self.iter_feed(msgs, levels, convert))
 
-    def feed_flat(self, fields, levels, convert=None, started: tuple[int, int] = (0, 0)) -> list:
+    def iter_feed(self, msgs: np.ndarray, levels: np.ndarray, convert=None) -> Iterator:
+        """`feed`, yielding each block as soon as the kernel fills it."""
+        # the kernel reads flat buffers (reshape: views, no copy)
+        return self.iter_feed_flat(msgs.reshape(-1), levels.reshape(-1), convert)
+
+    def feed_flat(self, fields, levels, convert=None,
+                  started: tuple[int, int] | None = None) -> list:
         """`feed` on flat buffers (numpy arrays or a MessageBuffer's `array`s, see `replay`).
 
         started: the (i, rows) a caller's own first `replay` call on these buffers returned
-        (the live fast path calls the kernel directly and comes here only for the rare rest).
+        (the live fast path calls the kernel directly, having added the messages to
+        `messages_fed` itself, and comes here only for the rare rest).
         """
-        blocks: list = []
+        return list(self.iter_feed_flat(fields, levels, convert, started))
+
+    def iter_feed_flat(self, fields, levels, convert=None,
+                       started: tuple[int, int] | None = None) -> Iterator:
         n = len(fields) // NFIELDS
+        if started is None:
+            self.messages_fed += n
+            started = (0, 0)
         i, r = started
         while True:
             if r < 0:
@@ -468,13 +546,29 @@ class Sampler:
             else:
                 if r > 0:
                     if convert is None:
-                        blocks.append((self._out_i[:r].copy(), self._out_f[:r].copy()))
+                        yield self._out_i[:r].copy(), self._out_f[:r].copy()
                     else:
-                        blocks.append(convert(self._out_i[:r], self._out_f[:r]))
+                        yield convert(self._out_i[:r], self._out_f[:r])
                 if i >= n:
-                    return blocks
+                    return
+                self.check_budget()
             i, r = replay(fields, levels, i, self.book, self.st, self.prm, self.cnt,
                           self._out_i, self._out_f)
+
+    def grid_visited(self) -> int:
+        c = self.cnt
+        return int(c[C_ROWS] + c[C_CROSSED] + c[C_EMPTY_SIDE])
+
+    def check_budget(self) -> None:
+        visited = self.grid_visited()
+        limit = self.grid_floor + self.grid_per_message * self.messages_fed
+        if visited > limit:
+            step = int(self.prm[P_CADENCE])
+            raise GridBudgetError(
+                f"the {step} us grid already holds {visited:,} grid times for "
+                f"{self.messages_fed:,} messages (limit {limit:,}): a cadence far too fine for "
+                "this data, or times of record spanning far more than the data covers; use a "
+                "coarser --cadence (or 'event'), or check the input's clocks")
 
     def grow(self, n_levels: int) -> None:
         """Make room in the book for n_levels more levels on a side (kernel asked: rows -1)."""
@@ -487,6 +581,7 @@ class Sampler:
             return
         done = False
         while not done:
+            self.check_budget()
             r, done = _close_session(self.book, self.st, self.prm, self.cnt, self._out_i,
                                      self._out_f, 0)
             if r:
@@ -510,6 +605,8 @@ class Sampler:
             last_time_us=_opt(st[S_LAST_T]),
             last_applied_us=_opt(st[S_APPLIED_T]),
             last_recv_us=_opt(st[S_LAST_RECV]),
+            last_raw_time_us=_opt(st[S_RAW_T]),
+            clock_recv_us=_opt(st[S_CLOCK_RECV]),
             next_grid_us=_opt(st[S_NEXT_G]),
             session_id=_opt(st[S_SID]),
             bids=[[float(-book[BID_KEYS, k]), float(book[BID_SIZES, k])] for k in range(nbid)],
@@ -528,6 +625,8 @@ class Sampler:
         st[S_LAST_T] = _nul(state.last_time_us)
         st[S_APPLIED_T] = _nul(state.last_applied_us)
         st[S_LAST_RECV] = _nul(state.last_recv_us)
+        st[S_RAW_T] = _nul(state.last_raw_time_us)
+        st[S_CLOCK_RECV] = _nul(state.clock_recv_us)
         st[S_NEXT_G] = _nul(state.next_grid_us)
         st[S_SID] = _nul(state.session_id)
         book = new_book(max(len(state.bids), len(state.asks)) + 16)

@@ -9,6 +9,7 @@ into the next (raw store files rotate mid-session). `--depth N` keeps N levels i
 levels N+1..10 are written as null price / size 0, like a level the book does not have.
 """
 
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,8 +19,9 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from trade_pipeline.errors import TradePipelineError
 from trade_pipeline.market.book import BookState
-from trade_pipeline.market.messages import NULL_I64
+from trade_pipeline.market.messages import F_T, NULL_I64
 from trade_pipeline.market.readers import (
     CCXT_MAX_GAP_S,
     EXCHANGE_OF,
@@ -32,7 +34,15 @@ from trade_pipeline.market.readers import (
     resolve_format,
 )
 from trade_pipeline.market.report import SnapshotReport
-from trade_pipeline.market.sampler import O_RECV, O_SID, O_T, O_UID, Sampler
+from trade_pipeline.market.sampler import (
+    GRID_PER_MESSAGE,
+    O_RECV,
+    O_SID,
+    O_T,
+    O_UID,
+    GridBudgetError,
+    Sampler,
+)
 from trade_pipeline.market.schema import BOOK_COLUMNS, DEPTH, SNAPSHOT_COLUMNS, SNAPSHOT_SCHEMA
 from trade_pipeline.settings import check_exchange, check_symbol
 from trade_pipeline.storage.atomic import atomic_path
@@ -64,6 +74,31 @@ def parse_cadence(cadence: str | int) -> int:
     if not m or int(m.group(1)) <= 0:
         raise ValueError(f"invalid cadence {cadence!r}: use e.g. 100ms, 1s or event")
     return int(m.group(1)) * _UNIT_US[m.group(2)]
+
+
+class OutputPathError(TradePipelineError, ValueError):
+    """The output would overwrite an input or land inside a protected folder."""
+
+
+def check_output_path(output: str | Path, inputs: list[str | Path],
+                      protected: dict[str, Path] | None = None) -> Path:
+    """Refuse an output that is one of the inputs (same path, symlink or hard link) or lies
+    inside a protected folder (name -> path, e.g. the raw capture store): captures are
+    append-only and are never replaced by derived data."""
+    out = Path(output).expanduser().resolve()
+    for name in inputs:
+        src = Path(name).expanduser()
+        same = src.resolve() == out
+        if not same and src.exists() and out.exists():
+            same = os.path.samefile(src, out)
+        if same:
+            raise OutputPathError(f"--output {output} is the input {name}: refusing to "
+                                  "replace a capture; write the snapshots elsewhere")
+    for what, folder in (protected or {}).items():
+        if out.is_relative_to(Path(folder).expanduser().resolve()):
+            raise OutputPathError(f"--output {output} is inside the {what} ({folder}): "
+                                  "nothing but captures is written there")
+    return out
 
 
 def rows_to_frame(out_i: np.ndarray, out_f: np.ndarray, exchange: str, symbol: str) -> pl.DataFrame:
@@ -124,6 +159,7 @@ class SnapshotBuilder:
                                 tz=parse_tz(tz))
         self.chunk_messages = chunk_messages
         self.report = SnapshotReport(cadence=str(cadence), depth=depth)
+        self._cadence_checked = False
 
     def _plan(self, paths: list[str | Path]) -> list[tuple[Path, str | None]]:
         """Resolve every file's format up front: fail before writing anything."""
@@ -147,6 +183,22 @@ class SnapshotBuilder:
             plan.append((path, fmt))
         return plan
 
+    def _check_cadence(self, msgs: np.ndarray) -> None:
+        """Refuse at once a cadence that would make far more grid rows than messages: the
+        median step between times of record (robust to a clock fault) over the cadence is the
+        grid rows per message. The sampler's grid budget stays the backstop."""
+        if self.cadence_us == 0 or len(msgs) < 2:
+            return
+        self._cadence_checked = True
+        step = float(np.median(np.diff(msgs[:, F_T])))
+        per_message = step / self.cadence_us
+        if per_message > GRID_PER_MESSAGE:
+            raise GridBudgetError(
+                f"cadence {self.report.cadence} is far too fine for this data: messages come "
+                f"every {step / 1000:g} ms (median), so the grid would hold about "
+                f"{per_message:,.0f} rows per message (limit {GRID_PER_MESSAGE:,}); use a "
+                "coarser --cadence, or 'event' for one row per message")
+
     def _frame(self, block) -> pl.DataFrame:
         out_i, out_f = block
         return rows_to_frame(out_i, out_f, self.ctx.exchange, self.ctx.symbol)
@@ -163,9 +215,11 @@ class SnapshotBuilder:
                     check_exchange(self.ctx.exchange)
                     self.sampler.symbol, self.sampler.exchange = self.ctx.symbol, self.ctx.exchange
                 msgs, levels = buf.arrays()
+                if not self._cadence_checked:
+                    self._check_cadence(msgs)
                 if self.on_chunk is not None:
                     self.on_chunk(path, self.ctx.messages)
-                for block in self.sampler.feed(msgs, levels):
+                for block in self.sampler.iter_feed(msgs, levels):
                     yield self._frame(block)
             self.report.files.append({"path": str(path), "format": fmt, "lines": status.lines})
             if status.truncated:
@@ -184,6 +238,8 @@ class SnapshotBuilder:
         r.exchange, r.symbol = ctx.exchange, ctx.symbol
         r.messages = ctx.messages
         r.bad_lines = ctx.bad_lines
+        r.out_of_range_lines = ctx.out_of_range
+        r.bad_receive_times = ctx.bad_receive_times
         r.bad_line_examples = list(ctx.bad_examples)
         r.other_symbol = ctx.other_symbol
         r.control_messages = ctx.control
@@ -238,6 +294,8 @@ def write_snapshots(
     """
     import pyarrow.parquet as pq
 
+    output = Path(output)
+    check_output_path(output, paths)
     pending: list[pl.DataFrame] = []
     pending_rows = 0
     schema = empty_frame().to_arrow().schema

@@ -42,7 +42,18 @@ def train_and_register(
     from trade_pipeline.models.training import train_model
 
     result = train_model(frame, config, on_trial=on_trial, partitions=partitions, **overrides)
-    example = frame.select(result.features).tail(5).cast(pl.Float64).to_numpy()
+    return register_trained(result, frame, target, exchange, symbol, margin=margin,
+                            settings=settings)
+
+
+def register_trained(result, frame: pl.DataFrame, target: MlflowTarget, exchange: str,
+                     symbol: str, *, margin: float = DEFAULT_MARGIN, settings=None,
+                     example=None) -> Trained:
+    """The registry half of `train_and_register`, for a model already trained: log +
+    register as challenger, gate on `frame`, mirror into the warehouse. (Split out so a
+    model trained while the registry was down can be registered later: models/pending.py.)"""
+    if example is None:
+        example = frame.select(result.features).tail(5).cast(pl.Float64).to_numpy()
     ref = log_and_register(result, target, exchange, symbol, example)
     gate = champion_gate(target, ref.name, ref.version, frame, margin=margin,
                          fee_bps_per_side=result.config.costs.fee_bps_per_side)

@@ -9,6 +9,7 @@ Recorded captures are imported unchanged (original name) into the day of their f
 capture that runs past UTC midnight is split into one part per day (lines verbatim, in order).
 """
 
+import contextlib
 import datetime as dt
 import filecmp
 import gzip
@@ -96,10 +97,21 @@ def raw_days(settings: Settings, exchange: str, symbol: str) -> list[str]:
 
 @dataclass
 class WriterStats:
-    lines: int = 0
+    lines: int = 0  # appended
+    lines_written: int = 0  # flushed to disk
     flushes: int = 0
     bytes_written: int = 0  # compressed bytes on disk
     files: int = 0
+    lines_lost: int = 0  # buffered lines a failed write could not keep (disk full, I/O error)
+
+
+class RawWriteError(OSError):
+    """Writing the raw store failed (e.g. the disk is full). Every member flushed before is
+    intact: the failed member was cut off the file again."""
+
+    def __init__(self, errno_: int | None, message: str) -> None:
+        super().__init__(message)  # str() is the message alone (no "[Errno n]")
+        self.errno = errno_
 
 
 class RawStoreWriter:
@@ -136,20 +148,34 @@ class RawStoreWriter:
         self._buf: list[bytes] = []
         self._buf_since = 0.0
         self._closed = False
+        self.failed: OSError | None = None  # the first write error; the writer is then spent
 
     @property
     def buffered(self) -> int:
         return len(self._buf)
 
     def append(self, receive_ts_ns: int, frame: str | bytes) -> None:
+        """Buffer one frame (flushing when the buffer is older than `flush_interval`).
+        Raises RawWriteError when the store cannot be written (then and after)."""
         if self._closed:
             raise RuntimeError("RawStoreWriter is closed")
+        if self.failed is not None:
+            self.stats.lines_lost += 1
+            raise RawWriteError(self.failed.errno, f"raw store not writable: {self.failed.strerror}")
         if isinstance(frame, str):
             frame = frame.encode()
         if b"\n" in frame:
             raise ValueError("a frame must not contain a newline (one frame per line)")
         if self._fd is None or receive_ts_ns >= self._day_end_ns or receive_ts_ns < self._day_end_ns - NS_PER_DAY:
-            self._rotate(receive_ts_ns)
+            try:
+                self._rotate(receive_ts_ns)
+            except FileExistsError:
+                raise  # a name taken (a rerun of the same simulation): the caller's decision
+            except OSError as exc:
+                if self.failed is None:  # (a failed flush inside _rotate already did)
+                    self._fail(exc, self._buf)
+                self.stats.lines_lost += 1  # this frame
+                raise self.failed from exc
         if not self._buf:
             self._buf_since = time.monotonic()
         self._buf.append(b"%d %s\n" % (receive_ts_ns, frame))
@@ -158,19 +184,39 @@ class RawStoreWriter:
             self.flush()
 
     def flush(self) -> None:
-        """Write the buffered lines as one complete gzip member (no-op when empty)."""
-        if not self._buf or self._fd is None:
+        """Write the buffered lines as one complete gzip member (no-op when empty).
+
+        On a write error (ENOSPC, EIO, ...) the partly written member is cut off the file
+        again, so everything flushed before stays readable with no break; the buffered lines
+        are counted lost and RawWriteError is raised (once: the writer is spent after)."""
+        if not self._buf or self._fd is None or self.failed is not None:
             return
         member = gzip.compress(b"".join(self._buf), compresslevel=self.compresslevel, mtime=0)
         view = memoryview(member)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
-        if self.fsync:
-            os.fsync(self._fd)
+        size_before = os.lseek(self._fd, 0, os.SEEK_END)
+        try:
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+            if self.fsync:
+                os.fsync(self._fd)
+        except OSError as exc:
+            # (if even that fails, the file ends in a cut member: readers keep every line
+            # before it and report the break)
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, size_before)
+            self._fail(exc, self._buf)
+            raise self.failed from exc
+        self.stats.lines_written += len(self._buf)
         self._buf.clear()
         self.stats.flushes += 1
         self.stats.bytes_written += len(member)
+
+    def _fail(self, exc: OSError, lost: list) -> None:
+        self.stats.lines_lost += len(lost)
+        lost.clear()
+        path = self.paths[-1] if self.paths else self.raw_dir
+        self.failed = RawWriteError(exc.errno, f"cannot write {path}: {exc.strerror or exc}")
 
     def _rotate(self, receive_ts_ns: int) -> None:
         self.flush()
@@ -188,19 +234,83 @@ class RawStoreWriter:
         self.stats.files += 1
 
     def close(self) -> None:
+        """Flush and close. A write error on this last flush is raised (after closing)."""
         if self._closed:
             return
-        self.flush()
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-        self._closed = True
+        try:
+            self.flush()
+        finally:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+            self._closed = True
 
     def __enter__(self) -> "RawStoreWriter":
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def newest_capture(raw_dir: Path, exchange: str, symbol: str) -> Path | None:
+    """The newest file this store's writer made for a symbol (the latest day folder holding
+    one, latest name), or None."""
+    folder = symbol_dir(raw_dir, exchange, symbol)
+    if not folder.is_dir():
+        return None
+    days = sorted((p for p in folder.iterdir() if p.is_dir() and p.name.startswith("date=")),
+                  reverse=True)
+    for day in days:
+        ours = sorted(p for p in day.iterdir()
+                      if p.is_file() and p.name.endswith(RAW_SUFFIX) and not p.name.startswith("."))
+        if ours:
+            return ours[-1]
+    return None
+
+
+@dataclass(frozen=True)
+class LastRecord:
+    receive_ns: int
+    frame: bytes
+    truncated: bool  # the file ends in a cut member (e.g. the writer was killed mid-write)
+
+
+def last_record(path: Path, tail_bytes: int = 4 << 20) -> LastRecord | None:
+    """The last complete line of a raw file, reading only its tail: every flush is a gzip
+    member of its own, so decoding can start at any member boundary in the last few MB."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        start = max(0, size - tail_bytes)
+        f.seek(start)
+        data = f.read()
+    # member starts: gzip magic + deflate method; a false match inside compressed data fails
+    # to decode and the next candidate is tried
+    offsets = [0] if start == 0 else []
+    k = data.find(b"\x1f\x8b\x08", 1 if start == 0 else 0)
+    while k >= 0:
+        offsets.append(k)
+        k = data.find(b"\x1f\x8b\x08", k + 1)
+    for off in offsets:
+        breaks: list[str] = []
+        pos = [off]
+
+        def read(n: int, pos=pos) -> bytes:
+            chunk = data[pos[0]:pos[0] + n]
+            pos[0] += len(chunk)
+            return chunk
+
+        text = b"".join(gunzip_members(read, breaks.append))
+        if breaks and breaks[0].startswith("corrupt") and not text:
+            continue  # not a member boundary
+        lines = text.split(b"\n")
+        complete = lines[:-1]
+        for line in reversed(complete):
+            head, sep, frame = line.partition(b" ")
+            if sep and head.isdigit():
+                return LastRecord(int(head), frame, bool(breaks))
+        if start == 0 or not complete:
+            return None
+    return None
 
 
 @dataclass

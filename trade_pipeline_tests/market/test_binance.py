@@ -8,7 +8,7 @@ import pytest
 
 from trade_pipeline.market.readers import read_binance_book_tickers
 from trade_pipeline.market.snapshots import build_snapshots
-from trade_pipeline_tests.market.streams import write_lines
+from trade_pipeline_tests.market.streams import T0_MS, write_lines
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +69,8 @@ def test_dropped_diff_is_a_gap(tmp_path, binance_files):
 
 
 def _diff(ns, t, first, last, pu=None, bids=(), asks=()):
+    """A depth diff received at T0 + ns (ns), with exchange time T0_MS + t (ms)."""
+    ns, t = T0_MS * 1_000_000 + ns, T0_MS + t
     data = {"e": "depthUpdate", "E": t, "T": t, "s": "BTCUSDT", "U": first, "u": last,
             "b": [[str(p), str(s)] for p, s in bids], "a": [[str(p), str(s)] for p, s in asks]}
     if pu is not None:
@@ -77,6 +79,7 @@ def _diff(ns, t, first, last, pu=None, bids=(), asks=()):
 
 
 def _rest(ns, lid):
+    ns = T0_MS * 1_000_000 + ns
     return f"{ns} ".encode() + orjson.dumps(
         {"lastUpdateId": lid, "bids": [["100.0", "1"]], "asks": [["100.5", "1"]]})
 

@@ -88,7 +88,9 @@ def test_disconnect_and_dropped_message_end_to_end(settings, bybit_delta_files):
     with ReplayServerThread([path], speed=0, faults=faults) as srv:
         # every recorded push but the dropped one, plus the snapshot sent on reconnect
         expected = len(us) - 1 + 1
-        collector, writer = _collect(settings, srv.url, until_messages=expected)
+        # the gap's own resubscribe is off here: this test is about the reconnect
+        collector, writer = _collect(settings, srv.url, until_messages=expected,
+                                     resync_on_gap=False)
         sent = srv.stats.sent
     stats = collector.stats
     assert stats.connections == 2 and stats.reconnects == 1 and stats.acks == 2  # resubscribed
@@ -142,7 +144,9 @@ def test_paced_reconnect_skips_the_missed_pushes_into_the_snapshot(settings, byb
         def until(stats):
             return srv.stats.finished and stats.messages >= srv.stats.sent
 
-        collector, writer = _collect(settings, srv.url, until=until, backoff_initial_s=0.3)
+        # a short backoff: at 40x, a 0.3 s wait skips 12 s of recorded time while the receive
+        # clock advances 0.3 s, which DATA.md rule 7 (rightly) calls a clock fault
+        collector, writer = _collect(settings, srv.url, until=until, backoff_initial_s=0.05)
         skipped = srv.stats.skipped_while_away
         assert collector.stats.messages == srv.stats.sent == len(us) - skipped + 1
     assert collector.stats.reconnects == 1 and collector.stats.gaps == 0

@@ -7,19 +7,21 @@ import pytest
 
 from trade_pipeline.market.schema import SNAPSHOT_SCHEMA
 from trade_pipeline.market.snapshots import build_snapshots
-from trade_pipeline_tests.market.streams import rec, write_lines
+from trade_pipeline_tests.market.streams import T0_MS, T0_US, rec, write_lines
 
 SNAP = dict(bids=[(100.0, 1.0), (99.9, 2.0)], asks=[(100.1, 1.0), (100.2, 3.0)])
 
 
 def ts(ms: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
+    """The UTC time T0_MS + ms (the streams' times are relative to T0_MS)."""
+    return dt.datetime.fromtimestamp((T0_MS + ms) / 1000, tz=dt.UTC)
 
 
 def top(frame: pl.DataFrame) -> list[tuple]:
+    """Best levels per row, with the timestamp (ms) and session id (us) relative to T0."""
     return frame.select(
-        pl.col("timestamp").dt.epoch("ms"), "bid_price_1", "bid_size_1", "ask_price_1",
-        "ask_size_1", "update_id", "session_id",
+        pl.col("timestamp").dt.epoch("ms") - T0_MS, "bid_price_1", "bid_size_1", "ask_price_1",
+        "ask_size_1", "update_id", pl.col("session_id") - T0_US,
     ).rows()
 
 
@@ -181,7 +183,7 @@ def test_session_ids_unique_when_sessions_start_at_the_same_time(tmp_path):
         rec(1100, "delta", 21, bids=[(100.0, 3.0)]),
     ]
     res = build_snapshots([write_lines(tmp_path / "s.jsonl.gz", msgs)], cadence="event")
-    assert res.frame["session_id"].to_list() == [1_000_000, 1_000_001, 1_000_001]
+    assert (res.frame["session_id"] - T0_US).to_list() == [1_000_000, 1_000_001, 1_000_001]
 
 
 def test_unusable_levels_are_counted_not_applied(tmp_path):
@@ -189,8 +191,9 @@ def test_unusable_levels_are_counted_not_applied(tmp_path):
     lines = [
         rec(1000, "snapshot", 5, **SNAP),
         # NaN is not JSON: write the line by hand; then a negative price and a negative size
-        b'{"exchange": "bybit", "symbol": "BTCUSDT", "timestamp_ms": 1010, "type": "delta", '
-        b'"received_timestamp_ms": 1011, "bids": [[100.0, NaN]], "asks": [], "update_id": 6}',
+        b'{"exchange": "bybit", "symbol": "BTCUSDT", "timestamp_ms": %d, "type": "delta", '
+        b'"received_timestamp_ms": %d, "bids": [[100.0, NaN]], "asks": [], "update_id": 6}'
+        % (T0_MS + 1010, T0_MS + 1011),
         rec(1020, "delta", 6, bids=[(-5.0, 1.0), (100.0, -1.0), (99.5, 1.0)]),
         rec(1100, "delta", 7, asks=[(100.1, 4.0)]),
     ]

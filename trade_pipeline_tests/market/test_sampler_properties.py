@@ -26,6 +26,8 @@ def reference(msgs: list[dict], step_ms: int = STEP) -> tuple[list[tuple], dict]
     bids: dict[float, float] = {}
     asks: dict[float, float] = {}
     last_u = last_t = applied_t = sid = next_g = None
+    raw_t = clock_recv = None  # rule 7: raw time and receive time of the clock's reference
+    ever = False
 
     def emit(g):
         if not bids or not asks:
@@ -51,17 +53,22 @@ def reference(msgs: list[dict], step_ms: int = STEP) -> tuple[list[tuple], dict]
             side_a.pop(p, None) if s == 0 else side_a.__setitem__(p, s)
 
     for m in msgs:
-        t = m["timestamp_ms"] * 1000
-        if last_t is not None and t < last_t:
-            t = last_t
+        t = t_raw = m["timestamp_ms"] * 1000
+        recv = m["received_timestamp_ms"] * 1000
+        if last_t is not None:
+            # rule 7: behind the previous time, or ahead of the receive clock by > 5 s
+            advance = recv - clock_recv
+            if t < last_t or t - max(last_t, raw_t) > advance + 5_000_000:
+                t = last_t + max(advance, 0)
         u = m["update_id"]
         is_snap = m["type"] == "snapshot" or u == 1
+        quiet = False  # skipped without touching the book: the clock does not move
         if is_snap and not (valid and u != 1 and u <= last_u):
             if valid:
                 emit_until(applied_t, True)
             bids, asks = {}, {}
             apply(m, bids, asks)
-            valid = True
+            valid = ever = True
             c["sessions"] += 1
             sid = t if sid is None or t > sid else sid + 1
             g0 = -(-t // step) * step
@@ -69,8 +76,9 @@ def reference(msgs: list[dict], step_ms: int = STEP) -> tuple[list[tuple], dict]
             last_u, applied_t = u, t
         elif is_snap or (valid and u <= last_u):
             c["duplicates"] += 1
+            quiet = True
         elif not valid:
-            pass
+            quiet = not ever
         elif u == last_u + 1:
             emit_until(t, False)
             apply(m, bids, asks)
@@ -79,7 +87,8 @@ def reference(msgs: list[dict], step_ms: int = STEP) -> tuple[list[tuple], dict]
             emit_until(applied_t, True)
             valid = False
             c["gaps"] += 1
-        last_t = t
+        if not quiet:
+            last_t, raw_t, clock_recv = t, t_raw, recv
     if valid:
         emit_until(applied_t, True)
     return rows, c
