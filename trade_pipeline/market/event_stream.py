@@ -149,14 +149,14 @@ E_DEPTH = 0
 E_SNAPSHOT = 1
 E_CLEAR = 2
 E_TRADE = 3
-E_LOCAL_BACKWARDS = 4  # receive time lower than the previous event's (clamped)
+E_LOCAL_BACKWARDS = 4  # a message or trade received "before" the previous one (clamped)
 E_NEGATIVE_LATENCY = 5  # local_ts < exch_ts (the two clocks disagree, e.g. Binance's)
 E_EXCH_BACKWARDS = 6  # exch_ts lower than the previous event's (trades vs book pushes)
-E_NO_RECV = 7  # events without a receive time (local_ts = exch_ts)
+E_NO_RECV = 7  # messages and trades without a receive time (local_ts = exch_ts)
 NECOUNTERS = 8
 EVENT_COUNTER_NAMES = ("depth_events", "snapshot_events", "clear_events", "trade_events",
                        "local_ts_backwards", "negative_feed_latency", "exch_ts_backwards",
-                       "events_without_receive_time")
+                       "no_receive_time")
 
 # kernel scalars (int64 vector)
 X_ITEM, X_MSG, X_TRADE, X_OFF, X_LAST_LOCAL, X_LAST_EXCH = 0, 1, 2, 3, 4, 5
