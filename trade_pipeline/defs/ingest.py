@@ -91,8 +91,9 @@ def raw_l2_captures(
             result = simulate_to_store(settings, sim, replace=True)
         except SimulationConflict as exc:
             raise dg.Failure(f"{day}: {exc}") from None
-        meta.update(messages=result["messages"], trades=result["trades"], seed=seed,
-                    simulated_days=result["days"],
+        # messages: book pushes (what l2_snapshots reads); the trade feed beside them
+        meta.update(messages=result["book_pushes"], trade_pushes=result["trade_pushes"],
+                    trades=result["trades"], seed=seed, simulated_days=result["days"],
                     simulate_seconds=result["seconds"])
         context.log.info(f"simulated {result['messages']} pushes in {result['seconds']} s")
     elif config.source == "recorded":

@@ -193,6 +193,7 @@ class TradeCounters:
     trades_read: int = 0  # trades in those lines, good or bad
     trades: int = 0  # rows kept
     duplicates: int = 0
+    known_duplicates: int = 0  # of those, ids already in earlier data (e.g. the previous day)
     other_symbol: int = 0
     bad: dict[str, int] = field(default_factory=dict)  # per reason (BAD_REASONS)
     bad_examples: list[str] = field(default_factory=list)
@@ -220,7 +221,8 @@ class TradeParser:
     """Parses trade lines of one format into a TradeBuffer, with counters and the set of
     trade ids seen (duplicates are counted and skipped across every call)."""
 
-    def __init__(self, fmt: str, symbols=None, counters: TradeCounters | None = None) -> None:
+    def __init__(self, fmt: str, symbols=None, counters: TradeCounters | None = None,
+                 known_ids: set[str] | frozenset[str] = frozenset()) -> None:
         if fmt not in TRADE_FORMATS:
             raise FormatError(f"format {fmt!r} carries no trades; trade formats: {TRADE_FORMATS}")
         self.fmt = fmt
@@ -228,6 +230,7 @@ class TradeParser:
         self.symbols = symbols if symbols is not None else _Symbols()
         self.counters = counters if counters is not None else TradeCounters()
         self.seen: set[str] = set()
+        self.known = known_ids  # ids already stored elsewhere: a repeat is a duplicate too
         self._handle = {"bybit": self._record, "bybit_raw": self._wire, "binance": self._binance}[fmt]
 
     def switch(self, fmt: str) -> None:
@@ -281,6 +284,11 @@ class TradeParser:
                 return
         if trade_id in self.seen:
             c.duplicates += 1
+            return
+        if trade_id in self.known:
+            c.duplicates += 1
+            c.known_duplicates += 1
+            self.seen.add(trade_id)
             return
         self.seen.add(trade_id)
         t_us = t_ms * 1000
@@ -437,6 +445,7 @@ class TradeReport:
             "trade_lines": c.trade_lines,
             "trades_read": c.trades_read,
             "duplicates": c.duplicates,
+            "known_duplicates": c.known_duplicates,
             "bad_trades": c.bad_trades,
             "bad_by_reason": {r: c.bad.get(r, 0) for r in BAD_REASONS if c.bad.get(r)},
             "other_symbol": c.other_symbol,
@@ -491,9 +500,11 @@ class TradeReader:
     """One run over a list of files (one stream: duplicates are found across files);
     `frames()` streams DataFrames, then read `.report`."""
 
-    def __init__(self, fmt: str = "auto", chunk_trades: int = 1 << 18) -> None:
+    def __init__(self, fmt: str = "auto", chunk_trades: int = 1 << 18,
+                 known_ids: set[str] | frozenset[str] = frozenset()) -> None:
         self.fmt = fmt
         self.chunk_trades = chunk_trades
+        self.known_ids = known_ids
         self.report = TradeReport()
         self.parser: TradeParser | None = None
 
@@ -516,7 +527,7 @@ class TradeReader:
                     pass
             else:
                 if self.parser is None:
-                    self.parser = TradeParser(fmt, counters=r.counters)
+                    self.parser = TradeParser(fmt, counters=r.counters, known_ids=self.known_ids)
                 self.parser.switch(fmt)
                 base = 0
                 for lines in iter_line_blocks(path, status):
@@ -550,11 +561,15 @@ class TradeResult:
     report: TradeReport
 
 
-def read_trades(paths: list[str | Path] | str | Path, fmt: str = "auto") -> TradeResult:
-    """Every trade of the captures, in order of receipt (one DataFrame, TRADE_SCHEMA)."""
+def read_trades(paths: list[str | Path] | str | Path, fmt: str = "auto",
+                known_ids: set[str] | frozenset[str] = frozenset()) -> TradeResult:
+    """Every trade of the captures, in order of receipt (one DataFrame, TRADE_SCHEMA).
+
+    known_ids: trade ids already stored (e.g. the previous day's partition): a trade with
+    one of them is a duplicate (counted in `duplicates` and `known_duplicates`)."""
     if isinstance(paths, str | Path):
         paths = [paths]
-    reader = TradeReader(fmt)
+    reader = TradeReader(fmt, known_ids=known_ids)
     frames = list(reader.frames(list(paths)))
     frame = pl.concat(frames, rechunk=True) if frames else empty_trades()
     return TradeResult(frame, reader.report)
@@ -594,3 +609,42 @@ def write_trades(paths: list[str | Path], output: str | Path, fmt: str = "auto",
         writer.close()
         tmp.replace(output)
     return reader.report
+
+
+# ---- one day of the lake table --------------------------------------------------------------------
+DAY_OVERLAP_S = 600  # the previous day's last trades a day is de-duplicated against
+
+
+@dataclass
+class DayTrades:
+    frame: pl.DataFrame
+    report: TradeReport
+    before_day: int  # rows whose trade time is before the day (received after midnight)
+    after_day: int  # rows whose trade time is after the day (a receive clock behind)
+
+
+def day_trades(files: list[str | Path], day: str, previous: pl.DataFrame | None = None,
+               fmt: str = "auto", overlap_s: float = DAY_OVERLAP_S) -> DayTrades:
+    """The `l2_trades` rows of one UTC day: every trade of that day's raw capture files.
+
+    A day's partition holds the trades *received* that day (the raw store files its folder
+    by receive time), so each trade lands in exactly one partition and none is lost at
+    midnight; a trade executed just before midnight and received after it sits in the next
+    day's partition, counted in `before_day`. `previous` (the previous day's partition, if
+    any): a trade whose id is among its trades of the last `overlap_s` seconds is a duplicate
+    across days (a reconnect replays recent trades), counted and left out."""
+    import datetime as dt
+
+    known: set[str] = set()
+    if previous is not None and previous.height:
+        start = dt.datetime.fromisoformat(day).replace(tzinfo=dt.UTC)
+        recent = previous.filter(
+            pl.col("timestamp") >= start - dt.timedelta(seconds=overlap_s))
+        known = set(recent["trade_id"].to_list())
+    result = read_trades(files, fmt, known_ids=known)
+    frame = result.frame
+    start = dt.datetime.fromisoformat(day).replace(tzinfo=dt.UTC)
+    end = start + dt.timedelta(days=1)
+    before = frame.filter(pl.col("timestamp") < start).height
+    after = frame.filter(pl.col("timestamp") >= end).height
+    return DayTrades(frame, result.report, before, after)
