@@ -514,22 +514,17 @@ class EventStreamBuilder:
         return self.trades
 
     def _book_lines(self, fmt: str, lines: list, name: str, base: int) -> None:
-        """Parse book lines keeping one item per message, in line order."""
+        """Parse book lines keeping one item per message, in line order.
+
+        A run of lines is parsed in one call when each of its lines gives one message (the
+        usual case); otherwise (a bad line, a control frame, Binance's REST snapshot and its
+        re-fed diffs, non-book lines) it is rolled back and parsed line by line, so every
+        message keeps its place among the trades."""
         buf, ctx, items = self.msgs, self.ctx, self.items
-        if fmt == "bybit" and lines:
-            saved = _ctx_save(ctx)
-            n0 = len(buf)
-            l0 = len(buf.levels)
-            parse_block(fmt, lines, buf, ctx, name, base)
-            added = len(buf) - n0
-            if added == len(lines) and ctx.bad_lines == saved[1]:
-                items.extend(bytes(added))  # one message per line: ITEM_BOOK each
-                ctx.messages += added
-                return
-            del buf.fields[n0 * NFIELDS:]  # roll back; redo line by line for the positions
-            del buf.levels[l0:]
-            _ctx_restore(ctx, saved)
-        for i, line in enumerate(lines):
+        if fmt != "binance" and lines and self._book_one_each(fmt, lines, name, base):
+            items.extend(bytes(len(lines)))  # one message per line: ITEM_BOOK each
+            return
+        for i, line in enumerate(lines):  # line by line, for the messages' places
             n0 = len(buf)
             replays = ctx.replays
             parse_block(fmt, [line], buf, ctx, name, base + i)
@@ -547,25 +542,50 @@ class EventStreamBuilder:
         if not any(marker in line for line in lines):
             self._book_lines(fmt, lines, name, base)
             return
-        counts: list[int] = []
-        run: list = []
+        counts: list[int] = []  # per line: trades added, or -1 for a book line
+        parser.parse(lines, self.tbuf, name, base, counts)
+        n_trade_lines = sum(1 for k in counts if k >= 0)
+        self.ctx.non_book["trade"] = self.ctx.non_book.get("trade", 0) + n_trade_lines
+        book = [line for line, k in zip(lines, counts, strict=True) if k < 0]
+        if fmt != "binance" and self._book_one_each(fmt, book, name, base):
+            items = self.items
+            for k in counts:  # book lines: one message each; trade lines: their trades
+                if k < 0:
+                    items.append(ITEM_BOOK)
+                elif k:
+                    items.extend(b"\x01" * k)
+            return
+        run: list = []  # consecutive book lines, parsed with their place among the trades
         run_base = base
-        for i, line in enumerate(lines):
-            if marker in line:
-                found = parser.parse([line], self.tbuf, name, base + i, counts)
-                if found:
-                    if run:
-                        self._book_lines(fmt, run, name, run_base)
-                        run = []
-                    self.ctx.non_book["trade"] = self.ctx.non_book.get("trade", 0) + 1
-                    if counts[-1]:
-                        self.items.extend(b"\x01" * counts[-1])
-                    continue
-            if not run:
-                run_base = base + i
-            run.append(line)
+        for i, (line, k) in enumerate(zip(lines, counts, strict=True)):
+            if k < 0:
+                if not run:
+                    run_base = base + i
+                run.append(line)
+                continue
+            if run:
+                self._book_lines(fmt, run, name, run_base)
+                run = []
+            if k:
+                self.items.extend(b"\x01" * k)
         if run:
             self._book_lines(fmt, run, name, run_base)
+
+    def _book_one_each(self, fmt: str, lines: list, name: str, base: int) -> bool:
+        """Parse the book lines in one call if each gives exactly one message (then True);
+        else leave everything as it was (False)."""
+        buf, ctx = self.msgs, self.ctx
+        saved = _ctx_save(ctx)
+        n0 = len(buf)
+        l0 = len(buf.levels)
+        parse_block(fmt, lines, buf, ctx, name, base)
+        if len(buf) - n0 == len(lines) and ctx.bad_lines == saved[1]:
+            ctx.messages += len(lines)
+            return True
+        del buf.fields[n0 * NFIELDS:]
+        del buf.levels[l0:]
+        _ctx_restore(ctx, saved)
+        return False
 
     def _flush(self) -> Iterator[np.ndarray]:
         """Run the kernel over the pending items; yields event arrays."""

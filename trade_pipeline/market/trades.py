@@ -84,7 +84,10 @@ class BadTrade(ValueError):
 # ---- field checks: return the clean value or raise BadTrade ------------------------------------
 def _positive(value, reason: str) -> float:
     kind = type(value)  # bool is a subclass of int: `type(...) is` keeps it out
-    if kind is float or kind is int or (kind is str and _DECIMAL.fullmatch(value)):
+    if kind is float or kind is int or (
+            # plain decimals (the common case) by a cheap test, anything else by the pattern
+            kind is str and value.isascii()
+            and (value.replace(".", "", 1).isdigit() or _DECIMAL.fullmatch(value))):
         x = float(value)
     else:
         raise BadTrade(reason, f"{reason.removeprefix('bad_')} {value!r} is not a number")
@@ -252,23 +255,27 @@ class TradeParser:
         """Parse `lines` (trade lines, or any lines: non-trade ones are skipped) into buf.
 
         Returns the number of lines that were trade lines. `counts`, when given, receives
-        one entry per line: the trades that line added to buf (0 for a skipped line).
+        one entry per line: the trades that line added to buf, or -1 for a line that is not
+        a trade line (a trade line may add 0: all its trades bad or repeated).
         """
         handle = self._handle
         c = self.counters
         found = 0
+        marker = self.marker
         for lineno, line in enumerate(lines, base + 1):
             before = len(buf)
-            if self.marker in line:
+            is_trade = 0
+            if marker in line:
                 try:
-                    found += handle(line, buf, f"{name}:{lineno}")
+                    is_trade = handle(line, buf, f"{name}:{lineno}")
                 except BadTrade as exc:  # unreadable before it could even be identified
                     c.trade_lines += 1
                     c.trades_read += 1
                     c.count_bad(f"{name}:{lineno}", exc)
-                    found += 1
+                    is_trade = 1
+                found += is_trade
             if counts is not None:
-                counts.append(len(buf) - before)
+                counts.append(len(buf) - before if is_trade else -1)
         return found
 
     # -- one trade, after its fields were checked
