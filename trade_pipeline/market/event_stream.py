@@ -464,15 +464,18 @@ class EventReport:
 
 
 def _ctx_save(ctx: ParseContext) -> tuple:
+    """What parsing may change in a ParseContext (to undo a block parsed in one call)."""
     return (ctx.symbol, ctx.bad_lines, len(ctx.bad_examples), ctx.other_symbol, ctx.control,
-            dict(ctx.non_book), ctx.replays)
+            dict(ctx.non_book), ctx.replays, list(ctx.recent_diffs))
 
 
 def _ctx_restore(ctx: ParseContext, saved: tuple) -> None:
     (ctx.symbol, ctx.bad_lines, n_examples, ctx.other_symbol, ctx.control, non_book,
-     ctx.replays) = saved
+     ctx.replays, recent) = saved
     del ctx.bad_examples[n_examples:]
     ctx.non_book = non_book
+    ctx.recent_diffs.clear()
+    ctx.recent_diffs.extend(recent)
 
 
 class EventStreamBuilder:
@@ -521,9 +524,11 @@ class EventStreamBuilder:
         re-fed diffs, non-book lines) it is rolled back and parsed line by line, so every
         message keeps its place among the trades."""
         buf, ctx, items = self.msgs, self.ctx, self.items
-        if fmt != "binance" and lines and self._book_one_each(fmt, lines, name, base):
-            items.extend(bytes(len(lines)))  # one message per line: ITEM_BOOK each
-            return
+        if lines:
+            yields = self._book_fast(fmt, lines, name, base)
+            if yields is not None:
+                items.extend(bytes(sum(yields)))  # all book messages: ITEM_BOOK each
+                return
         for i, line in enumerate(lines):  # line by line, for the messages' places
             n0 = len(buf)
             replays = ctx.replays
@@ -547,11 +552,14 @@ class EventStreamBuilder:
         n_trade_lines = sum(1 for k in counts if k >= 0)
         self.ctx.non_book["trade"] = self.ctx.non_book.get("trade", 0) + n_trade_lines
         book = [line for line, k in zip(lines, counts, strict=True) if k < 0]
-        if fmt != "binance" and self._book_one_each(fmt, book, name, base):
+        yields = self._book_fast(fmt, book, name, base)
+        if yields is not None:
             items = self.items
-            for k in counts:  # book lines: one message each; trade lines: their trades
+            it = iter(yields)
+            for k in counts:  # book lines: their messages; trade lines: their trades
                 if k < 0:
-                    items.append(ITEM_BOOK)
+                    if next(it):
+                        items.append(ITEM_BOOK)
                 elif k:
                     items.extend(b"\x01" * k)
             return
@@ -571,21 +579,38 @@ class EventStreamBuilder:
         if run:
             self._book_lines(fmt, run, name, run_base)
 
-    def _book_one_each(self, fmt: str, lines: list, name: str, base: int) -> bool:
-        """Parse the book lines in one call if each gives exactly one message (then True);
-        else leave everything as it was (False)."""
+    @staticmethod
+    def _expected_yields(fmt: str, lines: list) -> list[int] | None:
+        """Messages each line gives when nothing unusual happens: one per line, except
+        Binance, where only depth diffs give one (a REST snapshot line: None, ask per line)."""
+        if fmt != "binance":
+            return [1] * len(lines)
+        out = []
+        for line in lines:
+            if b"lastUpdateId" in line:
+                return None
+            out.append(1 if b"@depth" in line else 0)
+        return out
+
+    def _book_fast(self, fmt: str, lines: list, name: str, base: int) -> list[int] | None:
+        """Parse the book lines in one call; returns the messages of each line when they are
+        the expected ones (`_expected_yields`, checked by the totals: a line never gives more
+        than its expected count, and no line was bad), else undoes it all (None)."""
+        expected = self._expected_yields(fmt, lines)
+        if expected is None:
+            return None
         buf, ctx = self.msgs, self.ctx
         saved = _ctx_save(ctx)
         n0 = len(buf)
         l0 = len(buf.levels)
         parse_block(fmt, lines, buf, ctx, name, base)
-        if len(buf) - n0 == len(lines) and ctx.bad_lines == saved[1]:
-            ctx.messages += len(lines)
-            return True
+        if len(buf) - n0 == sum(expected) and ctx.bad_lines == saved[1]:
+            ctx.messages += len(buf) - n0
+            return expected
         del buf.fields[n0 * NFIELDS:]
         del buf.levels[l0:]
         _ctx_restore(ctx, saved)
-        return False
+        return None
 
     def _flush(self) -> Iterator[np.ndarray]:
         """Run the kernel over the pending items; yields event arrays."""

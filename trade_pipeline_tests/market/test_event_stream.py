@@ -288,3 +288,52 @@ def test_cli_events(tmp_path, capsys, bybit_delta_files):
     empty.write_text("")
     assert main(["events", "--input", str(empty), "--output", str(tmp_path / "n.npz")]) == 1
     assert not (tmp_path / "n.npz").exists()
+
+
+def test_damaged_binance_copy(tmp_path, binance_files):
+    """Bad lines, another symbol and a second REST snapshot in the middle: every message
+    keeps its place (the line-by-line fallback), the grid equality still holds."""
+    with gzip.open(binance_files[0], "rb") as f:
+        lines = f.read().splitlines()
+    rest = next(ln for ln in lines if b"lastUpdateId" in ln)
+    k = len(lines) // 2
+    j = next(i for i in range(k, len(lines)) if b"@trade" in lines[i])
+    other = lines[j].replace(b'"s":"BTCUSDT"', b'"s":"ETHUSDT"')  # a trade of another symbol
+    resync = lines[k + 500].split(b" ")[0] + b" " + rest.split(b" ", 1)[1]
+    damaged = [*lines[:k], b"1723161500000000000 {not json", *lines[k:j], other,
+               *lines[j + 1:k + 500], resync, *lines[k + 500:]]
+    path = write_lines(tmp_path / "bn.gz", damaged)
+    events, report = build_event_stream([path])
+    snap = build_snapshots([path])
+    assert assert_grid_equal(events, snap.frame) > 100
+    rep, srep = report.to_dict(), snap.report.to_dict()
+    assert rep["bad_lines"] == srep["bad_lines"] == 1
+    for key in ("applied", "resyncs", "gaps", "stale_before_sync"):
+        assert rep["book"][key] == srep[key], key
+    assert rep["book"]["replayed"] == srep["replayed_after_rest"]
+    assert rep["book"]["resyncs"] == 2
+    assert rep["trade_report"]["other_symbol"] == 1
+
+
+def test_raw_store_with_control_frames_bad_lines_and_trades(tmp_path, bybit_delta_files):
+    from trade_pipeline_tests.market.streams import to_wire_line, wire_trade_line
+
+    lines, trades = interleave_trades(read_records(bybit_delta_files[2]), every=3)
+    raw = [wire_trade_line(t["received_timestamp_ms"] * MS, [t]) if t["type"] == "trade"
+           else to_wire_line(t) for t in lines]
+    k = len(raw) // 3
+    raw[k:k] = [b'1751865309000000000 {"success":true,"ret_msg":"pong","op":"ping"}',
+                b"1751865309000000001 {broken"]
+    path = write_lines(tmp_path / "000000000000-0badc0de.raw.gz", raw)
+    events, report = build_event_stream([path])
+    snap = build_snapshots([path])
+    assert assert_grid_equal(events, snap.frame) > 100
+    rep = report.to_dict()
+    assert rep["bad_lines"] == 1 and rep["control_messages"] == 1
+    tr = events[event_type(events) == TRADE_EVENT]
+    assert tr["px"].tolist() == [t["price"] for t in trades]
+    # each trade right after the events of the line before it
+    for i, t in zip(np.flatnonzero(event_type(events) == TRADE_EVENT).tolist(), trades,
+                    strict=True):
+        assert events["local_ts"][i - 1] <= t["received_timestamp_ms"] * MS
+        assert events["local_ts"][i] == t["received_timestamp_ms"] * MS
