@@ -102,6 +102,9 @@ def run(settings=None, argv: list[str] | None = None) -> dict:
         out["day_write_trades_wall_s"] = round(c.wall, 3)
         out["day_write_trades_cpu_s"] = round(c.cpu, 3)
         out["l2_trades_bytes_per_trade"] = round(parquet.stat().st_size / report.counters.trades, 1)
+    import resource
+
+    out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     out["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     out["cpus"] = os.cpu_count()
     out["note"] = "CPU seconds of this process; the machine is shared: wall figures are noisy"
