@@ -6,11 +6,20 @@ them and binds the resources for the home named by $TRADE_PIPELINE_HOME.
 
 import dagster as dg
 
-from trade_pipeline.defs import features, ingest, jobs, models, monitoring, trading, warehouse
+from trade_pipeline.defs import (
+    features,
+    ingest,
+    jobs,
+    models,
+    monitoring,
+    trades,
+    trading,
+    warehouse,
+)
 from trade_pipeline.defs.resources import build_resources
 from trade_pipeline.settings import EXECUTORS, Settings, SettingsError
 
-AREAS = (warehouse, ingest, features, models, trading, monitoring, jobs)
+AREAS = (warehouse, ingest, trades, features, models, trading, monitoring, jobs)
 
 
 def build_executor(name: str) -> dg.ExecutorDefinition:

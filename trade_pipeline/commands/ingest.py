@@ -1,5 +1,6 @@
 """CLI subcommands for the ingest area: collect, replay-server, simulate, import-captures
-(sources -> raw capture store) and snapshots (raw captures -> the canonical table)."""
+(sources -> raw capture store), snapshots and trades (raw captures -> the canonical tables)
+and events (raw captures -> the event stream of the event-level backtest)."""
 
 import argparse
 import json
@@ -14,6 +15,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     _register_simulate(sub)
     _register_import_captures(sub)
     _register_snapshots(sub)
+    _register_trades(sub)
+    _register_events(sub)
 
 
 # ---- collect ----------------------------------------------------------------------------------
@@ -214,8 +217,9 @@ def _register_simulate(sub: argparse._SubParsersAction) -> None:
         "simulate",
         help="write a synthetic (seeded, deterministic) BTCUSDT stream into the raw capture store",
         description="Simulate a queue-reactive limit/cancel/market order flow on a 0.1 tick grid "
-        "and write Bybit v5 orderbook.50 pushes (snapshot + deltas, ~20 ms apart) into "
-        "<home>/raw as if collected live. Prints a JSON summary.",
+        "and write Bybit v5 orderbook.50 pushes (snapshot + deltas, ~20 ms apart) and the "
+        "publicTrade pushes of its market orders into <home>/raw as if collected live. Prints "
+        "a JSON summary.",
     )
     p.add_argument("--start", default=None,
                    help="UTC start, ISO 8601 (default: today 00:00 UTC), e.g. 2025-07-07T00:00:00")
@@ -226,6 +230,9 @@ def _register_simulate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--replace", action="store_true",
                    help="replace this seed's earlier simulated files in the simulated days "
                    "(other captures there are never touched: the run refuses to mix with them)")
+    p.add_argument("--no-trades", action="store_true",
+                   help="order book only: no publicTrade pushes (by default the stream carries "
+                   "the trades of its market orders, as the collector records them)")
     p.set_defaults(func=_simulate)
 
 
@@ -250,7 +257,7 @@ def _simulate(args, settings) -> int:
 
     symbol = check_symbol(args.symbol or settings.symbol)
     config = SimulatorConfig(start=_parse_start(args.start), duration_s=args.duration,
-                             seed=args.seed, symbol=symbol)
+                             seed=args.seed, symbol=symbol, trades=not args.no_trades)
     settings.ensure_dirs()
     try:
         result = simulate_to_store(settings, config, replace=args.replace, progress=True)
@@ -386,3 +393,95 @@ def _read_state(path: str) -> dict:
     if not isinstance(state, dict):
         raise InputFileError(f"--state-in {path}: not a book checkpoint (expected a JSON object)")
     return state
+
+
+# ---- trades (the public trade feed) ----------------------------------------------------------
+
+def _register_trades(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "trades",
+        help="read the public trades of captures into the canonical l2_trades table",
+        description="Read every public trade of recorded captures (Bybit format 2b lines, raw "
+        "store publicTrade pushes, Binance @trade streams; auto-detected per file) and write "
+        "l2_trades rows (timestamp, exchange, symbol, trade_id, side = taker side, price, size, "
+        "received_timestamp, sequence_id) to a Parquet file, in order of receipt. Bad trades "
+        "are counted per reason, repeated trade ids counted and kept once. Prints a JSON "
+        "report on stdout. Exit 2 on an unknown/mismatched format, 1 when the input holds no "
+        "trade line.",
+    )
+    p.add_argument("--input", nargs="+", required=True, metavar="FILE",
+                   help="capture files (.jsonl, .jsonl.gz, .gz, .raw.gz), in processing order")
+    p.add_argument("--format", default="auto", choices=["auto", "bybit", "binance"],
+                   help="input format (default auto; bybit covers format 2b and raw store files)")
+    p.add_argument("--output", required=True, metavar="OUT.parquet", help="Parquet file to write")
+    p.set_defaults(func=_trades)
+
+
+def _trades(args, settings) -> int:
+    import sys
+
+    from trade_pipeline.market.readers import FormatError
+    from trade_pipeline.market.trades import write_trades
+
+    try:
+        report = write_trades(args.input, args.output, fmt=args.format)
+    except (FormatError, FileNotFoundError) as exc:
+        print(f"trade-pipeline trades: error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(report.to_dict()), flush=True)
+    if report.counters.trade_lines == 0:
+        print("trade-pipeline trades: error: the input holds no trade line "
+              f"(empty files: {len(report.empty_files)}); nothing written", file=sys.stderr)
+        return 1
+    return 0
+
+
+# ---- events (the raw event stream for the event-level backtest and hftbacktest) --------------
+
+def _register_events(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "events",
+        help="turn captures into the raw event stream (.npz, hftbacktest's layout)",
+        description="Rebuild book changes and trades from recorded captures (every format the "
+        "snapshots command reads) as one event stream in order of receipt: depth events, "
+        "snapshots as clear + snapshot events, trades, with exchange and receive times in ns "
+        "(hftbacktest's event layout). Same gap and sequence rules as `snapshots`. Writes an "
+        ".npz (array `data`, what hftbacktest loads; `report`: the JSON report) and prints "
+        "the report. Exit 2 on an unknown/mismatched format, 1 when the input holds no event.",
+    )
+    p.add_argument("--input", nargs="+", required=True, metavar="FILE",
+                   help="capture files, in processing order (one stream)")
+    p.add_argument("--format", default="auto", choices=["auto", "bybit", "ccxt", "binance"],
+                   help="input format (default auto)")
+    p.add_argument("--tz", default=None,
+                   help="zone of naive ccxt timestamps: UTC (default), an IANA name or +HH:MM")
+    p.add_argument("--receipt-order", action="store_true",
+                   help="store the stream as built (order of receipt, both clocks on every "
+                   "event) instead of hftbacktest's order (exchange events by exch_ts, local "
+                   "events by local_ts; out-of-order trades split in two)")
+    p.add_argument("--output", required=True, metavar="OUT.npz", help=".npz file to write")
+    p.set_defaults(func=_events)
+
+
+def _events(args, settings) -> int:
+    import sys
+
+    from trade_pipeline.market.event_stream import build_event_stream, write_event_npz
+    from trade_pipeline.market.readers import FormatError
+    from trade_pipeline.settings import SettingsError
+
+    if not args.output.endswith(".npz"):
+        raise SettingsError(f"--output must end in .npz, got {args.output!r}")
+    try:
+        events, report = build_event_stream(args.input, fmt=args.format, tz=args.tz)
+    except (FormatError, FileNotFoundError) as exc:
+        print(f"trade-pipeline events: error: {exc}", file=sys.stderr)
+        return 2
+    out = report.to_dict()
+    print(json.dumps(out), flush=True)
+    if len(events) == 0:
+        print("trade-pipeline events: error: the input holds no book message or trade; "
+              "nothing written", file=sys.stderr)
+        return 1
+    write_event_npz(args.output, events, report, for_hftbacktest=not args.receipt_order)
+    return 0

@@ -85,12 +85,15 @@ def raw_l2_captures(
             seconds=config.start_offset_s
         )
         seed = config.seed if config.seed is not None else int(day.replace("-", ""))
-        sim = SimulatorConfig(start=start, duration_s=config.duration_s, seed=seed, symbol=symbol)
+        sim = SimulatorConfig(start=start, duration_s=config.duration_s, seed=seed, symbol=symbol,
+                              trades=True)
         try:  # replaces this seed's earlier files; never deletes anything else
             result = simulate_to_store(settings, sim, replace=True)
         except SimulationConflict as exc:
             raise dg.Failure(f"{day}: {exc}") from None
-        meta.update(messages=result["messages"], seed=seed, simulated_days=result["days"],
+        # messages: book pushes (what l2_snapshots reads); the trade feed beside them
+        meta.update(messages=result["book_pushes"], trade_pushes=result["trade_pushes"],
+                    trades=result["trades"], seed=seed, simulated_days=result["days"],
                     simulate_seconds=result["seconds"])
         context.log.info(f"simulated {result['messages']} pushes in {result['seconds']} s")
     elif config.source == "recorded":

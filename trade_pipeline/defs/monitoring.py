@@ -39,6 +39,7 @@ import polars as pl
 from trade_pipeline.defs import features as features_area
 from trade_pipeline.defs import ingest as ingest_area
 from trade_pipeline.defs import models as models_area
+from trade_pipeline.defs import trades as trades_area
 from trade_pipeline.defs import trading as trading_area
 from trade_pipeline.defs import warehouse as warehouse_area
 from trade_pipeline.defs.partitions import DAILY
@@ -607,7 +608,8 @@ def build_checks(
     return checks
 
 
-OTHER_AREAS = (warehouse_area, ingest_area, features_area, models_area, trading_area)
+OTHER_AREAS = (warehouse_area, ingest_area, trades_area, features_area, models_area,
+               trading_area)
 _ASSETS = [*_area_assets(OTHER_AREAS), (dg.AssetKey(FEATURE_STATS_TABLE), DAILY)]
 CHECKS = build_checks(_ASSETS, _existing_checks(OTHER_AREAS))
 

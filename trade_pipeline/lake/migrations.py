@@ -11,7 +11,9 @@
   without files, so each lake table holds one empty typed placeholder file,
   `<table>/exchange=_schema/symbol=_SCHEMA/date=1970-01-01/part-schema.parquet` (zero rows;
   `list_partitions` ignores it: its symbol is not a valid one). `refresh_views()` writes the
-  placeholders if missing and re-creates the two lake views; the runner calls it on every run.
+  placeholders if missing and re-creates the lake views of the applied migrations
+  (`l2_snapshots` / `l2_features` from 001, `l2_trades` from 004); the runner calls it on
+  every run.
 - After phase 2's DDL the runner syncs `feature_metadata` from the feature catalog.
 """
 
@@ -27,12 +29,14 @@ import duckdb
 import polars as pl
 
 from trade_pipeline.errors import TradePipelineError
-from trade_pipeline.market.schema import SNAPSHOT_SCHEMA
+from trade_pipeline.market.schema import SNAPSHOT_SCHEMA, TRADE_SCHEMA
 from trade_pipeline.storage import layout
 from trade_pipeline.storage.atomic import write_parquet_atomic
 
 SQL_DIR = Path(__file__).resolve().parent / "sql"  # package data: it ships in the wheel
-LAKE_TABLES = ("l2_snapshots", "l2_features")
+LAKE_TABLES = ("l2_snapshots", "l2_features", "l2_trades")
+# The migration that creates each lake table's view (refresh_views re-points only those).
+LAKE_VIEW_VERSION = {"l2_snapshots": 1, "l2_features": 1, "l2_trades": 4}
 PLACEHOLDER_RELPATH = "exchange=_schema/symbol=_SCHEMA/date=1970-01-01/part-schema.parquet"
 FEATURE_METADATA_VERSION = 2  # the migration after which the catalog is synced
 
@@ -156,6 +160,8 @@ def discover(sql_dir: Path | None = None) -> list[Migration]:
 def _placeholder_frame(table: str) -> pl.DataFrame:
     if table == "l2_snapshots":
         schema = dict(SNAPSHOT_SCHEMA)
+    elif table == "l2_trades":
+        schema = dict(TRADE_SCHEMA)
     else:
         from trade_pipeline.features.catalog import metadata_rows
 
@@ -207,15 +213,16 @@ def render(sql: str, lake_dir: str) -> str:
 
 
 def refresh_views(conn: duckdb.DuckDBPyConnection, lake_dir: str) -> dict:
-    """Point `l2_snapshots` / `l2_features` at `lake_dir` (writing the placeholders if they are
-    missing). A no-op before migration 001 is applied. Returns what it did."""
+    """Point the lake views of the applied migrations at `lake_dir` (writing the placeholders
+    if they are missing). A no-op before migration 001 is applied. Returns what it did."""
     placeholders = ensure_placeholders(lake_dir)
     applied = _applied(conn)
     if 1 not in applied:
         return {"placeholders_written": placeholders, "views": "not created (001 not applied)"}
-    for table in LAKE_TABLES:
+    tables = [t for t in LAKE_TABLES if LAKE_VIEW_VERSION[t] in applied]
+    for table in tables:
         conn.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM {lake_source(lake_dir, table)}")
-    return {"placeholders_written": placeholders, "views": list(LAKE_TABLES)}
+    return {"placeholders_written": placeholders, "views": tables}
 
 
 # ---- history ---------------------------------------------------------------------------------

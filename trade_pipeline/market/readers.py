@@ -177,6 +177,8 @@ def _classify(obj) -> str | None:
         return None
     if "update_id" in obj and "bids" in obj and "timestamp_ms" in obj:
         return "bybit"
+    if obj.get("type") == "trade" and "timestamp_ms" in obj:  # format 2b, same files
+        return "bybit"
     if "timestamp" in obj and "b" in obj and "a" in obj and "symbol" in obj:
         return "ccxt"
     return None
@@ -187,7 +189,7 @@ def _classify_prefixed(obj) -> str | None:
         return None
     if "stream" in obj or "lastUpdateId" in obj:
         return "binance"
-    if str(obj.get("topic", "")).startswith("orderbook.") or obj.get("op") or "success" in obj:
+    if str(obj.get("topic", "")).startswith(("orderbook.", "publicTrade.")) or obj.get("op") or "success" in obj:
         return "bybit_raw"
     return None
 
@@ -309,6 +311,9 @@ def _kind(typ: str) -> int:
 
 def _bybit_record(obj: dict, recv_ns: int | None, buf: MessageBuffer, ctx: ParseContext) -> None:
     # Format 2, one line (the careful path; `_block_bybit_record_fast` is the bulk path).
+    if obj["type"] == "trade":  # format 2b: not a book message (market.trades reads it)
+        _count_trade_line(ctx)
+        return
     sym = obj["symbol"]
     if sym != ctx.symbol and not ctx.accept_symbol(sym):
         return
@@ -340,6 +345,12 @@ def _integers(**values) -> None:
             raise ValueError(f"{name} is not an integer: {v!r}")
 
 
+def _count_trade_line(ctx: ParseContext, n: int = 1) -> None:
+    """Trade lines share the book files (docs/DATA_FORMATS.md 1b/2b): book readers skip them, counted as
+    `non_book["trade"]` (like Binance's trade stream), never as bad lines."""
+    ctx.non_book["trade"] = ctx.non_book.get("trade", 0) + n
+
+
 _COMPILED_LEVELS = 4  # see `_bybit_wire`
 
 
@@ -347,6 +358,9 @@ def _bybit_wire(obj: dict, recv_ns: int | None, buf: MessageBuffer, ctx: ParseCo
     data = obj.get("data")
     if data is None:  # subscription ack / pong: not a book message
         ctx.control += 1
+        return
+    if str(obj["topic"]).startswith("publicTrade."):  # market.trades reads these
+        _count_trade_line(ctx)
         return
     if not str(obj["topic"]).startswith("orderbook."):
         raise ValueError(f"unexpected topic {obj['topic']!r}")
@@ -531,14 +545,18 @@ def _block_bybit_record_fast(lines: list, buf: MessageBuffer, ctx: ParseContext,
     uids: list = []
     nbs: list = []
     nas: list = []
+    trades = 0
     try:
         for line in lines:
             if booleans and (b"true" in line or b"false" in line):
                 raise _Careful  # a boolean where a number belongs: per-line checks
             obj = loads(line)
+            typ = obj["type"]
+            if typ == "trade":  # format 2b, interleaved: skipped and counted
+                trades += 1
+                continue
             if obj["symbol"] != symbol:
                 raise _Careful
-            typ = obj["type"]
             kinds.append(K_DELTA if typ == "delta" else K_SNAPSHOT if typ == "snapshot" else -1)
             b = obj["bids"]
             a = obj["asks"]
@@ -572,6 +590,8 @@ def _block_bybit_record_fast(lines: list, buf: MessageBuffer, ctx: ParseContext,
     block[:, F_PU] = NULL_I64
     block[:, F_OFF] = 0
     buf.fields.frombytes(block.tobytes())
+    if trades:
+        _count_trade_line(ctx, trades)
     return True
 
 

@@ -19,6 +19,15 @@ at levels 2-10 ~0.01 BTC, ~27 ticks from best to the 10th level, mid changes rar
 
 Output: Bybit v5 wire frames (snapshot first, then deltas of the top-50 levels, `u` +1 per
 push; steps with no visible change push nothing), each with a simulated receive time.
+
+With `SimulatorConfig(trades=True)` (what the pipeline's simulator source uses) the stream
+also carries `publicTrade.<SYMBOL>` pushes consistent with the book: every market order
+prints one trade per resting (maker) order it fills, at the price of the level it took, with
+the taker's side; the step's book delta then shows the size removed. A level's queue is cut
+into maker orders of the limit-order size law (`fill_median`, `fill_sigma`), drawn from a
+generator of their own, so the book frames are byte for byte those of `trades=False`.
+Trades are executed against the book the client holds (the previous push), so a trade's
+price is always a level of that book and its size never exceeds the level's size.
 The core is numba-compiled with its own splitmix64 generator, so a seed gives the same
 bytes on every run and platform.
 """
@@ -69,6 +78,8 @@ P_DEEP_MEDIAN = 19
 P_DEEP_SIGMA = 20
 P_JUMP_RATE = 21
 P_JUMP_MEAN_TICKS = 22
+P_FILL_MEDIAN = 23
+P_FILL_SIGMA = 24
 
 # Indices of the int64 state vector.
 I_BB, I_BA, I_BASE, I_NPB, I_NPA = 0, 1, 2, 3, 4
@@ -103,10 +114,15 @@ class SimulatorParams:
     # real captures' mid moves: rare, in jumps of median ~2.6 USD), following the flow.
     jump_rate: float = 0.12
     jump_mean_ticks: float = 20.0
+    # Trades: the maker orders a market order fills (sizes of the resting orders it meets;
+    # trade statistics are checked against Binance's BTCUSDT trades in
+    # test_simulator_stats.py).
+    fill_median: float = 0.005
+    fill_sigma: float = 2.0
 
     def as_array(self) -> np.ndarray:
         values = [getattr(self, f.name) for f in fields(self)]
-        assert len(values) == P_JUMP_MEAN_TICKS + 1
+        assert len(values) == P_FILL_SIGMA + 1
         return np.array(values, dtype=np.float64)
 
 
@@ -119,6 +135,7 @@ class SimulatorConfig:
     start_price: float = 108_000.0
     step_ms: int = 20
     params: SimulatorParams = field(default_factory=SimulatorParams)
+    trades: bool = False  # also emit publicTrade pushes (the book frames stay the same)
 
     def __post_init__(self) -> None:
         check_symbol(self.symbol)
@@ -234,15 +251,34 @@ def _recentre(rng, bid, ask, st, prm):
     st[I_BASE] += shift
 
 
+MAX_STEP_FILLS = 4 * 15_000  # fills one step may print before the buffer must have room
+
+
 @nb.njit(cache=True)
-def _market(rng, side, best, lots, is_ask):
-    """A market order eats `lots` from the best of `side` outward; returns the new best."""
+def _market(rng, side, best, lots, is_ask, trng, prm, base, tr, trk):
+    """A market order eats `lots` from the best of `side` outward; returns the new best.
+
+    Each level taken prints its fills (one per maker order met, sizes from `trng`) into
+    tr[0..2] (taker side, absolute tick, lots) at trk[0]; trk[1] counts market orders."""
     i = best
     n = side.shape[0]
+    trk[1] += 1
     while lots > 0 and 0 < i < n - 1:
         take = min(lots, side[i])
         side[i] -= take
         lots -= take
+        left = take
+        while left > 0:
+            k = trk[0]
+            if k >= tr.shape[1]:
+                raise RuntimeError("simulator: trade buffer full")
+            fill = min(left, _lots(trng, prm[P_FILL_MEDIAN], prm[P_FILL_SIGMA]))
+            tr[0, k] = 1 if is_ask else -1
+            tr[1, k] = i + base
+            tr[2, k] = fill
+            tr[3, k] = trk[1]
+            trk[0] = k + 1
+            left -= fill
         if side[i] == 0:
             i = _next_ask(side, i + 1) if is_ask else _next_bid(side, i - 1)
     return i
@@ -327,21 +363,29 @@ def _diff(old_idx, old_lots, n_old, new_idx, new_lots, n_new, sign, base, side_c
 
 @nb.njit(cache=True)
 def _run(rng, bid, ask, st, pub_idx, pub_lots, prm, dt, n_steps, out_off, out_side, out_tick,
-         out_lots):
-    """Advance `n_steps`; record each step's published changes (CSR in out_off)."""
+         out_lots, trng, tr, tr_off, trk):
+    """Advance up to `n_steps`; record each step's published changes (CSR in out_off) and
+    trades (CSR in tr_off). Returns the steps done: fewer when the trade buffer may not hold
+    another step's fills (call again for the rest)."""
     new_idx = np.zeros((2, DEPTH), np.int64)
     new_lots = np.zeros((2, DEPTH), np.int64)
     w = bid.shape[0]
     k = 0
     out_off[0] = 0
+    trk[0] = 0
+    tr_off[0] = 0
     for s in range(n_steps):
+        if trk[0] + MAX_STEP_FILLS > tr.shape[1]:
+            return s
         bb = st[I_BB]
         ba = st[I_BA]
+        base0 = st[I_BASE]
         # market orders: buyers hit the asks, sellers the bids
         for _ in range(_poisson(rng, prm[P_MARKET_RATE] * dt)):
-            ba = _market(rng, ask, ba, min(_lots(rng, prm[P_MARKET_MEDIAN], prm[P_MARKET_SIGMA]), np.int64(prm[P_MARKET_CAP] / 0.001)), True)
+            ba = _market(rng, ask, ba, min(_lots(rng, prm[P_MARKET_MEDIAN], prm[P_MARKET_SIGMA]), np.int64(prm[P_MARKET_CAP] / 0.001)), True, trng, prm, base0, tr, trk)
         for _ in range(_poisson(rng, prm[P_MARKET_RATE] * dt)):
-            bb = _market(rng, bid, bb, min(_lots(rng, prm[P_MARKET_MEDIAN], prm[P_MARKET_SIGMA]), np.int64(prm[P_MARKET_CAP] / 0.001)), False)
+            bb = _market(rng, bid, bb, min(_lots(rng, prm[P_MARKET_MEDIAN], prm[P_MARKET_SIGMA]), np.int64(prm[P_MARKET_CAP] / 0.001)), False, trng, prm, base0, tr, trk)
+        tr_off[s + 1] = trk[0]
         # best queues
         if ba - bb == 1:
             _best_queue(rng, bid, bb, dt, prm)
@@ -405,7 +449,7 @@ def _run(rng, bid, ask, st, pub_idx, pub_lots, prm, dt, n_steps, out_off, out_si
         st[I_NPA] = na_
         st[5] = base  # the base the published indices refer to
         out_off[s + 1] = k
-    return k
+    return n_steps
 
 
 # ---- the Python side: state, encoding ------------------------------------------------------
@@ -447,8 +491,19 @@ class Simulation:
         self.pub_lots = np.zeros((2, DEPTH), np.int64)
         self.u = 0
         self.seq = 0
-        self.pushes = 0
+        self.pushes = 0  # book pushes
         self.last_recv = 0
+        # trades: a generator of their own, so the book stream does not depend on them
+        self.trng = np.array([_mix64(mixed ^ 0x7EADE5)], dtype=np.uint64)
+        self.trade_noise = np.random.default_rng([config.seed, 0x7EAD])
+        self.tr = np.zeros((4, self.CHUNK * 64 + 2 * MAX_STEP_FILLS), np.int64)
+        self.trk = np.zeros(2, np.int64)  # fills written, market orders so far (this chunk)
+        self.trade_topic = f"publicTrade.{config.symbol}"
+        self.trades = 0
+        self.trade_pushes = 0
+        self.last_trade_tick = 0
+        self.tick_dir = "ZeroPlusTick"
+        self.id_salt = _mix64(config.seed ^ 0x1D5A17)
 
     def _levels_text(self, side: int) -> str:
         n = int(self.st[I_NPB] if side == 0 else self.st[I_NPA])
@@ -468,6 +523,7 @@ class Simulation:
         side = np.zeros(cap, np.int64)
         tick = np.zeros(cap, np.int64)
         lots = np.zeros(cap, np.int64)
+        tr_off = np.zeros(self.CHUNK + 1, np.int64)
         prefix = f'{{"topic":"{self.topic}","type":"'
         sym = cfg.symbol
         done = 0
@@ -476,15 +532,26 @@ class Simulation:
         while done < n_total:
             # the first call runs one step alone: the snapshot is the book after step 0
             n = 1 if first else min(self.CHUNK, n_total - done)
-            _run(self.rng, self.bid, self.ask, self.st, self.pub_idx, self.pub_lots, self.prm,
-                 dt_s, n, off, side, tick, lots)
+            n = _run(self.rng, self.bid, self.ask, self.st, self.pub_idx, self.pub_lots, self.prm,
+                     dt_s, n, off, side, tick, lots, self.trng, self.tr, tr_off, self.trk)
             counts = np.diff(off[: n + 1])
             active = np.arange(1) if first else np.flatnonzero(counts)
             latency = 4_000_000 + self.noise.exponential(6_000_000, len(active)).astype(np.int64)
             cts_lag = self.noise.integers(1, 6, len(active))
             seq_step = self.noise.integers(1, 40, len(active))
-            for j, s in enumerate(active.tolist()):
+            trade_steps = np.flatnonzero(np.diff(tr_off[: n + 1])) if cfg.trades else active[:0]
+            # (step, 0 = trades / 1 = book, index): a step's trades come before its book delta
+            pushes = sorted([(int(s), 1, j) for j, s in enumerate(active.tolist())]
+                            + [(int(s), 0, -1) for s in trade_steps.tolist()])
+            book_of_step = {s: j for j, s in enumerate(active.tolist())}
+            for s, is_book, j in pushes:
                 ts_ms = start_ms + (done + s) * cfg.step_ms
+                if not is_book:
+                    # cross sequence: after the previous book push, up to this step's one
+                    j_book = book_of_step.get(s)
+                    top = self.seq + (int(seq_step[j_book]) if j_book is not None else 1)
+                    yield self._trade_push(ts_ms, int(tr_off[s]), int(tr_off[s + 1]), top)
+                    continue
                 a, b = int(off[s]), int(off[s + 1])
                 if first:
                     kind = "snapshot"
@@ -509,6 +576,58 @@ class Simulation:
                 self.last_recv = max(self.last_recv + 1000, ts_ms * 1_000_000 + int(latency[j]))
                 yield self.last_recv, frame
             done += n
+
+    def _trade_push(self, ts_ms: int, a: int, b: int, seq_top: int) -> tuple[int, str]:
+        """One publicTrade push: the step's fills, oldest first (Bybit's key order).
+
+        Fills of one market order share a cross sequence; the step's orders take the last
+        sequence numbers up to `seq_top` (the step's book push), never one at or below the
+        previous book push's (so the book frames do not depend on the trades)."""
+        sym = self.config.symbol
+        items = []
+        orders = self.tr[3, a:b].tolist()
+        n_orders = len(set(orders))
+        seq = seq_top - n_orders
+        for k, (taker, t, q, order) in enumerate(zip(self.tr[0, a:b].tolist(),
+                                                     self.tr[1, a:b].tolist(),
+                                                     self.tr[2, a:b].tolist(), orders,
+                                                     strict=True)):
+            if k == 0 or order != orders[k - 1]:
+                seq = max(seq + 1, self.seq + 1)
+            if t > self.last_trade_tick:
+                self.tick_dir = "PlusTick"
+            elif t < self.last_trade_tick:
+                self.tick_dir = "MinusTick"
+            elif self.tick_dir in ("PlusTick", "MinusTick"):
+                self.tick_dir = "Zero" + self.tick_dir
+            self.last_trade_tick = t
+            self.trades += 1
+            items.append(
+                f'{{"T":{ts_ms},"s":"{sym}","S":"{"Buy" if taker > 0 else "Sell"}",'
+                f'"v":"{_size_text(q)}","p":"{_price_text(t)}","L":"{self.tick_dir}",'
+                f'"i":"{self._trade_id(self.trades)}","BT":false,"seq":{min(seq, seq_top)}}}')
+        self.trade_pushes += 1
+        latency = 3_000_000 + int(self.trade_noise.exponential(5_000_000))
+        self.last_recv = max(self.last_recv + 1000, ts_ms * 1_000_000 + latency)
+        frame = (f'{{"topic":"{self.trade_topic}","type":"snapshot","ts":{ts_ms},'
+                 f'"data":[{",".join(items)}]}}')
+        return self.last_recv, frame
+
+    def _trade_id(self, n: int) -> str:
+        """A UUID-shaped id, unique per (seed, n) and the same on every run."""
+        h = _mix64(self.id_salt + n)
+        lo = _mix64(h ^ 0x5DEECE66D)
+        text = f"{h:016x}{lo:016x}"
+        return f"{text[:8]}-{text[8:12]}-5{text[13:16]}-9{text[17:20]}-{text[20:32]}"
+
+
+def _mix64(z: int) -> int:
+    """splitmix64's finalizer (Python ints, 64-bit)."""
+    mask = 0xFFFFFFFFFFFFFFFF
+    z = (z + 0x9E3779B97F4A7C15) & mask
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+    return z ^ (z >> 31)
 
 
 def simulate(config: SimulatorConfig) -> Iterator[tuple[int, str]]:
@@ -583,7 +702,10 @@ def simulate_to_store(settings, config: SimulatorConfig, replace: bool = False,
         if bar is not None:
             bar.stop()
     return {
-        "messages": sim.pushes,
+        "messages": sim.pushes + sim.trade_pushes,  # lines written (both topics)
+        "book_pushes": sim.pushes,
+        "trade_pushes": sim.trade_pushes,
+        "trades": sim.trades,
         "steps": config.n_steps,
         "files": [str(p) for p in writer.paths],
         "bytes": writer.stats.bytes_written,

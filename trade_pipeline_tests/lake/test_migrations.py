@@ -19,6 +19,7 @@ EXPECTED_TABLES = {"migration_log", "models", "predictions", "trades", "backtest
                    "legacy_import_log"}
 EXPECTED_VIEWS = {"l2_snapshots", "l2_features", "v_latest_l2_features",
                   "v_l2_feature_timeseries", "v_l2_daily_summary", "l2_training_data_practical"}
+N_SCRIPTS = len(migrations.discover())  # every phase in sql/ (001-003, then later ones)
 
 
 def objects(conn, kind: str) -> set[str]:
@@ -67,7 +68,7 @@ def conn(settings):
 
 def test_apply_all_then_noop(settings, conn) -> None:
     report = migrations.migrate(conn, settings.lake_dir)
-    assert [s.action for s in report.steps] == ["applied"] * 3
+    assert [s.action for s in report.steps] == ["applied"] * N_SCRIPTS
     assert objects(conn, "table") >= EXPECTED_TABLES
     assert objects(conn, "view") >= EXPECTED_VIEWS
     # The empty lake: every view binds and returns no rows.
@@ -78,7 +79,7 @@ def test_apply_all_then_noop(settings, conn) -> None:
     assert again.steps == []
     assert conn.execute("SELECT count(*) FROM migration_log").fetchone()[0] == n_log
     assert again.feature_sync["created"] == 0
-    assert [r["state"] for r in migrations.status(conn)] == ["applied"] * 3
+    assert [r["state"] for r in migrations.status(conn)] == ["applied"] * N_SCRIPTS
 
 
 def test_log_records_name_checksum_times_status(settings, conn) -> None:
@@ -121,19 +122,20 @@ def test_failed_script_rolls_back_is_logged_and_blocks_later(settings, conn, tmp
 
 def test_to_and_rollback(settings, conn) -> None:
     migrations.migrate(conn, settings.lake_dir, to=1)
-    assert [r["state"] for r in migrations.status(conn)] == ["applied", "pending", "pending"]
+    assert [r["state"] for r in migrations.status(conn)] == ["applied"] + ["pending"] * (N_SCRIPTS - 1)
     assert "feature_metadata" not in objects(conn, "table")
     migrations.migrate(conn, settings.lake_dir)
     conn.execute("INSERT INTO models (name, version) VALUES ('m', 1)")
     report = migrations.rollback(conn, 2)
-    assert [s.name for s in report.steps] == ["003_create_optimized_views.sql",
-                                             "002_add_feature_metadata.sql"]
-    assert [r["state"] for r in migrations.status(conn)] == ["applied", "rolled_back", "rolled_back"]
+    assert [s.name for s in report.steps] == [m.name for m in migrations.discover()[:0:-1]]
+    assert [s.name for s in report.steps][-2:] == ["003_create_optimized_views.sql",
+                                                   "002_add_feature_metadata.sql"]
+    assert [r["state"] for r in migrations.status(conn)] == ["applied"] + ["rolled_back"] * (N_SCRIPTS - 1)
     assert "feature_metadata" not in objects(conn, "table")
     assert "v_latest_l2_features" not in objects(conn, "view")
     assert conn.execute("SELECT count(*) FROM models").fetchone() == (1,)  # 001 untouched
     again = migrations.migrate(conn, settings.lake_dir)
-    assert [s.version for s in again.steps] == [2, 3]
+    assert [s.version for s in again.steps] == list(range(2, N_SCRIPTS + 1))
     assert objects(conn, "view") >= EXPECTED_VIEWS
 
 
@@ -212,14 +214,15 @@ def test_cli_migrate_status_and_rollback(tmp_path: Path, capsys) -> None:
     capsys.readouterr()
     assert main(["--home", str(home), "migrate", "--warehouse", str(db), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert [s["version"] for s in out["steps"]] == [3]
+    assert [s["version"] for s in out["steps"]] == list(range(3, N_SCRIPTS + 1))
     assert main(["--home", str(home), "migrate", "--warehouse", str(db), "--rollback", "3"]) == 0
     assert main(["--home", str(home), "migrate", "--warehouse", str(db), "--status"]) == 0
     text = capsys.readouterr().out
     assert "rolled_back" in text and "003_create_optimized_views.sql" in text
     assert db.exists() and not (home / "warehouse.duckdb").exists()
     with duckdb.connect(str(db)) as c:
-        assert c.execute("SELECT count(*) FROM migration_log WHERE status = 'rolled_back'").fetchone() == (1,)
+        # --rollback 3 undoes 003 and every later phase
+        assert c.execute("SELECT count(*) FROM migration_log WHERE status = 'rolled_back'").fetchone() == (N_SCRIPTS - 2,)
 
 
 def test_views_over_real_pipeline_output(settings, conn, bybit_delta_files) -> None:

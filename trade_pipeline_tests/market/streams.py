@@ -76,3 +76,49 @@ def with_trades(records: list[dict], every: int = 5) -> list[dict]:
             "sequence_id": m.get("sequence_id"),
         })
     return out
+
+
+def trade_rec(t_ms: int, trade_id, side: str = "buy", price=100.0, size=1.0,
+              symbol: str = "BTCUSDT", recv_ms: int | None = None, seq: int | None = None) -> dict:
+    """One format-2b (recorded Bybit trade) line."""
+    out = {"exchange": "bybit", "symbol": symbol, "timestamp_ms": t_ms,
+           "received_timestamp_ms": t_ms + 3 if recv_ms is None else recv_ms, "type": "trade",
+           "side": side, "price": price, "size": size, "trade_id": trade_id}
+    if seq is not None:
+        out["sequence_id"] = seq
+    return out
+
+
+def wire_trade_line(recv_ns: int, trades: list[dict], symbol: str = "BTCUSDT") -> bytes:
+    """A raw-store publicTrade push: trades given as format-2b records."""
+    data = [{"T": t["timestamp_ms"], "s": t.get("symbol", symbol),
+             "S": {"buy": "Buy", "sell": "Sell"}.get(t["side"], t["side"]),
+             "v": t["size"] if isinstance(t["size"], str | bool | type(None)) else repr(float(t["size"])),
+             "p": t["price"] if isinstance(t["price"], str | bool | type(None)) else repr(float(t["price"])),
+             "L": "PlusTick", "i": t["trade_id"], "BT": False, "seq": t.get("sequence_id", 1)}
+            for t in trades]
+    frame = {"topic": f"publicTrade.{symbol}", "type": "snapshot",
+             "ts": max((t["timestamp_ms"] for t in trades), default=0), "data": data}
+    return str(recv_ns).encode() + b" " + orjson.dumps(frame)
+
+
+def interleave_trades(records: list[dict], every: int = 3, start_id: int = 0) -> tuple[list, list]:
+    """Real format-2 records with a made-up trade line after every `every`-th one (at that
+    record's times, at its best ask/bid); returns (lines in order, the trades)."""
+    out: list = []
+    trades: list[dict] = []
+    best_bid = best_ask = None
+    for i, m in enumerate(records):
+        out.append(m)
+        if m["bids"]:
+            best_bid = max(p for p, s in m["bids"] if s > 0) if any(s > 0 for _, s in m["bids"]) else best_bid
+        if m["asks"]:
+            best_ask = min(p for p, s in m["asks"] if s > 0) if any(s > 0 for _, s in m["asks"]) else best_ask
+        if i % every == every - 1 and best_bid is not None and best_ask is not None:
+            side = "buy" if (i // every) % 2 else "sell"
+            t = trade_rec(m["timestamp_ms"], f"t{start_id + len(trades)}", side,
+                          best_ask if side == "buy" else best_bid, 0.001 * (1 + i % 7),
+                          recv_ms=m["received_timestamp_ms"], seq=m["sequence_id"])
+            out.append(t)
+            trades.append(t)
+    return out, trades
