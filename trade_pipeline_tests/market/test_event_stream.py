@@ -42,6 +42,7 @@ from trade_pipeline.market.simulator import SimulatorConfig, simulate
 from trade_pipeline.market.snapshots import build_snapshots
 from trade_pipeline_tests.market.event_book import SimpleBook, book_rows_at
 from trade_pipeline_tests.market.streams import (
+    T0_MS,
     interleave_trades,
     read_records,
     rec,
@@ -51,6 +52,11 @@ from trade_pipeline_tests.market.streams import (
 
 T0 = 1_751_865_309_000
 MS = 1_000_000
+
+
+def brec(t_ms: int, *args, recv_ms: int, **kwargs) -> dict:
+    """`streams.rec` at absolute times (rec counts from streams.T0_MS)."""
+    return rec(t_ms - T0_MS, *args, recv_ms=recv_ms - T0_MS, **kwargs)
 
 
 def assert_grid_equal(events: np.ndarray, snapshot_frame) -> int:
@@ -66,15 +72,15 @@ def assert_grid_equal(events: np.ndarray, snapshot_frame) -> int:
 
 def test_hand_worked_stream(tmp_path):
     lines = [
-        rec(T0, "snapshot", 10, bids=[(100.0, 1.0), (99.9, 2.0)],
+        brec(T0, "snapshot", 10, bids=[(100.0, 1.0), (99.9, 2.0)],
             asks=[(100.1, 3.0), (100.2, 4.0)], recv_ms=T0 + 5),
-        rec(T0 + 20, "delta", 11, bids=[(100.0, 0.5)], asks=[(100.2, 0.0)], recv_ms=T0 + 25),
+        brec(T0 + 20, "delta", 11, bids=[(100.0, 0.5)], asks=[(100.2, 0.0)], recv_ms=T0 + 25),
         trade_rec(T0 + 30, "a", "sell", 100.0, 0.5, recv_ms=T0 + 32),
-        rec(T0 + 40, "delta", 12, bids=[(100.0, 0.0)], recv_ms=T0 + 45),
-        rec(T0 + 60, "delta", 14, bids=[(99.8, 1.0)], recv_ms=T0 + 65),  # u 13 missing: gap
+        brec(T0 + 40, "delta", 12, bids=[(100.0, 0.0)], recv_ms=T0 + 45),
+        brec(T0 + 60, "delta", 14, bids=[(99.8, 1.0)], recv_ms=T0 + 65),  # u 13 missing: gap
         trade_rec(T0 + 70, "b", "buy", 100.1, 1.0, recv_ms=T0 + 72),
-        rec(T0 + 80, "delta", 15, asks=[(100.3, 1.0)], recv_ms=T0 + 85),  # book invalid
-        rec(T0 + 100, "snapshot", 20, bids=[(99.5, 1.0)], asks=[(99.6, 2.0)], recv_ms=T0 + 105),
+        brec(T0 + 80, "delta", 15, asks=[(100.3, 1.0)], recv_ms=T0 + 85),  # book invalid
+        brec(T0 + 100, "snapshot", 20, bids=[(99.5, 1.0)], asks=[(99.6, 2.0)], recv_ms=T0 + 105),
         trade_rec(T0 + 100, "a", "sell", 99.5, 0.1, recv_ms=T0 + 106),  # repeated id
     ]
     events, report = build_event_stream(write_lines(tmp_path / "h.jsonl.gz", lines))
