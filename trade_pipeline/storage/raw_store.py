@@ -46,8 +46,14 @@ def day_dir(raw_dir: Path, exchange: str, symbol: str, day: str) -> Path:
     return symbol_dir(raw_dir, exchange, symbol) / f"date={check_date(day)}"
 
 
+_EPOCH_DAY = dt.date(1970, 1, 1)
+_DAY_NS = 86_400 * 10**9
+
+
 def day_of_ns(ts_ns: int) -> str:
-    return dt.datetime.fromtimestamp(ts_ns / 1e9, dt.UTC).date().isoformat()
+    """The UTC day of a time in ns, in integers: a float would round 23:59:59.9999999 up
+    into the next day and file the line under the wrong date."""
+    return (_EPOCH_DAY + dt.timedelta(days=int(ts_ns) // _DAY_NS)).isoformat()
 
 
 def raw_file_name(ts_ns: int, token: str | None = None) -> str:
