@@ -278,28 +278,50 @@ def _trade_fills(S, side: int, tick: int, qty: float, ts: int) -> None:
 
 
 @nb.njit(cache=True)
-def process_event(S, ev: int, px: float, qty: float, ts: int) -> None:
-    """One market event at exchange time `ts`."""
-    prm, xq, xm = S[1], S[2], S[3]
+def book_event(prm, xq, xm, ev: int, px: float, qty: float) -> None:
+    """A market event when no order of ours rests: only the book moves (the hot path; the
+    state tuple is not passed at all, as passing it costs more than the update)."""
+    kind = ev & EVENT_TYPE_MASK
+    if kind in (DEPTH_EVENT, DEPTH_SNAPSHOT_EVENT):
+        if ev & BUY_EVENT:
+            depth.update_bid(xq, xm, px, qty, prm[P_TICK], prm[P_LOT])
+        elif ev & SELL_EVENT:
+            depth.update_ask(xq, xm, px, qty, prm[P_TICK], prm[P_LOT])
+    elif kind == DEPTH_CLEAR_EVENT:
+        if ev & BUY_EVENT:
+            depth.clear_bids(xq, xm, px, prm[P_TICK])
+        elif ev & SELL_EVENT:
+            depth.clear_asks(xq, xm, px, prm[P_TICK])
+        else:
+            depth.clear_bids(xq, xm, px, prm[P_TICK])
+            depth.clear_asks(xq, xm, px, prm[P_TICK])
+
+
+@nb.njit(cache=True)
+def process_event(S, n_rest: int, prm, xq, xm, ev: int, px: float, qty: float, ts: int) -> None:
+    """One market event at exchange time `ts`, with our resting orders (`n_rest` of them)."""
     tick_size = prm[P_TICK]
     kind = ev & EVENT_TYPE_MASK
     if kind in (DEPTH_EVENT, DEPTH_SNAPSHOT_EVENT):
         if ev & BUY_EVENT:
             tick, prev_best, best, prev_qty = depth.update_bid(xq, xm, px, qty, tick_size, prm[P_LOT])
-            _on_level(S, 0, tick, prev_qty, qty)
-            if best > prev_best:
-                _cross_fills(S, -1, best, ts)
+            if n_rest > 0:
+                _on_level(S, 0, tick, prev_qty, qty)
+                if best > prev_best:
+                    _cross_fills(S, -1, best, ts)
         elif ev & SELL_EVENT:
             tick, prev_best, best, prev_qty = depth.update_ask(xq, xm, px, qty, tick_size, prm[P_LOT])
-            _on_level(S, 1, tick, prev_qty, qty)
-            if best < prev_best:
-                _cross_fills(S, BUY, best, ts)
+            if n_rest > 0:
+                _on_level(S, 1, tick, prev_qty, qty)
+                if best < prev_best:
+                    _cross_fills(S, BUY, best, ts)
     elif kind == TRADE_EVENT:
-        tick = depth.to_tick(px, tick_size)
-        if ev & BUY_EVENT:
-            _trade_fills(S, -1, tick, qty, ts)  # the taker bought: our asks are hit
-        elif ev & SELL_EVENT:
-            _trade_fills(S, BUY, tick, qty, ts)
+        if n_rest > 0:
+            tick = depth.to_tick(px, tick_size)
+            if ev & BUY_EVENT:
+                _trade_fills(S, -1, tick, qty, ts)  # the taker bought: our asks are hit
+            elif ev & SELL_EVENT:
+                _trade_fills(S, BUY, tick, qty, ts)
     elif kind == DEPTH_CLEAR_EVENT:
         if ev & BUY_EVENT:
             depth.clear_bids(xq, xm, px, tick_size)

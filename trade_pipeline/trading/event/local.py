@@ -106,8 +106,7 @@ E_NOT_LIVE = -6
 
 
 @nb.njit(cache=True)
-def process_event(S, ev: int, px: float, qty: float) -> None:
-    prm, lq, lm = S[1], S[4], S[5]
+def process_event(prm, lq, lm, ev: int, px: float, qty: float) -> None:
     kind = ev & EVENT_TYPE_MASK
     if kind in (DEPTH_EVENT, DEPTH_SNAPSHOT_EVENT):
         if ev & BUY_EVENT:

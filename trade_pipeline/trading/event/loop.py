@@ -85,22 +85,44 @@ def _next_row(events, row: int, n: int, flag: int) -> int:
 
 
 @nb.njit(cache=True)
+def _save(cnt, lrow, xrow, now, xnow, n_local, n_exch, feed_lat) -> None:
+    cnt[C_LROW] = lrow
+    cnt[C_XROW] = xrow
+    cnt[C_NOW] = now
+    cnt[C_XNOW] = xnow
+    cnt[C_LEVENTS] += n_local
+    cnt[C_XEVENTS] += n_exch
+    cnt[C_LAST_FEED_LAT] = feed_lat
+
+
+@nb.njit(cache=True)
 def run_until(S, events, until: int) -> int:
-    cnt = S[0]
-    rq, rqf, rs = S[9], S[10], S[11]
+    # Arrays unpacked once, and the state tuple passed on only for steps that touch orders:
+    # per event, taking arrays out of the tuple or passing it costs more than the book update.
+    cnt, prm, xq, xm, lq, lm = S[0], S[1], S[2], S[3], S[4], S[5]
+    oi, rq, rqf, rs = S[6], S[9], S[10], S[11]
+    n = cnt[C_NEV]
+    finished = cnt[C_FINISHED] == 1
+    last_local = cnt[C_LAST_LOCAL_TS]
+    last_exch = cnt[C_LAST_EXCH_TS]
+    lrow = cnt[C_LROW]
+    xrow = cnt[C_XROW]
+    now = cnt[C_NOW]
+    xnow = cnt[C_XNOW]
+    feed_lat = cnt[C_LAST_FEED_LAT]
+    n_local = 0
+    n_exch = 0
+    if not has_room(S):
+        return RUN_NEED_SPACE
+    while lrow < n and (events[lrow].ev & LOCAL_EVENT) == 0:
+        lrow += 1
+    while xrow < n and (events[xrow].ev & EXCH_EVENT) == 0:
+        xrow += 1
+    t_ld = events[lrow].local_ts if lrow < n else NEVER
+    t_xd = events[xrow].exch_ts if xrow < n else NEVER
+    t_lo = head_ts(cnt, rs, C_RS_HEAD, C_RS_TAIL)
+    t_xo = head_ts(cnt, rq, C_RQ_HEAD, C_RQ_TAIL)
     while True:
-        if not has_room(S):
-            return RUN_NEED_SPACE
-        n = cnt[C_NEV]
-        finished = cnt[C_FINISHED] == 1
-        lrow = _next_row(events, cnt[C_LROW], n, LOCAL_EVENT)
-        cnt[C_LROW] = lrow
-        xrow = _next_row(events, cnt[C_XROW], n, EXCH_EVENT)
-        cnt[C_XROW] = xrow
-        t_ld = events[lrow].local_ts if lrow < n else NEVER
-        t_lo = head_ts(cnt, rs, C_RS_HEAD, C_RS_TAIL)
-        t_xd = events[xrow].exch_ts if xrow < n else NEVER
-        t_xo = head_ts(cnt, rq, C_RQ_HEAD, C_RQ_TAIL)
         # the earliest intent; ties: local data, local order, exchange data, exchange order
         kind = 0
         t = t_ld
@@ -114,40 +136,59 @@ def run_until(S, events, until: int) -> int:
             kind = 3
             t = t_xo
         # live: events not appended yet come at or after the last appended ones, on each clock
-        if not finished and ((lrow >= n and t >= cnt[C_LAST_LOCAL_TS])
-                             or (xrow >= n and t >= cnt[C_LAST_EXCH_TS])):
-            if t > until and until < cnt[C_LAST_LOCAL_TS] and until < cnt[C_LAST_EXCH_TS]:
-                cnt[C_NOW] = until
+        if not finished and ((lrow >= n and t >= last_local) or (xrow >= n and t >= last_exch)):
+            if t > until and until < last_local and until < last_exch:
+                _save(cnt, lrow, xrow, until, xnow, n_local, n_exch, feed_lat)
                 return RUN_DONE
+            _save(cnt, lrow, xrow, now, xnow, n_local, n_exch, feed_lat)
             return RUN_NEED_DATA
-        if t > until:
-            if until != NEVER:
-                cnt[C_NOW] = until
+        if t > until or t == NEVER:
+            if t == NEVER and until == NEVER:
+                _save(cnt, lrow, xrow, now, xnow, n_local, n_exch, feed_lat)
+                return RUN_END
+            _save(cnt, lrow, xrow, until if until != NEVER else now, xnow, n_local, n_exch, feed_lat)
             return RUN_DONE
-        if t == NEVER:
-            return RUN_END
         if kind == 0:
             e = events[lrow]
-            local.process_event(S, e.ev, e.px, e.qty)
-            cnt[C_LAST_FEED_LAT] = e.local_ts - e.exch_ts
-            cnt[C_LROW] = lrow + 1
-            cnt[C_LEVENTS] += 1
-            cnt[C_NOW] = t
-        elif kind == 1:
-            local.process_response(S)
-            cnt[C_NOW] = t
+            local.process_event(prm, lq, lm, e.ev, e.px, e.qty)
+            feed_lat = e.local_ts - e.exch_ts
+            n_local += 1
+            now = t
+            lrow += 1
+            while lrow < n and (events[lrow].ev & LOCAL_EVENT) == 0:
+                lrow += 1
+            t_ld = events[lrow].local_ts if lrow < n else NEVER
         elif kind == 2:
             e = events[xrow]
-            exchange.process_event(S, e.ev, e.px, e.qty, t)
-            cnt[C_XROW] = xrow + 1
-            cnt[C_XEVENTS] += 1
-            cnt[C_XNOW] = t
+            n_exch += 1
+            xnow = t
+            if cnt[C_NREST] == 0:
+                exchange.book_event(prm, xq, xm, e.ev, e.px, e.qty)
+            else:
+                exchange.process_event(S, cnt[C_NREST], prm, xq, xm, e.ev, e.px, e.qty, t)
+                t_lo = head_ts(cnt, rs, C_RS_HEAD, C_RS_TAIL)
+                if not has_room(S):
+                    _save(cnt, lrow, xrow + 1, now, xnow, n_local, n_exch, feed_lat)
+                    return RUN_NEED_SPACE
+            xrow += 1
+            while xrow < n and (events[xrow].ev & EXCH_EVENT) == 0:
+                xrow += 1
+            t_xd = events[xrow].exch_ts if xrow < n else NEVER
+        elif kind == 1:
+            local.process_response(S)
+            now = t
+            t_lo = head_ts(cnt, rs, C_RS_HEAD, C_RS_TAIL)
         else:
             r = pop(cnt, C_RQ_HEAD, C_RQ_TAIL)
             slot = rq[r, RQ_SLOT]
             kind_rq = rq[r, RQ_KIND]
             tick = rq[r, RQ_TICK]
             qty = rqf[r, 0]
-            S[6][slot, OI_INFLIGHT] -= 1  # the request has arrived
+            oi[slot, OI_INFLIGHT] -= 1  # the request has arrived
             exchange.process_request(S, slot, kind_rq, tick, qty, t)
-            cnt[C_XNOW] = t
+            xnow = t
+            t_xo = head_ts(cnt, rq, C_RQ_HEAD, C_RQ_TAIL)
+            t_lo = head_ts(cnt, rs, C_RS_HEAD, C_RS_TAIL)
+            if not has_room(S):
+                _save(cnt, lrow, xrow, now, xnow, n_local, n_exch, feed_lat)
+                return RUN_NEED_SPACE
