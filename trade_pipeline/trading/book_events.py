@@ -159,7 +159,12 @@ def merge_receipt_order(book: np.ndarray, trades: np.ndarray) -> np.ndarray:
 def book_events(paths: list[str | Path] | str | Path, fmt: str = "auto",
                 trades: pl.DataFrame | None = None) -> BookStream:
     """The event stream of recorded book captures (and trades, if given)."""
-    from trade_pipeline.market.readers import FileStatus, ParseContext, read_messages, resolve_format
+    from trade_pipeline.market.readers import (
+        FileStatus,
+        ParseContext,
+        read_messages,
+        resolve_format,
+    )
 
     if isinstance(paths, str | Path):
         paths = [paths]

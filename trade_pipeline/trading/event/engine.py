@@ -251,6 +251,13 @@ class EventEngine:
     def best_ask(self) -> float:
         return self._best(L.D_BEST_ASK)
 
+    def level(self, side: int, price: float) -> float:
+        """The size the strategy sees at `price` on the bid (side 1) or ask (-1) side."""
+        from trade_pipeline.trading.event.depth import qty_at, to_tick
+
+        return float(qty_at(self.state.lq, self.state.lm, 0 if side == 1 else 1,
+                            to_tick(float(price), self.config.tick_size)))
+
     @property
     def position(self) -> float:
         """Position as the strategy knows it (fills whose response has arrived)."""

@@ -65,8 +65,8 @@ from trade_pipeline.trading.event.layout import (
     NEVER,
     OF_LEAVES,
     OF_QTY,
+    OI_GEN,
     OI_ID,
-    OI_INFLIGHT,
     OI_LOG,
     OI_SIDE,
     OI_TICK,
@@ -96,6 +96,7 @@ from trade_pipeline.trading.event.layout import (
     REQ_REPLACE,
     RS_FILL_FROM,
     RS_FILL_TO,
+    RS_GEN,
     RS_KIND,
     RS_REJECTED,
     RS_SLOT,
@@ -124,9 +125,9 @@ def respond(S, slot: int, exch_ts: int, kind: int, fill_from: int, fill_to: int,
     rs[r, RS_FILL_FROM] = fill_from
     rs[r, RS_FILL_TO] = fill_to
     rs[r, RS_REJECTED] = rejected
+    rs[r, RS_GEN] = oi[slot, OI_GEN]
     rsf[r, 0] = of[slot, OF_LEAVES]
     rsf[r, 1] = of[slot, OF_QTY]
-    oi[slot, OI_INFLIGHT] += 1
 
 
 @nb.njit(cache=True)
@@ -184,7 +185,7 @@ def fill(S, slot: int, ts: int, maker: bool, tick: int, qty: float) -> int:
     tick_size = prm[P_TICK]
     leaves = of[slot, OF_LEAVES] - qty
     of[slot, OF_LEAVES] = leaves
-    price = tick * tick_size
+    price = round(tick * tick_size, 12)  # 1001 * 0.1 -> 100.1, not 100.10000000000001
     amount = price * qty
     fee = amount * (prm[P_MAKER_FEE] if maker else prm[P_TAKER_FEE])
     side = oi[slot, OI_SIDE]

@@ -99,10 +99,11 @@ OI_XSTATUS = 5
 OI_LSTATUS = 6  # as the strategy knows it
 OI_LREQ = 7  # request in flight (REQ_*), as the strategy knows it
 OI_LTICK = 8  # price tick as the strategy last requested / learned
-OI_INFLIGHT = 9  # messages on the buses that refer to this slot
+OI_INFLIGHT = 9  # requests on the way to the exchange (for reports)
 OI_USED = 10
 OI_LOG = 11  # row in the order log
 OI_XRESTING = 12  # 1 while in `rest`
+OI_GEN = 13  # bumped each time the slot is reused: messages about an earlier order are stale
 NOI = 14
 
 OF_QTY = 0  # exchange: the order's quantity (a replace sets it to the new leaves)
@@ -119,7 +120,8 @@ RQ_SLOT = 1
 RQ_KIND = 2
 RQ_TICK = 3
 RQ_LOCAL_TS = 4
-NRQ = 5
+RQ_GEN = 5
+NRQ = 6
 # rqf[:, 0] = qty
 
 RS_TS = 0  # local receive time
@@ -130,7 +132,8 @@ RS_KIND = 4  # the request answered (REQ_*), or REQ_NONE for a fill of a resting
 RS_FILL_FROM = 5  # fills delivered by this response: [from, to)
 RS_FILL_TO = 6
 RS_REJECTED = 7
-NRS = 8
+RS_GEN = 8
+NRS = 9
 # rsf[:, 0] = leaves, rsf[:, 1] = qty
 
 # ---- fills log: fi (int64), ff (float64) ---------------------------------------------------
@@ -173,7 +176,15 @@ A_XPOS = 0
 A_LPOS = 1
 A_LFEES = 2  # fees the strategy knows of
 A_XFEES = 3
-NA = 6
+# Public trades (and touch depletions) the strategy saw since it last cleared them: the
+# highest price a taker bought at, the lowest one sold at (hftbacktest's `last_trades`,
+# reduced to what arrival-depth estimates need), and the same for best levels taken out.
+A_LT_BUY = 4
+A_LT_SELL = 5
+A_LT_N = 6
+A_TOUCH_BUY = 7  # highest best ask that was removed (the ask moved up)
+A_TOUCH_SELL = 8  # lowest best bid that was removed (the bid moved down)
+NA = 10
 
 # ---- run codes -------------------------------------------------------------------------------
 RUN_DONE = 0  # reached the requested time

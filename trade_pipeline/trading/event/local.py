@@ -7,6 +7,8 @@ flight for that order, a quantity below one lot); refused requests are counted.
 Position and fees move when a fill's response arrives (`A_LPOS`, `A_LFEES`).
 """
 
+import math
+
 import numba as nb
 
 from trade_pipeline.market.events import (
@@ -16,6 +18,7 @@ from trade_pipeline.market.events import (
     DEPTH_SNAPSHOT_EVENT,
     EVENT_TYPE_MASK,
     SELL_EVENT,
+    TRADE_EVENT,
 )
 from trade_pipeline.trading.event import depth
 from trade_pipeline.trading.event.buses import pop, push
@@ -23,6 +26,11 @@ from trade_pipeline.trading.event.latency import entry_latency
 from trade_pipeline.trading.event.layout import (
     A_LFEES,
     A_LPOS,
+    A_LT_BUY,
+    A_LT_N,
+    A_LT_SELL,
+    A_TOUCH_BUY,
+    A_TOUCH_SELL,
     C_ERRORS,
     C_HIGH,
     C_NFREE,
@@ -37,12 +45,15 @@ from trade_pipeline.trading.event.layout import (
     FF_QTY,
     FI_LOCAL_TS,
     FI_SIDE,
+    INVALID_MAX,
+    INVALID_MIN,
     LIMIT,
     NEVER,
     OF_LEAVES,
     OF_LLEAVES,
     OF_LQTY,
     OF_QTY,
+    OI_GEN,
     OI_ID,
     OI_INFLIGHT,
     OI_LOG,
@@ -77,12 +88,14 @@ from trade_pipeline.trading.event.layout import (
     REQ_NEW,
     REQ_NONE,
     REQ_REPLACE,
+    RQ_GEN,
     RQ_KIND,
     RQ_LOCAL_TS,
     RQ_SLOT,
     RQ_TICK,
     RS_FILL_FROM,
     RS_FILL_TO,
+    RS_GEN,
     RS_KIND,
     RS_REJECTED,
     RS_SLOT,
@@ -106,13 +119,28 @@ E_NOT_LIVE = -6
 
 
 @nb.njit(cache=True)
-def process_event(prm, lq, lm, ev: int, px: float, qty: float) -> None:
+def process_event(prm, lq, lm, acc, ev: int, px: float, qty: float) -> None:
     kind = ev & EVENT_TYPE_MASK
     if kind in (DEPTH_EVENT, DEPTH_SNAPSHOT_EVENT):
         if ev & BUY_EVENT:
-            depth.update_bid(lq, lm, px, qty, prm[P_TICK], prm[P_LOT])
+            _tick, prev_best, best, _q = depth.update_bid(lq, lm, px, qty, prm[P_TICK], prm[P_LOT])
+            if best < prev_best and prev_best != INVALID_MAX:
+                t = prev_best * prm[P_TICK]
+                if t < acc[A_TOUCH_SELL]:
+                    acc[A_TOUCH_SELL] = t
         elif ev & SELL_EVENT:
-            depth.update_ask(lq, lm, px, qty, prm[P_TICK], prm[P_LOT])
+            _tick, prev_best, best, _q = depth.update_ask(lq, lm, px, qty, prm[P_TICK], prm[P_LOT])
+            if best > prev_best and prev_best != INVALID_MIN:
+                t = prev_best * prm[P_TICK]
+                if t > acc[A_TOUCH_BUY]:
+                    acc[A_TOUCH_BUY] = t
+    elif kind == TRADE_EVENT:
+        acc[A_LT_N] += 1.0
+        if ev & BUY_EVENT:
+            if px > acc[A_LT_BUY]:
+                acc[A_LT_BUY] = px
+        elif px < acc[A_LT_SELL]:
+            acc[A_LT_SELL] = px
     elif kind == DEPTH_CLEAR_EVENT:
         if ev & BUY_EVENT:
             depth.clear_bids(lq, lm, px, prm[P_TICK])
@@ -144,7 +172,8 @@ def process_response(S) -> int:
     now = rs[r, 0]
     slot = rs[r, RS_SLOT]
     kind = rs[r, RS_KIND]
-    oi[slot, OI_INFLIGHT] -= 1
+    if rs[r, RS_GEN] != oi[slot, OI_GEN] or oi[slot, OI_USED] == 0:
+        return slot  # about an order the strategy has already seen end (its slot is reused)
     if rs[r, RS_REJECTED] == 1:
         if oi[slot, OI_LREQ] == kind:
             oi[slot, OI_LREQ] = REQ_NONE
@@ -163,10 +192,8 @@ def process_response(S) -> int:
             fi[k, FI_LOCAL_TS] = now
             acc[A_LPOS] += fi[k, FI_SIDE] * ff[k, FF_QTY]
             acc[A_LFEES] += ff[k, FF_FEE]
-        if is_terminal(oi[slot, OI_LSTATUS]):
-            oi[slot, OI_LREQ] = REQ_NONE
-    if oi[slot, OI_INFLIGHT] == 0 and is_terminal(oi[slot, OI_LSTATUS]):
-        _free(S, slot)
+    if is_terminal(oi[slot, OI_LSTATUS]):
+        _free(S, slot)  # later messages about it are stale (generation check)
     return slot
 
 
@@ -192,6 +219,7 @@ def _request(S, slot: int, kind: int, tick: int, qty: float) -> None:
     rq[r, RQ_TICK] = tick
     rq[r, RQ_LOCAL_TS] = now
     rqf[r, 0] = qty
+    rq[r, RQ_GEN] = oi[slot, OI_GEN]
     oi[slot, OI_INFLIGHT] += 1
     oi[slot, OI_LREQ] = kind
 
@@ -231,7 +259,9 @@ def submit(S, order_id: int, side: int, order_type: int, tif: int, price: float,
         return E_NO_SLOT
     cnt[C_NLOG] = lg + 1
     tick = depth.to_tick(price, prm[P_TICK]) if order_type == LIMIT else 0
+    gen = oi[slot, OI_GEN] + 1
     oi[slot, :] = 0
+    oi[slot, OI_GEN] = gen
     oi[slot, OI_ID] = order_id
     oi[slot, OI_SIDE] = side
     oi[slot, OI_TYPE] = order_type
@@ -310,3 +340,12 @@ def replace(S, order_id: int, price: float, qty: float) -> int:
         S[7][slot, OF_LQTY] = q
     return slot
 
+
+
+@nb.njit(cache=True)
+def clear_last_trades(acc) -> None:
+    acc[A_LT_BUY] = -math.inf
+    acc[A_LT_SELL] = math.inf
+    acc[A_LT_N] = 0.0
+    acc[A_TOUCH_BUY] = -math.inf
+    acc[A_TOUCH_SELL] = math.inf

@@ -42,7 +42,9 @@ from trade_pipeline.trading.event.layout import (
     C_XNOW,
     C_XROW,
     NEVER,
+    OI_GEN,
     OI_INFLIGHT,
+    RQ_GEN,
     RQ_KIND,
     RQ_SLOT,
     RQ_TICK,
@@ -100,7 +102,7 @@ def run_until(S, events, until: int) -> int:
     # Arrays unpacked once, and the state tuple passed on only for steps that touch orders:
     # per event, taking arrays out of the tuple or passing it costs more than the book update.
     cnt, prm, xq, xm, lq, lm = S[0], S[1], S[2], S[3], S[4], S[5]
-    oi, rq, rqf, rs = S[6], S[9], S[10], S[11]
+    oi, rq, rqf, rs, acc = S[6], S[9], S[10], S[11], S[18]
     n = cnt[C_NEV]
     finished = cnt[C_FINISHED] == 1
     last_local = cnt[C_LAST_LOCAL_TS]
@@ -142,15 +144,15 @@ def run_until(S, events, until: int) -> int:
                 return RUN_DONE
             _save(cnt, lrow, xrow, now, xnow, n_local, n_exch, feed_lat)
             return RUN_NEED_DATA
-        if t > until or t == NEVER:
-            if t == NEVER and until == NEVER:
-                _save(cnt, lrow, xrow, now, xnow, n_local, n_exch, feed_lat)
-                return RUN_END
+        if t == NEVER:  # nothing left at all (hftbacktest's EndOfData)
             _save(cnt, lrow, xrow, until if until != NEVER else now, xnow, n_local, n_exch, feed_lat)
+            return RUN_END
+        if t > until:
+            _save(cnt, lrow, xrow, until, xnow, n_local, n_exch, feed_lat)
             return RUN_DONE
         if kind == 0:
             e = events[lrow]
-            local.process_event(prm, lq, lm, e.ev, e.px, e.qty)
+            local.process_event(prm, lq, lm, acc, e.ev, e.px, e.qty)
             feed_lat = e.local_ts - e.exch_ts
             n_local += 1
             now = t
@@ -184,8 +186,10 @@ def run_until(S, events, until: int) -> int:
             kind_rq = rq[r, RQ_KIND]
             tick = rq[r, RQ_TICK]
             qty = rqf[r, 0]
-            oi[slot, OI_INFLIGHT] -= 1  # the request has arrived
-            exchange.process_request(S, slot, kind_rq, tick, qty, t)
+            if rq[r, RQ_GEN] == oi[slot, OI_GEN]:
+                oi[slot, OI_INFLIGHT] -= 1  # the request has arrived
+                exchange.process_request(S, slot, kind_rq, tick, qty, t)
+            # else: about an order that has ended and whose slot the strategy reused
             xnow = t
             t_xo = head_ts(cnt, rq, C_RQ_HEAD, C_RQ_TAIL)
             t_lo = head_ts(cnt, rs, C_RS_HEAD, C_RS_TAIL)

@@ -52,6 +52,7 @@ from trade_pipeline.trading.event.layout import (
     P_TAKER_FEE,
     P_TICK,
 )
+from trade_pipeline.trading.event.local import clear_last_trades
 
 ROI_MARGIN_TICKS = 2_000  # beyond the prices seen: room for our orders' levels and walks
 
@@ -95,6 +96,7 @@ class EngineState:
         else:
             self.lat = np.ascontiguousarray(latency_table, dtype=np.int64)
         self.acc = np.zeros(NA, dtype=np.float64)
+        clear_last_trades(self.acc)
         self.cnt[C_LAST_LOCAL_TS] = INVALID_MIN
         self.cnt[C_LAST_EXCH_TS] = INVALID_MIN
         self._rebuild()
