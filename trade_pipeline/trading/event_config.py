@@ -42,7 +42,7 @@ class EventRunConfig:
 
     @property
     def interval_ns(self) -> int:
-        return int(round(self.interval_ms * 1_000_000))
+        return round(self.interval_ms * 1_000_000)
 
 
 @dataclass(frozen=True)

@@ -157,7 +157,7 @@ def step(S, par, si, sf, now: int, signal: float, k0: int, k1: int) -> None:
     which = S_BID if want == 1 else S_ASK
     oid = si[which]
     if oid != 0:
-        exists, _side, cur_tick, leaves, live = view.order_state(S, oid)
+        _exists, _side, cur_tick, leaves, live = view.order_state(S, oid)
         if live and (cur_tick != tick or leaves > qty + 1e-12):
             view.replace(S, oid, tick, qty)  # the touch moved (or the room shrank)
         return

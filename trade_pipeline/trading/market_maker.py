@@ -211,11 +211,9 @@ def step(S, par, si, sf, now: int, signal: float, k0: int, k1: int) -> None:
                 si[S_CANCELS] += 1
     if position < par[P_MAXPOS] and np.isfinite(bid_tick):
         oid = int(bid_tick)
-        if not view.order_state(S, oid)[0]:
-            if view.buy_limit(S, oid, oid, par[P_QTY], True) >= 0:
-                si[S_QUOTES] += 1
+        if not view.order_state(S, oid)[0] and view.buy_limit(S, oid, oid, par[P_QTY], True) >= 0:
+            si[S_QUOTES] += 1
     if position > -par[P_MAXPOS] and np.isfinite(ask_tick):
         oid = int(ask_tick)
-        if not view.order_state(S, oid)[0]:
-            if view.sell_limit(S, oid, oid, par[P_QTY], True) >= 0:
-                si[S_QUOTES] += 1
+        if not view.order_state(S, oid)[0] and view.sell_limit(S, oid, oid, par[P_QTY], True) >= 0:
+            si[S_QUOTES] += 1

@@ -25,7 +25,7 @@ class Stream:
         self.feed_ns = int(feed_ms * MS)
 
     def _add(self, ev: int, t_ms: float, px: float, qty: float) -> "Stream":
-        exch = T0 + int(round(t_ms * MS))
+        exch = T0 + round(t_ms * MS)
         self.rows.append((ev | BOTH_CLOCKS, exch, exch + self.feed_ns, px, qty, 0, 0, 0.0))
         return self
 
@@ -57,4 +57,4 @@ class Stream:
 
 
 def at(t_ms: float) -> int:
-    return T0 + int(round(t_ms * MS))
+    return T0 + round(t_ms * MS)

@@ -83,7 +83,7 @@ def order_state(S, order_id: int):
         return False, 0, 0, 0.0, False
     oi, of = S[6], S[7]
     st = oi[slot, OI_LSTATUS]
-    live = (st == ST_NEW or st == ST_PARTIAL) and oi[slot, OI_LREQ] == REQ_NONE
+    live = st in (ST_NEW, ST_PARTIAL) and oi[slot, OI_LREQ] == REQ_NONE
     return True, oi[slot, OI_SIDE], oi[slot, OI_LTICK], of[slot, OF_LLEAVES], live
 
 
@@ -91,10 +91,10 @@ def order_state(S, order_id: int):
 def any_order(S) -> bool:
     """Any order the strategy has not seen finish (resting, or a request in flight)."""
     oi = S[6]
+    found = False
     for slot in range(S[0][C_HIGH]):
-        if oi[slot, OI_USED] == 1:
-            return True
-    return False
+        found = found or oi[slot, OI_USED] == 1
+    return found
 
 
 @nb.njit(cache=True)
@@ -130,9 +130,9 @@ def cancel_all(S) -> int:
     for slot in range(S[0][C_HIGH]):
         if oi[slot, OI_USED] == 1:
             st = oi[slot, OI_LSTATUS]
-            if (st == ST_NEW or st == ST_PARTIAL) and oi[slot, OI_LREQ] == REQ_NONE:
-                if local.cancel(S, oi[slot, OI_ID]) >= 0:
-                    sent += 1
+            cancellable = st in (ST_NEW, ST_PARTIAL) and oi[slot, OI_LREQ] == REQ_NONE
+            if cancellable and local.cancel(S, oi[slot, OI_ID]) >= 0:
+                sent += 1
     return sent
 
 
