@@ -10,13 +10,19 @@ from trade_pipeline.commands.argtypes import positive_float
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "backtest",
-        help="backtest a model or a signal file on the snapshot grid",
-        description="Run the backtest on the 100 ms snapshot grid: signals (from --predictions, or "
-        "from --model run over the batch features) -> orders with the execution model of "
-        "--config (fees, latency, book walking) -> positions, PnL and metrics. Results go to the "
-        "warehouse (backtest_results, trades, predictions) and to MLflow unless --no-store.",
+        help="backtest a model or a signal file on the snapshot grid, or orders on the raw events",
+        description="Grid mode: the backtest on the 100 ms snapshot grid: signals (from "
+        "--predictions, or from --model run over the batch features) -> orders with the "
+        "execution model of --config (fees, latency, book walking) -> positions, PnL and "
+        "metrics; results go to the warehouse (backtest_results, trades, predictions) and to "
+        "MLflow unless --no-store. Event mode (--events CAPTURE...): the event-level engine on "
+        "the captures' book changes (and --trades) in order of receipt, with queue position, "
+        "order-entry and response latency, maker/taker fees ([event_execution] of --config); "
+        "it runs the orders of --orders, or the strategy of [event_run] (maker and taker trade "
+        "--model's signal); prints fills, markouts, fill ratio, time in queue and the PnL "
+        "split, and logs them to MLflow unless --no-store.",
     )
-    src = p.add_mutually_exclusive_group(required=True)
+    src = p.add_mutually_exclusive_group()
     src.add_argument("--model", metavar="NAME@ALIAS",
                      help="registered model, e.g. btc_l2_5s@champion (predictions + thresholds)")
     src.add_argument("--predictions", metavar="P.parquet",
@@ -29,6 +35,18 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="execution assumptions and strategy limits (see trade_pipeline/trading/execution.py)")
     p.add_argument("--json", action="store_true", help="print the metrics and the trade list as JSON")
     p.add_argument("--no-store", action="store_true", help="do not write the warehouse or MLflow")
+    ev = p.add_argument_group("event mode")
+    ev.add_argument("--events", nargs="+", metavar="CAPTURE",
+                    help="recorded captures (Bybit, ccxt or Binance files) to run on the event engine")
+    ev.add_argument("--orders", metavar="ORDERS.parquet",
+                    help="scripted orders: timestamp, order_id, action (limit|market|cancel), side, "
+                    "price, qty [, post_only]")
+    ev.add_argument("--queue-model", choices=["risk_averse", "prob", "prob_power", "prob_log"],
+                    help="queue position model (prob = prob_power); overrides [event_execution]")
+    ev.add_argument("--trades", metavar="TRADES.parquet",
+                    help="public trades in the l2_trades layout, merged with the captures' book")
+    ev.add_argument("--format", default="auto", choices=["auto", "bybit", "ccxt", "binance"],
+                    help="capture format (default: detected)")
     p.set_defaults(func=handle_backtest)
 
     q = sub.add_parser(
@@ -66,8 +84,41 @@ def _warehouse_errors() -> tuple[type[Exception], ...]:
     return (MigrationError, WarehouseLockTimeout, WarehouseNotReady)
 
 
+def handle_event_backtest(args: argparse.Namespace, settings) -> int:
+    from trade_pipeline.trading.event_service import event_backtest_command
+
+    if args.predictions or args.snapshots or args.start or args.end:
+        print("trade-pipeline: error: --events runs on the captures: --predictions, --snapshots, "
+              "--start and --end belong to the grid backtest", file=sys.stderr)
+        return 2
+    out = event_backtest_command(
+        settings, captures=args.events, fmt=args.format, orders_path=args.orders,
+        config_path=args.config, queue_model=args.queue_model, trades_path=args.trades,
+        model_ref=args.model, store=not args.no_store)
+    if args.json:
+        print(json.dumps(out, indent=2, default=str, allow_nan=False))
+    else:
+        rep = out["report"]
+        print(f"  mode {out['mode']}: {rep['fills']} fills ({rep['maker_fills']} maker), "
+              f"{rep['orders']} orders, {len(out['refused'])} refused")
+        for key in ("fill_ratio_qty", "fill_ratio_orders", "time_in_queue_to_fill_s", "markout_bp", "pnl"):
+            print(f"  {key:24s} {rep[key]}")
+    return 0
+
+
 def handle_backtest(args: argparse.Namespace, settings) -> int:
     from trade_pipeline.trading.engine import TradingConfig
+
+    if args.events:
+        return handle_event_backtest(args, settings)
+    if args.orders or args.queue_model or args.trades:
+        print("trade-pipeline: error: --orders, --queue-model and --trades need --events CAPTURE...",
+              file=sys.stderr)
+        return 2
+    if not (args.model or args.predictions):
+        print("trade-pipeline: error: give --model or --predictions (grid), or --events (event mode)",
+              file=sys.stderr)
+        return 2
     from trade_pipeline.trading.service import backtest_command
 
     config = TradingConfig.load(args.config)

@@ -1,6 +1,8 @@
 """A stream fed in pieces (paper trading) runs exactly as the stream fed at once (backtest):
 same wake-ups, same orders, same fills, same accounts. Property-tested on random markets."""
 
+import itertools
+
 import numpy as np
 import polars as pl
 from hypothesis import HealthCheck, given, settings
@@ -87,7 +89,7 @@ def test_pieces_equal_whole(seed, strategy, queue, cuts):
     bounds = sorted({0, len(events), *[c % len(events) for c in cuts]})
     sig_ts, sig_v = sig["available_ns"].to_numpy(), sig["value"].to_numpy()
     done = 0
-    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+    for a, b in itertools.pairwise(bounds):
         chunk = events[a:b]
         # signals arrive with the message that makes them available
         last = chunk["local_ts"][-1]

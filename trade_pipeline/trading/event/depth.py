@@ -52,6 +52,18 @@ def to_tick(px: float, tick_size: float) -> int:
     return int(rust_round(px / tick_size))
 
 
+@nb.njit(cache=True)
+def tick_price(tick: int, tick_size: float) -> float:
+    """The price of a tick, as the decimal the exchange shows: for a tick size 1/k (0.1, 0.01,
+    0.5...) the division by k is the correctly rounded decimal (1080837 * 0.1 would give
+    108083.70000000001, 1080837 / 10 gives 108083.7)."""
+    inv = 1.0 / tick_size
+    k = rust_round(inv)
+    if k >= 1.0 and abs(inv - k) < 1e-9 * k:
+        return tick / k
+    return tick * tick_size
+
+
 @nb.njit(cache=True, inline="always")
 def rmin(a: float, b: float) -> float:
     """Rust's f64::min: a NaN operand yields the other one."""

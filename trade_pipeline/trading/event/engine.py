@@ -23,6 +23,7 @@ from trade_pipeline.market.event_execution_config import EventExecutionConfig
 from trade_pipeline.market.events import BOTH_CLOCKS, EVENT_DTYPE, EXCH_EVENT, LOCAL_EVENT
 from trade_pipeline.trading.event import layout as L
 from trade_pipeline.trading.event import local
+from trade_pipeline.trading.event.depth import tick_price
 from trade_pipeline.trading.event.latency import check_table, table_from_feed
 from trade_pipeline.trading.event.loop import room_for_orders, run_until
 from trade_pipeline.trading.event.queue import QUEUE_MODELS
@@ -241,7 +242,7 @@ class EventEngine:
         t = int(m[which])
         if t in (L.INVALID_MIN, L.INVALID_MAX):
             return float("nan")
-        return t * self.config.tick_size
+        return float(tick_price(t, self.config.tick_size))
 
     @property
     def best_bid(self) -> float:
@@ -274,7 +275,7 @@ class EventEngine:
             return None
         oi, of = self.state.oi[slot], self.state.of[slot]
         return {"order_id": int(oi[L.OI_ID]), "status": STATUS_NAMES[int(oi[L.OI_LSTATUS])],
-                "price": int(oi[L.OI_LTICK]) * self.config.tick_size, "qty": float(of[L.OF_LQTY]),
+                "price": float(tick_price(int(oi[L.OI_LTICK]), self.config.tick_size)), "qty": float(of[L.OF_LQTY]),
                 "leaves": float(of[L.OF_LLEAVES]), "request_in_flight": int(oi[L.OI_LREQ]) != L.REQ_NONE}
 
     def queue_ahead(self, order_id: int) -> float | None:
@@ -339,7 +340,8 @@ def order_log_frame(ol: np.ndarray, olf: np.ndarray, tick_size: float) -> pl.Dat
         "side": ol[:, L.OL_SIDE].astype(np.int8),
         "type": np.where(ol[:, L.OL_TYPE] == L.MARKET, "market", "limit"),
         "post_only": ol[:, L.OL_TIF] == L.GTX,
-        "price": np.where(ol[:, L.OL_TYPE] == L.MARKET, np.nan, ol[:, L.OL_TICK] * tick_size),
+        "price": np.where(ol[:, L.OL_TYPE] == L.MARKET, np.nan,
+                          [tick_price(int(t), tick_size) for t in ol[:, L.OL_TICK]]),
         "qty": olf[:, L.OLF_QTY],
         "filled": olf[:, L.OLF_FILLED],
         "fills": ol[:, L.OL_NFILLS],

@@ -185,7 +185,7 @@ def fill(S, slot: int, ts: int, maker: bool, tick: int, qty: float) -> int:
     tick_size = prm[P_TICK]
     leaves = of[slot, OF_LEAVES] - qty
     of[slot, OF_LEAVES] = leaves
-    price = round(tick * tick_size, 12)  # 1001 * 0.1 -> 100.1, not 100.10000000000001
+    price = depth.tick_price(tick, tick_size)
     amount = price * qty
     fee = amount * (prm[P_MAKER_FEE] if maker else prm[P_TAKER_FEE])
     side = oi[slot, OI_SIDE]
