@@ -159,9 +159,9 @@ class EventRun:
 
 
 def _room(engine: EventEngine) -> bool:
-    from trade_pipeline.trading.event.loop import room_for_orders
+    from trade_pipeline.trading.event.loop import order_arrays, room_for_orders
 
-    return room_for_orders(engine.state.S, 16)
+    return room_for_orders(*order_arrays(engine.state), 16)
 
 
 @dataclass

@@ -28,15 +28,21 @@ from trade_pipeline.trading import event_taker, maker, market_maker
 from trade_pipeline.trading.accounting import equity_of_nb, settle_nb
 from trade_pipeline.trading.event import view
 from trade_pipeline.trading.event.layout import (
+    A_LPOS,
     C_FINISHED,
     C_NEV,
     C_NFILL,
+    D_BEST_ASK,
+    D_BEST_BID,
     FF_FEE,
     FF_PRICE,
     FF_QTY,
     FI_LOCAL_TS,
     FI_SIDE,
+    INVALID_MAX,
+    INVALID_MIN,
     NEVER,
+    P_TICK,
     RUN_DONE,
     RUN_END,
     RUN_NEED_DATA,
@@ -60,9 +66,8 @@ NSM = 4
 
 
 @nb.njit(cache=True)
-def _book_fills(S, dv, dvf, upto: int) -> int:
+def _book_fills(cnt, fi, ff, dv, dvf, upto: int) -> int:
     """Book fills delivered by `upto` into the running accounts; returns the first new one."""
-    cnt, fi, ff = S[0], S[13], S[14]
     k0 = dv[DV_BOOKED]
     k = k0
     while k < cnt[C_NFILL] and fi[k, FI_LOCAL_TS] <= upto:
@@ -76,6 +81,14 @@ def _book_fills(S, dv, dvf, upto: int) -> int:
         k += 1
     dv[DV_BOOKED] = k
     return k0
+
+
+@nb.njit(cache=True)
+def _local_mid(prm, lm) -> float:
+    bb, ba = lm[D_BEST_BID], lm[D_BEST_ASK]
+    if bb == INVALID_MIN or ba == INVALID_MAX or bb >= ba:
+        return math.nan
+    return (bb + ba) * prm[P_TICK] / 2.0
 
 
 @nb.njit(cache=True)
@@ -101,22 +114,25 @@ def halt_now(S, dv) -> None:
 
 @nb.njit(cache=True)
 def _first_time(S, events) -> int:
+    """The earliest of the first local and the first exchange time (hftbacktest's start)."""
     n = S[0][C_NEV]
-    t0 = NEVER
+    t_local = NEVER
+    t_exch = NEVER
     for i in range(n):
         e = events[i]
-        if e.ev & LOCAL_EVENT and e.local_ts < t0:
-            t0 = e.local_ts
-        if e.ev & EXCH_EVENT and e.exch_ts < t0:
-            t0 = e.exch_ts
-        if t0 != NEVER:
+        if t_local == NEVER and e.ev & LOCAL_EVENT:
+            t_local = e.local_ts
+        if t_exch == NEVER and e.ev & EXCH_EVENT:
+            t_exch = e.exch_ts
+        if t_local != NEVER and t_exch != NEVER:
             break
-    return t0
+    return min(t_local, t_exch)
 
 
 @nb.njit(cache=True)
 def drive(S, events, kind: int, par, si, sf, sig_ts, sig_val, dv, dvf, smp_i, smp_f) -> int:
-    cnt = S[0]
+    # arrays out of the state tuple once: per wake-up, only the engine and the strategy get it
+    cnt, prm, lm, oi, rq, rqf, fi, ff, ol, acc = S[0], S[1], S[5], S[6], S[9], S[10], S[13], S[14], S[15], S[18]
     while True:
         if dv[DV_NEXT] == NEVER:
             if cnt[C_NEV] == 0:
@@ -126,7 +142,7 @@ def drive(S, events, kind: int, par, si, sf, sig_ts, sig_val, dv, dvf, smp_i, sm
         code = run_until(S, events, t)
         if code != RUN_DONE:
             return code
-        if not room_for_orders(S, 16) or dv[DV_NSAMPLE] >= smp_i.shape[0]:
+        if not room_for_orders(cnt, oi, rq, rqf, ol, 16) or dv[DV_NSAMPLE] >= smp_i.shape[0]:
             return RUN_NEED_SPACE
         # the latest signal available by t
         j = dv[DV_SIG]
@@ -134,8 +150,8 @@ def drive(S, events, kind: int, par, si, sf, sig_ts, sig_val, dv, dvf, smp_i, sm
             dvf[F_SIGNAL] = sig_val[j]
             j += 1
         dv[DV_SIG] = j
-        k0 = _book_fills(S, dv, dvf, t)
-        mid = view.mid(S)
+        k0 = _book_fills(cnt, fi, ff, dv, dvf, t)
+        mid = _local_mid(prm, lm)
         if not math.isnan(mid):
             dvf[F_EQ] = equity_of_nb(dvf[F_INIT], dvf[F_REAL], dvf[F_FEES], 0.0, dvf[F_POS], dvf[F_AVG], mid)
             if dvf[F_EQ] > dvf[F_PEAK]:
@@ -154,7 +170,7 @@ def drive(S, events, kind: int, par, si, sf, sig_ts, sig_val, dv, dvf, smp_i, sm
         k = dv[DV_NSAMPLE]
         smp_i[k, 0] = t
         smp_f[k, SM_EQUITY] = dvf[F_EQ]
-        smp_f[k, SM_POS] = view.position(S)
+        smp_f[k, SM_POS] = round(acc[A_LPOS], 9)
         smp_f[k, SM_MID] = mid
         smp_f[k, SM_SIGNAL] = dvf[F_SIGNAL]
         dv[DV_NSAMPLE] = k + 1

@@ -98,7 +98,7 @@ class MarketMakerConfig:
         return asdict(self)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def measure_trading_intensity(order_arrival_depth, out):
     """Count, per half-tick depth, the wake-ups whose arrivals reached beyond it (tutorial)."""
     max_tick = 0
@@ -113,7 +113,7 @@ def measure_trading_intensity(order_arrival_depth, out):
     return out[:max_tick]
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def linear_regression(x, y):
     sx = np.sum(x)
     sy = np.sum(y)
@@ -125,7 +125,7 @@ def linear_regression(x, y):
     return slope, intercept
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def compute_coeff(xi, gamma, delta, A, k):
     inv_k = np.divide(1, k)
     c1 = 1 / (xi * delta) * np.log(1 + xi * delta * inv_k)
@@ -133,7 +133,7 @@ def compute_coeff(xi, gamma, delta, A, k):
     return c1, c2
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _fit(par, sf) -> None:
     w = int(par[P_WINDOW])
     depths = sf[SF0:SF0 + w]
@@ -153,7 +153,7 @@ def _fit(par, sf) -> None:
     sf[F_VOL] = np.nanstd(chg) * np.sqrt(1.0 / par[P_STEP_S])
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def step(S, par, si, sf, now: int, signal: float, k0: int, k1: int) -> None:
     acc = S[18]
     tick_size = view.tick_size(S)

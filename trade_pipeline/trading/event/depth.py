@@ -15,8 +15,10 @@ hftbacktest must not differ here):
 - a clear event with a finite price removes the side from the best level to that price; with
   NaN it removes the whole side.
 
-The caller guarantees every tick lies inside the arrays (the ROI is sized from the data, and
-grown by `state.py` before a live batch that reaches outside it).
+The arrays cover a range of interest (ROI) around the prices traded (`state.py` sizes it from
+the data and grows it for live data); a level outside it is ignored, as hftbacktest's
+`ROIVectorMarketDepth` does (Binance's REST snapshot holds asks 3x the price: a vector over
+every tick of them would take gigabytes, and such levels never meet an order).
 """
 
 import math
@@ -127,6 +129,8 @@ def update_bid(q, m, px: float, qty: float, tick_size: float, lot_size: float):
     tick = to_tick(px, tick_size)
     i = tick - m[D_LO]
     prev_best = m[D_BEST_BID]
+    if i < 0 or i >= m[D_N]:
+        return tick, prev_best, prev_best, 0.0
     prev_qty = q[0, i]
     lots = rust_round(qty / lot_size)
     if lots > 0.0:
@@ -156,6 +160,8 @@ def update_ask(q, m, px: float, qty: float, tick_size: float, lot_size: float):
     tick = to_tick(px, tick_size)
     i = tick - m[D_LO]
     prev_best = m[D_BEST_ASK]
+    if i < 0 or i >= m[D_N]:
+        return tick, prev_best, prev_best, 0.0
     prev_qty = q[1, i]
     lots = rust_round(qty / lot_size)
     if lots > 0.0:

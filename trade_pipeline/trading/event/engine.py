@@ -25,9 +25,9 @@ from trade_pipeline.trading.event import layout as L
 from trade_pipeline.trading.event import local
 from trade_pipeline.trading.event.depth import tick_price
 from trade_pipeline.trading.event.latency import check_table, table_from_feed
-from trade_pipeline.trading.event.loop import room_for_orders, run_until
+from trade_pipeline.trading.event.loop import order_arrays, room_for_orders, run_until
 from trade_pipeline.trading.event.queue import QUEUE_MODELS
-from trade_pipeline.trading.event.state import EngineState, params_array, price_ticks
+from trade_pipeline.trading.event.state import EngineState, outside, params_array, price_ticks
 
 STATUS_NAMES = {L.ST_NONE: "pending", L.ST_NEW: "resting", L.ST_EXPIRED: "expired",
                 L.ST_FILLED: "filled", L.ST_CANCELED: "cancelled", L.ST_PARTIAL: "partially_filled",
@@ -99,6 +99,9 @@ class EventEngine:
         ticks = price_ticks(events, config.tick_size) if events is not None and len(events) else None
         self.state = EngineState(prm, table, roi=ticks or (0, 0))
         self._roi_set = ticks is not None
+        self.outside_roi = 0
+        if ticks is not None:
+            self.outside_roi = outside(events, config.tick_size, *self._roi())
         self.live = live
         if events is None:
             self.events = np.zeros(1024, dtype=EVENT_DTYPE)
@@ -152,11 +155,16 @@ class EventEngine:
         ticks = price_ticks(events, self.config.tick_size)
         if ticks is not None:
             if not self._roi_set:
-                mid = (ticks[0] + ticks[1]) // 2
-                span = max(ticks[1] - ticks[0], mid // 10)  # +-10 % of the price to start
-                self.state = self._fresh_state(mid - span, mid + span)
+                self.state = self._fresh_state(*ticks)
                 self._roi_set = True
-            self.state.cover_ticks(*ticks)
+            else:
+                # grow towards the new prices, but never beyond +-50 % of the current range's
+                # centre: a stray far level must not make the books gigabytes
+                lo, hi = self._roi()
+                centre, half = (lo + hi) // 2, (hi - lo) // 2
+                cap = max(half, centre // 2)
+                self.state.cover_ticks(max(ticks[0], centre - cap), min(ticks[1], centre + cap))
+            self.outside_roi += outside(events, self.config.tick_size, *self._roi())
         n = int(cnt[L.C_NEV])
         self._compact()
         n = int(self.state.cnt[L.C_NEV])
@@ -167,6 +175,10 @@ class EventEngine:
             self.events = bigger
         self.events[n:need] = events
         self._set_count(need)
+
+    def _roi(self) -> tuple[int, int]:
+        m = self.state.xm
+        return int(m[L.D_LO]), int(m[L.D_LO] + m[L.D_N] - 1)
 
     def _fresh_state(self, lo: int, hi: int) -> EngineState:
         old = self.state
@@ -205,7 +217,7 @@ class EventEngine:
 
     # ---- requests ----------------------------------------------------------------------------
     def _ensure_room(self) -> None:
-        while not room_for_orders(self.state.S, 4):
+        while not room_for_orders(*order_arrays(self.state), 4):
             self.state.grow()
 
     def _check(self, code: int) -> int:
@@ -305,6 +317,7 @@ class EventEngine:
         return {"events": int(c[L.C_NEV]), "exchange_events": int(c[L.C_XEVENTS]),
                 "local_events": int(c[L.C_LEVENTS]), "fills": int(c[L.C_NFILL]),
                 "orders": int(c[L.C_NLOG]), "refused_requests": int(c[L.C_ERRORS]),
+                "levels_outside_price_range": self.outside_roi,
                 **self.prepare_info}
 
 

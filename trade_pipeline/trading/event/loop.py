@@ -71,9 +71,8 @@ def has_room(S) -> bool:
 
 
 @nb.njit(cache=True)
-def room_for_orders(S, n: int) -> bool:
+def room_for_orders(cnt, oi, rq, rqf, ol, n: int) -> bool:
     """Room for the strategy to send `n` more requests (slots, order-log rows, bus rows)."""
-    cnt, oi, rq, rqf, ol = S[0], S[6], S[9], S[10], S[15]
     free_slots = oi.shape[0] - cnt[C_HIGH] + cnt[C_NFREE]
     return (free_slots >= n and ol.shape[0] - cnt[C_NLOG] >= n
             and free_rows(cnt, rq, rqf, C_RQ_HEAD, C_RQ_TAIL) >= n + 16)
@@ -196,3 +195,8 @@ def run_until(S, events, until: int) -> int:
             if not has_room(S):
                 _save(cnt, lrow, xrow, now, xnow, n_local, n_exch, feed_lat)
                 return RUN_NEED_SPACE
+
+
+def order_arrays(state) -> tuple:
+    """The arrays `room_for_orders` reads, from an EngineState."""
+    return state.cnt, state.oi, state.rq, state.rqf, state.ol

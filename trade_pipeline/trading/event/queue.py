@@ -41,14 +41,14 @@ def on_trade(of, slot: int, qty: float) -> None:
     of[slot, OF_CUM] += qty
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True, inline="always", error_model="numpy")
 def _f(kind: int, n: float, x: float) -> float:
     if kind == Q_PROB_LOG:
         return math.log(1.0 + x)
     return x**n
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")  # 0/0 is NaN (as in Rust), not an exception
 def on_depth(of, slot: int, prev_qty: float, new_qty: float, kind: int, n: float) -> None:
     if kind == Q_RISK_AVERSE:
         of[slot, OF_FRONT] = rmin(of[slot, OF_FRONT], new_qty)

@@ -54,18 +54,30 @@ from trade_pipeline.trading.event.layout import (
 )
 from trade_pipeline.trading.event.local import clear_last_trades
 
-ROI_MARGIN_TICKS = 2_000  # beyond the prices seen: room for our orders' levels and walks
+ROI_MARGIN_TICKS = 2_000  # beyond the range of interest: room for our orders' levels and walks
+ROI_WIDEN = 0.10  # the range of interest: the book's central prices +- 10 % of the price
 
 
 def price_ticks(events: np.ndarray, tick_size: float) -> tuple[int, int] | None:
-    """Lowest and highest tick of the book events' finite prices (None if there are none)."""
+    """The range of interest in ticks: from the 0.5 % to the 99.5 % quantile of the book
+    events' finite prices, widened by ROI_WIDEN of the price on each side (None if the
+    events hold no price). Levels outside it are ignored (see `depth.py`)."""
     kind = events["ev"] & EVENT_TYPE_MASK
     px = events["px"][(kind == DEPTH_EVENT) | (kind == DEPTH_SNAPSHOT_EVENT) | (kind == DEPTH_CLEAR_EVENT)]
     px = px[np.isfinite(px)]
     if len(px) == 0:
         return None
-    lo, hi = float(px.min()), float(px.max())
-    return depth.to_tick(lo, tick_size), depth.to_tick(hi, tick_size)
+    lo, hi = np.quantile(px, [0.005, 0.995])
+    lo, hi = lo * (1.0 - ROI_WIDEN), hi * (1.0 + ROI_WIDEN)
+    return depth.to_tick(float(lo), tick_size), depth.to_tick(float(hi), tick_size)
+
+
+def outside(events: np.ndarray, tick_size: float, lo_tick: int, hi_tick: int) -> int:
+    """How many book levels of `events` lie outside ticks [lo, hi] (ignored by the books)."""
+    kind = events["ev"] & EVENT_TYPE_MASK
+    px = events["px"][(kind == DEPTH_EVENT) | (kind == DEPTH_SNAPSHOT_EVENT)]
+    ticks = np.round(px / tick_size)
+    return int(np.sum((ticks < lo_tick) | (ticks > hi_tick)))
 
 
 class EngineState:
