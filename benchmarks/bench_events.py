@@ -110,11 +110,14 @@ def _hbt(events, cfg, queue: str):
 
 
 def _hbt_functions():
+    from hftbacktest import BUY, BUY_EVENT, FILLED, GTX, LIMIT, SELL
     from numba import njit
 
-    from hftbacktest import BUY, BUY_EVENT, FILLED, GTX, LIMIT, SELL
-
-    from trade_pipeline.trading.market_maker import compute_coeff, linear_regression, measure_trading_intensity
+    from trade_pipeline.trading.market_maker import (
+        compute_coeff,
+        linear_regression,
+        measure_trading_intensity,
+    )
 
     @njit
     def idle(hbt, step):
@@ -209,10 +212,10 @@ def _hbt_functions():
             order_values = orders.values()
             while order_values.has_next():
                 order = order_values.get()
-                if order.cancellable:
-                    if ((order.side == BUY and order.price_tick != bid_price_tick)
-                            or (order.side == SELL and order.price_tick != ask_price_tick)):
-                        hbt.cancel(0, order.order_id, False)
+                stale = ((order.side == BUY and order.price_tick != bid_price_tick)
+                         or (order.side == SELL and order.price_tick != ask_price_tick))
+                if order.cancellable and stale:
+                    hbt.cancel(0, order.order_id, False)
             if position < max_position and np.isfinite(bid_price_tick):
                 oid = int(bid_price_tick)
                 if oid not in orders:
@@ -350,7 +353,7 @@ def run(settings, argv: list[str]) -> dict:
         speed[name] = {"wall_s": round(wall, 3), "cpu_s": round(cpu, 3),
                        "events_per_s_wall": round(len(day) / wall), "events_per_s_cpu": round(len(day) / cpu)}
     out["speed_no_strategy"] = speed
-    del day
+    day = None  # free it before the maker runs
 
     # ---- 2. GLFT maker on Binance with trades ---------------------------------------------------
     paths = sorted((DATA / "binance").glob("*.gz"))
