@@ -65,6 +65,8 @@ class Settings:
     # How Dagster runs the steps of a run: in one process (local default), one process per
     # step, or one Kubernetes pod per step (deployment; docs/DEPLOYMENT.md).
     executor: str = "in_process"
+    # The registered model traded by default (paper trading, the backtest asset), NAME@ALIAS.
+    model_ref: str = "btc_l2_5s@champion"
     # Optional overrides (None: derived from home).
     mlflow_tracking_uri_override: str | None = None
     mlflow_artifact_uri_override: str | None = None
@@ -76,6 +78,8 @@ class Settings:
         check_exchange(self.exchange)
         if self.cadence_ms <= 0:
             raise SettingsError(f"cadence_ms must be positive, got {self.cadence_ms}")
+        if not isinstance(self.model_ref, str) or "@" not in self.model_ref:
+            raise SettingsError(f"invalid model reference {self.model_ref!r}: expected NAME@ALIAS")
         if self.executor not in EXECUTORS:
             raise SettingsError(
                 f"invalid executor {self.executor!r}: expected one of {', '.join(EXECUTORS)}"
@@ -94,6 +98,7 @@ class Settings:
             "mlflow_artifact_uri_override": env.get("TRADE_PIPELINE_MLFLOW_ARTIFACTS") or None,
             "lake_uri_override": env.get("TRADE_PIPELINE_LAKE") or None,
             "executor": env.get("TRADE_PIPELINE_EXECUTOR") or "in_process",
+            "model_ref": env.get("TRADE_PIPELINE_MODEL") or cls.model_ref,
         }
         opts.update({k: v for k, v in overrides.items() if v is not None})
         return cls(home=Path(raw_home).expanduser().resolve(), **opts)

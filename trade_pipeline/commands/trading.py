@@ -62,7 +62,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="seconds to run")
     q.add_argument("--url", help="WebSocket URL (default: Bybit's public v5 linear stream)")
     q.add_argument("--model", default=None, metavar="NAME@ALIAS",
-                   help="model to trade (default: btc_l2_5s@champion)")
+                   help="model to trade (default: the settings' model, TRADE_PIPELINE_MODEL, "
+                   "btc_l2_5s@champion unless set)")
     q.add_argument("--shadow", metavar="NAME@ALIAS",
                    help="a second model run in shadow on the same stream (A/B), e.g. btc_l2_5s@challenger")
     q.add_argument("--config", metavar="exec.toml", help="execution assumptions and strategy limits")
@@ -72,6 +73,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--redis-prefix", default="trade_pipeline", help="online store key prefix")
     q.add_argument("--ttl", type=positive_float, default=30.0, help="online store TTL in seconds")
     q.add_argument("--no-redis", action="store_true", help="do not write the online store")
+    q.add_argument("--execution", choices=["grid", "events"], default="grid",
+                   help="grid: market orders on the 100 ms grid (the grid backtest's engine); "
+                   "events: the event engine and the strategy of --event-config (limit orders, "
+                   "queue position, latencies)")
+    q.add_argument("--event-config", metavar="run.toml",
+                   help="[event_execution], [event_run] and strategy sections for --execution events")
     q.add_argument("--json", action="store_true", help="print the run summary as JSON")
     q.set_defaults(func=handle_paper)
 
@@ -141,16 +148,18 @@ def handle_backtest(args: argparse.Namespace, settings) -> int:
 
 def handle_paper(args: argparse.Namespace, settings) -> int:
     from trade_pipeline.trading.engine import TradingConfig
+    from trade_pipeline.trading.event_config import EventBacktestConfig
     from trade_pipeline.trading.paper import paper_command
+    from trade_pipeline.trading.paper_config import PaperConfig
 
+    paper = PaperConfig(
+        url=args.url or settings.bybit_ws_url, duration_s=args.duration, model_ref=args.model,
+        shadow_ref=args.shadow, execution=args.execution, stale_after_s=args.stale_after,
+        redis_url=None if args.no_redis else (args.redis_url or settings.redis_url),
+        redis_prefix=args.redis_prefix, ttl_s=args.ttl, install_signal=True)
+    events = EventBacktestConfig.load(args.event_config) if args.execution == "events" else None
     try:
-        out = paper_command(
-            settings, config=TradingConfig.load(args.config), duration_s=args.duration,
-            url=args.url or settings.bybit_ws_url, model_ref=args.model, shadow_ref=args.shadow,
-            stale_after_s=args.stale_after,
-            redis_url=None if args.no_redis else (args.redis_url or settings.redis_url),
-            redis_prefix=args.redis_prefix, ttl_s=args.ttl,
-        )
+        out = paper_command(settings, paper, trading=TradingConfig.load(args.config), events=events)
     except _warehouse_errors() as exc:
         print(f"trade-pipeline: error: {exc}", file=sys.stderr)
         return 2

@@ -19,8 +19,8 @@ TRADE_COLUMNS = [
 
 
 class BacktestConfig(dg.Config):
-    model: str = Field(default="btc_l2_5s@champion",
-                          description="registered model NAME@ALIAS whose predictions are traded")
+    model: str = Field(default="", description="registered model NAME@ALIAS whose predictions are "
+                       "traded (empty: the settings' model, TRADE_PIPELINE_MODEL)")
     exec_config: str = Field(default="", description="TOML file of execution assumptions and "
                                 "strategy limits (empty: the defaults of ExecutionConfig/StrategyConfig)")
 
@@ -59,7 +59,8 @@ def backtest_results(
     if snapshots is None or snapshots.height == 0:
         raise dg.Failure(f"l2_snapshots has no rows for {key.relpath('l2_snapshots')}: materialize it first")
     trading = TradingConfig.load(config.exec_config or None)
-    result, preds, model = backtest_model(settings, config.model, snapshots.drop("date", strict=False), trading)
+    model_ref = config.model or settings.model_ref
+    result, preds, model = backtest_model(settings, model_ref, snapshots.drop("date", strict=False), trading)
     ensure_warehouse(settings)
     rec = record_backtest(settings, result, model=f"{model.name}/{model.version}", predictions=preds,
                           model_name=model.name, model_version=model.version,
@@ -71,7 +72,7 @@ def backtest_results(
                if isinstance(v, int | float) and not isinstance(v, bool)}
     return dg.MaterializeResult(metadata={
         "run_id": rec.run_id,
-        "model": f"{model.name}/{model.version} ({config.model})",
+        "model": f"{model.name}/{model.version} ({model_ref})",
         "rows": result.metrics["rows"],
         "dagster/row_count": len(result.trades),
         "mlflow_run_id": rec.mlflow_run_id or "",
