@@ -63,6 +63,7 @@ from trade_pipeline.trading.event.layout import (
     INVALID_MIN,
     LIMIT,
     NEVER,
+    OF_FRONT,
     OF_LEAVES,
     OF_QTY,
     OI_GEN,
@@ -227,9 +228,8 @@ def _maker_fill(S, slot: int, ts: int, qty: float) -> None:
 
 # ---- market data ----------------------------------------------------------------------------
 @nb.njit(cache=True)
-def _on_level(S, row: int, tick: int, prev_qty: float, new_qty: float) -> None:
+def _on_level(cnt, prm, oi, of, rest, row: int, tick: int, prev_qty: float, new_qty: float) -> None:
     """A level of our side changed size: the queue ahead of our orders there moves."""
-    cnt, prm, oi, of, rest = S[0], S[1], S[6], S[7], S[8]
     side = BUY if row == 0 else -1
     kind = int(prm[P_QUEUE])
     n = prm[P_QUEUE_N]
@@ -299,38 +299,77 @@ def book_event(prm, xq, xm, ev: int, px: float, qty: float) -> None:
 
 
 @nb.njit(cache=True)
-def process_event(S, n_rest: int, prm, xq, xm, ev: int, px: float, qty: float, ts: int) -> None:
-    """One market event at exchange time `ts`, with our resting orders (`n_rest` of them)."""
+def _any_through(cnt, oi, rest, side: int, best: int) -> bool:
+    found = False
+    for k in range(cnt[C_NREST]):
+        slot = rest[0, k]
+        if oi[slot, OI_SIDE] == side:
+            t = oi[slot, OI_TICK]
+            found = found or (t <= best if side == -1 else t >= best)
+    return found
+
+
+@nb.njit(cache=True)
+def _trade_needs_fills(cnt, prm, oi, of, rest, side: int, tick: int, qty: float) -> bool:
+    """Would a trade of `qty` at `tick` fill any resting order of `side`? If not, apply it to
+    the queues at that price here (the common case, without the state tuple)."""
+    lot = prm[P_LOT]
+    for k in range(cnt[C_NREST]):
+        slot = rest[0, k]
+        if oi[slot, OI_SIDE] == side:
+            t = oi[slot, OI_TICK]
+            if (t < tick if side == -1 else t > tick):
+                return True
+            if t == tick and depth.rust_round(-(of[slot, OF_FRONT] - qty) / lot) > 0.0:
+                return True
+    for k in range(cnt[C_NREST]):
+        slot = rest[0, k]
+        if oi[slot, OI_SIDE] == side and oi[slot, OI_TICK] == tick:
+            queue.on_trade(of, slot, qty)
+    return False
+
+
+# What a market event with resting orders leaves to do (the loop then passes the state).
+NOTHING, CROSS_FILLS, TRADE_FILLS = 0, 1, 2
+
+
+@nb.njit(cache=True)
+def market_event(cnt, prm, xq, xm, oi, of, rest, ev: int, px: float, qty: float):
+    """One market event while orders of ours rest: the book moves, the queues ahead of our
+    orders move; returns (what is left to do, side, tick) for `cross_fills` / `trade_fills`,
+    which need the whole state. Most events end here."""
     tick_size = prm[P_TICK]
     kind = ev & EVENT_TYPE_MASK
     if kind in (DEPTH_EVENT, DEPTH_SNAPSHOT_EVENT):
         if ev & BUY_EVENT:
             tick, prev_best, best, prev_qty = depth.update_bid(xq, xm, px, qty, tick_size, prm[P_LOT])
-            if n_rest > 0:
-                _on_level(S, 0, tick, prev_qty, qty)
-                if best > prev_best:
-                    _cross_fills(S, -1, best, ts)
+            _on_level(cnt, prm, oi, of, rest, 0, tick, prev_qty, qty)
+            if best > prev_best and _any_through(cnt, oi, rest, -1, best):
+                return CROSS_FILLS, -1, best
         elif ev & SELL_EVENT:
             tick, prev_best, best, prev_qty = depth.update_ask(xq, xm, px, qty, tick_size, prm[P_LOT])
-            if n_rest > 0:
-                _on_level(S, 1, tick, prev_qty, qty)
-                if best < prev_best:
-                    _cross_fills(S, BUY, best, ts)
+            _on_level(cnt, prm, oi, of, rest, 1, tick, prev_qty, qty)
+            if best < prev_best and _any_through(cnt, oi, rest, BUY, best):
+                return CROSS_FILLS, BUY, best
     elif kind == TRADE_EVENT:
-        if n_rest > 0:
-            tick = depth.to_tick(px, tick_size)
-            if ev & BUY_EVENT:
-                _trade_fills(S, -1, tick, qty, ts)  # the taker bought: our asks are hit
-            elif ev & SELL_EVENT:
-                _trade_fills(S, BUY, tick, qty, ts)
+        tick = depth.to_tick(px, tick_size)
+        # the taker bought: our asks are the makers; the taker sold: our bids
+        side = -1 if ev & BUY_EVENT else (BUY if ev & SELL_EVENT else 0)
+        if side != 0 and _trade_needs_fills(cnt, prm, oi, of, rest, side, tick, qty):
+            return TRADE_FILLS, side, tick
     elif kind == DEPTH_CLEAR_EVENT:
-        if ev & BUY_EVENT:
-            depth.clear_bids(xq, xm, px, tick_size)
-        elif ev & SELL_EVENT:
-            depth.clear_asks(xq, xm, px, tick_size)
-        else:
-            depth.clear_bids(xq, xm, px, tick_size)
-            depth.clear_asks(xq, xm, px, tick_size)
+        book_event(prm, xq, xm, ev, px, qty)
+    return NOTHING, 0, 0
+
+
+@nb.njit(cache=True)
+def cross_fills(S, side: int, best: int, ts: int) -> None:
+    _cross_fills(S, side, best, ts)
+
+
+@nb.njit(cache=True)
+def trade_fills(S, side: int, tick: int, qty: float, ts: int) -> None:
+    _trade_fills(S, side, tick, qty, ts)
 
 
 # ---- order requests -------------------------------------------------------------------------

@@ -198,7 +198,7 @@ def process_response(S) -> int:
 
 
 # ---- requests ---------------------------------------------------------------------------------
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def find(S, order_id: int) -> int:
     """The slot of a live order id (as the strategy knows it), or -1."""
     cnt, oi = S[0], S[6]

@@ -101,7 +101,7 @@ def run_until(S, events, until: int) -> int:
     # Arrays unpacked once, and the state tuple passed on only for steps that touch orders:
     # per event, taking arrays out of the tuple or passing it costs more than the book update.
     cnt, prm, xq, xm, lq, lm = S[0], S[1], S[2], S[3], S[4], S[5]
-    oi, rq, rqf, rs, acc = S[6], S[9], S[10], S[11], S[18]
+    oi, of, rest, rq, rqf, rs, acc = S[6], S[7], S[8], S[9], S[10], S[11], S[18]
     n = cnt[C_NEV]
     finished = cnt[C_FINISHED] == 1
     last_local = cnt[C_LAST_LOCAL_TS]
@@ -166,11 +166,16 @@ def run_until(S, events, until: int) -> int:
             if cnt[C_NREST] == 0:
                 exchange.book_event(prm, xq, xm, e.ev, e.px, e.qty)
             else:
-                exchange.process_event(S, cnt[C_NREST], prm, xq, xm, e.ev, e.px, e.qty, t)
-                t_lo = head_ts(cnt, rs, C_RS_HEAD, C_RS_TAIL)
-                if not has_room(S):
-                    _save(cnt, lrow, xrow + 1, now, xnow, n_local, n_exch, feed_lat)
-                    return RUN_NEED_SPACE
+                todo, side, tick = exchange.market_event(cnt, prm, xq, xm, oi, of, rest, e.ev, e.px, e.qty)
+                if todo != exchange.NOTHING:
+                    if todo == exchange.CROSS_FILLS:
+                        exchange.cross_fills(S, side, tick, t)
+                    else:
+                        exchange.trade_fills(S, side, tick, e.qty, t)
+                    t_lo = head_ts(cnt, rs, C_RS_HEAD, C_RS_TAIL)
+                    if not has_room(S):
+                        _save(cnt, lrow, xrow + 1, now, xnow, n_local, n_exch, feed_lat)
+                        return RUN_NEED_SPACE
             xrow += 1
             while xrow < n and (events[xrow].ev & EXCH_EVENT) == 0:
                 xrow += 1

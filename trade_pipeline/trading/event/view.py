@@ -42,13 +42,13 @@ def best_ask_tick(S) -> int:
     return S[5][D_BEST_ASK]
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def book_ok(S) -> bool:
     bb, ba = S[5][D_BEST_BID], S[5][D_BEST_ASK]
     return bb != INVALID_MIN and ba != INVALID_MAX and bb < ba
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def mid(S) -> float:
     if not book_ok(S):
         return math.nan
@@ -75,7 +75,7 @@ def now(S) -> int:
     return S[0][C_NOW]
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def order_state(S, order_id: int):
     """(exists, side, tick, leaves, cancellable) of an order as the strategy knows it."""
     slot = local.find(S, order_id)
@@ -87,7 +87,7 @@ def order_state(S, order_id: int):
     return True, oi[slot, OI_SIDE], oi[slot, OI_LTICK], of[slot, OF_LLEAVES], live
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def any_order(S) -> bool:
     """Any order the strategy has not seen finish (resting, or a request in flight)."""
     oi = S[6]
@@ -97,32 +97,32 @@ def any_order(S) -> bool:
     return found
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def buy_limit(S, order_id: int, tick: int, qty: float, post_only: bool) -> int:
     return local.submit(S, order_id, 1, LIMIT, GTX if post_only else 0, tick * S[1][P_TICK], qty)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def sell_limit(S, order_id: int, tick: int, qty: float, post_only: bool) -> int:
     return local.submit(S, order_id, -1, LIMIT, GTX if post_only else 0, tick * S[1][P_TICK], qty)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def market(S, order_id: int, side: int, qty: float) -> int:
     return local.submit(S, order_id, side, MARKET, 0, 0.0, qty)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def cancel(S, order_id: int) -> int:
     return local.cancel(S, order_id)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def replace(S, order_id: int, tick: int, qty: float) -> int:
     return local.replace(S, order_id, tick * S[1][P_TICK], qty)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def cancel_all(S) -> int:
     """Cancel every order the strategy can cancel; returns how many were sent."""
     oi = S[6]
@@ -136,7 +136,7 @@ def cancel_all(S) -> int:
     return sent
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def floor_lots(S, qty: float) -> float:
     """`qty` rounded down to whole lots (with a little float slack)."""
     lot = S[1][P_LOT]
