@@ -12,8 +12,8 @@ fraction; NaN before the first prediction):
 - the quote is post-only (`GTX`: rejected if it would cross), `order_qty` in size, and never
   takes the position beyond +-`max_position` (the quantity shrinks to what fits, in lots);
 - when the favoured side changes or the edge is gone the quote is cancelled; when the touch
-  moves it is replaced at the new touch (a replace at a new price goes to the back of the
-  queue: that is the exchange's rule).
+  moves more than `requote_ticks` away from it (0: at all) it is replaced at the new touch
+  (a replace at a new price goes to the back of the queue: that is the exchange's rule).
 
 Adverse selection is estimated from the strategy's own fills, online: `adverse_horizon_s`
 after each fill, -side * (mid now - mid when the fill was learned) / that mid, averaged with
@@ -49,18 +49,21 @@ class MakerConfig:
     adverse_prior_bp: float = 1.0
     adverse_prior_weight: float = 20.0
     adverse_horizon_s: float = 5.0
+    requote_ticks: int = 0
 
     def __post_init__(self) -> None:
         for name in ("order_qty", "max_position", "adverse_horizon_s"):
             if not getattr(self, name) > 0:
                 raise SettingsError(f"maker.{name} must be positive, got {getattr(self, name)!r}")
+        if not isinstance(self.requote_ticks, int) or self.requote_ticks < 0:
+            raise SettingsError(f"maker.requote_ticks must be an integer >= 0, got {self.requote_ticks!r}")
         if self.adverse_prior_weight < 0:
             raise SettingsError(f"maker.adverse_prior_weight must be >= 0, got {self.adverse_prior_weight!r}")
 
     def params(self) -> np.ndarray:
         return np.array([self.order_qty, self.max_position, self.min_edge_bp * BP,
                          self.adverse_prior_bp * BP, self.adverse_prior_weight,
-                         self.adverse_horizon_s * 1e9], dtype=np.float64)
+                         self.adverse_horizon_s * 1e9, self.requote_ticks], dtype=np.float64)
 
     def state(self) -> tuple[np.ndarray, np.ndarray]:
         si = np.zeros(SI0 + PENDING, dtype=np.int64)
@@ -158,7 +161,7 @@ def step(S, par, si, sf, now: int, signal: float, k0: int, k1: int) -> None:
     oid = si[which]
     if oid != 0:
         _exists, _side, cur_tick, leaves, live = view.order_state(S, oid)
-        if live and (cur_tick != tick or leaves > qty + 1e-12):
+        if live and (abs(cur_tick - tick) > par[6] or leaves > qty + 1e-12):
             view.replace(S, oid, tick, qty)  # the touch moved (or the room shrank)
         return
     oid = si[S_NEXT_ID]

@@ -43,7 +43,8 @@ def _sampler_counters(sampler) -> dict | None:
 
 
 def _event_part(trader) -> tuple[dict, list, str | None, np.ndarray, np.ndarray]:
-    """Metrics, fills, halt, and the equity curve of an event-execution session."""
+    """Metrics (with the order counts), fills, halt, and the equity curve of an
+    event-execution session."""
     from trade_pipeline.trading.metrics import compute_metrics
 
     res = trader.events.run.result()
@@ -51,6 +52,8 @@ def _event_part(trader) -> tuple[dict, list, str | None, np.ndarray, np.ndarray]
     ts_us = (eq["ts_ns"].to_numpy() // 1000).astype(np.int64)
     equity = eq["equity"].to_numpy()
     metrics = compute_metrics(ts_us, equity, res.account, res.fills.height)
+    metrics["orders"] = res.orders.height
+    metrics["orders_by_status"] = dict(res.orders["status"].value_counts().iter_rows())
     fills = [{**r, "fill_at": r["fill_at"].isoformat(),
               "known_at": r["known_at"].isoformat() if r["known_at"] else None}
              for r in res.fills.iter_rows(named=True)]
