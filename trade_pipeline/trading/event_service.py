@@ -146,38 +146,64 @@ def run_strategy(events: np.ndarray, config: EventBacktestConfig,
                    halted=res.halted)
 
 
+def day_config() -> EventBacktestConfig:
+    """The asset's default: the GLFT market maker on book changes alone (captures of the
+    book topic have no trades: arrivals read from the touch), a 5-minute estimation window."""
+    from trade_pipeline.trading.event_config import EventRunConfig
+    from trade_pipeline.trading.market_maker import MarketMakerConfig
+
+    return EventBacktestConfig(run=EventRunConfig(strategy="market_maker"),
+                               market_maker=MarketMakerConfig(arrival="touch", window=3000))
+
+
+def run_captures(settings: Settings, captures: list[str], config: EventBacktestConfig, *,
+                 fmt: str = "auto", orders_path: str | None = None, trades_path: str | None = None,
+                 model_ref: str | None = None) -> tuple[EventRunOutput, dict]:
+    """Scripted orders (`orders_path`) or the config's strategy on the captures; returns the
+    output and the input report."""
+    stream = load_events(captures, fmt, trades_path)
+    if orders_path:
+        return run_scripted(stream.events, config, orders_path), stream.report
+    signals = None
+    if config.run.strategy in ("maker", "taker"):
+        if not model_ref:
+            raise SettingsError(f"strategy {config.run.strategy!r} trades a model's signal: "
+                                "give --model NAME@ALIAS")
+        prepared, _ = prepare_events(stream.events, config.execution)
+        signals = model_signals(settings, model_ref, captures, fmt, prepared)
+    return run_strategy(stream.events, config, signals), stream.report
+
+
+def log_output(settings: Settings, out: EventRunOutput, *, tracking_uri: str | None = None,
+               artifact_uri: str | None = None) -> tuple[str, str, bytes]:
+    """The run in MLflow (metrics, config, plots, fills/orders/equity tables); returns
+    (run id, MLflow run id, the plot)."""
+    from trade_pipeline.trading.service import new_run_id
+    from trade_pipeline.trading.tracking import log_run
+
+    run_id = new_run_id("ev")
+    png = out.png(f"event backtest {out.mode} ({run_id})")
+    mlflow_id = log_run(
+        settings, run_name=run_id, kind="event_backtest", params=out.config.as_dict(),
+        metrics=out.metrics(), pngs={"event_backtest.png": png},
+        tables={"fills.csv": out.fills, "orders.csv": out.orders, "equity.csv": out.equity},
+        tags={"mode": out.mode, "run_id": run_id}, tracking_uri=tracking_uri, artifact_uri=artifact_uri)
+    return run_id, mlflow_id, png
+
+
 def event_backtest_command(settings: Settings, *, captures: list[str], fmt: str = "auto",
                            orders_path: str | None, config_path: str | None,
                            queue_model: str | None, trades_path: str | None = None,
                            model_ref: str | None = None, store: bool = True) -> dict:
+    from trade_pipeline.trading.store import _json_safe
+
     config = EventBacktestConfig.load(config_path)
     if queue_model:
         config = config.with_(execution=config.execution.with_(queue_model=QUEUE_CHOICES[queue_model]))
-    stream = load_events(captures, fmt, trades_path)
-    if orders_path:
-        out = run_scripted(stream.events, config, orders_path)
-    else:
-        strategy = config.run.strategy
-        signals = None
-        if strategy in ("maker", "taker"):
-            if not model_ref:
-                raise SettingsError(f"strategy {strategy!r} trades a model's signal: give --model NAME@ALIAS")
-            prepared, _ = prepare_events(stream.events, config.execution)
-            signals = model_signals(settings, model_ref, captures, fmt, prepared)
-        out = run_strategy(stream.events, config, signals)
+    out, report_in = run_captures(settings, captures, config, fmt=fmt, orders_path=orders_path,
+                                  trades_path=trades_path, model_ref=model_ref)
     result = out.to_dict()
-    result["input"] = stream.report
+    result["input"] = report_in
     if store:
-        from trade_pipeline.trading.service import new_run_id
-        from trade_pipeline.trading.tracking import log_run
-
-        run_id = new_run_id("ev")
-        result["run_id"] = run_id
-        result["mlflow_run_id"] = log_run(
-            settings, run_name=run_id, kind="event_backtest", params=config.as_dict(),
-            metrics=out.metrics(), pngs={"event_backtest.png": out.png(f"event backtest {out.mode} ({run_id})")},
-            tables={"fills.csv": out.fills, "orders.csv": out.orders, "equity.csv": out.equity},
-            tags={"mode": out.mode, "run_id": run_id})
-    from trade_pipeline.trading.store import _json_safe
-
+        result["run_id"], result["mlflow_run_id"], _png = log_output(settings, out)
     return _json_safe(result)
