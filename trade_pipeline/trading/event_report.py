@@ -131,14 +131,17 @@ def pnl_split(fills: pl.DataFrame, final_mid: float) -> dict:
             "total": gross - fees}
 
 
-def equity_path(fills: pl.DataFrame, path, initial: float, every_s: float = 1.0) -> pl.DataFrame:
-    """Equity and position every `every_s` seconds of exchange time (fills at their time)."""
+def equity_path(fills: pl.DataFrame, path, initial: float, end_ns: int | None = None,
+                every_s: float = 1.0) -> pl.DataFrame:
+    """Equity and position every `every_s` seconds of exchange time up to `end_ns` (the
+    data's end; default: the last mid change), fills at their time."""
     t_mid, _mids = path
     if len(t_mid) == 0:
         return pl.DataFrame({"ts_ns": [], "equity": [], "position": [], "mid": []},
                             schema={"ts_ns": pl.Int64, "equity": pl.Float64, "position": pl.Float64, "mid": pl.Float64})
     step = int(every_s * 1e9)
-    grid = np.arange((t_mid[0] // step + 1) * step, t_mid[-1] + step, step, dtype=np.int64)
+    end = max(int(t_mid[-1]), end_ns or 0)
+    grid = np.arange((t_mid[0] // step + 1) * step, end + 1, step, dtype=np.int64)
     mid = mid_at(path, grid)
     if fills.height:
         ft = fills["fill_at"].dt.epoch("ns").to_numpy()
@@ -160,7 +163,8 @@ def report(fills: pl.DataFrame, orders: pl.DataFrame, events: np.ndarray, *, tic
            lot_size: float, initial_capital: float) -> tuple[dict, pl.DataFrame, pl.DataFrame]:
     """(figures, fills with markouts, equity path) of one run."""
     path = mid_path(events, tick_size, lot_size)
-    end_ns = int(path[0][-1]) if len(path[0]) else 0
+    exch = events["exch_ts"][(events["ev"] & EXCH_EVENT) != 0]
+    end_ns = int(exch[-1]) if len(exch) else 0
     marked = markouts(fills, path, end_ns)
     final_mid = float(path[1][-1]) if len(path[1]) else math.nan
     limit = orders.filter(pl.col("type") == "limit")
@@ -189,4 +193,4 @@ def report(fills: pl.DataFrame, orders: pl.DataFrame, events: np.ndarray, *, tic
         "pnl": pnl_split(fills, final_mid),
         "final_mid": final_mid,
     }
-    return figures, marked, equity_path(fills, path, initial_capital)
+    return figures, marked, equity_path(fills, path, initial_capital, end_ns)
