@@ -79,6 +79,11 @@ def rmin(a: float, b: float) -> float:
 @nb.njit(cache=True)
 def reset(q, m, lo, n) -> None:
     q[:, :] = 0.0
+    reset_meta(m, lo, n)
+
+
+@nb.njit(cache=True)
+def reset_meta(m, lo, n) -> None:
     m[D_LO] = lo
     m[D_N] = n
     m[D_BEST_BID] = INVALID_MIN

@@ -15,6 +15,7 @@ The execution assumptions come from one `EventExecutionConfig`; `prepare_events`
 feed clock to a stream before the run.
 """
 
+import numba as nb
 import numpy as np
 import polars as pl
 
@@ -41,18 +42,54 @@ class EventStreamError(TradePipelineError, ValueError):
     """An event stream the engine cannot run (clocks out of order, no clock flags...)."""
 
 
+@nb.njit(cache=True)
+def _order_problem(events) -> tuple[int, int]:
+    """(problem, row): 0 none, 1 an event on no clock, 2 exchange clock back, 3 local back."""
+    last_x = np.iinfo(np.int64).min
+    last_l = np.iinfo(np.int64).min
+    for i in range(len(events)):
+        e = events[i]
+        on_x = (e.ev & EXCH_EVENT) != 0
+        on_l = (e.ev & LOCAL_EVENT) != 0
+        if not on_x and not on_l:
+            return 1, i
+        if on_x:
+            if e.exch_ts < last_x:
+                return 2, i
+            last_x = e.exch_ts
+        if on_l:
+            if e.local_ts < last_l:
+                return 3, i
+            last_l = e.local_ts
+    return 0, -1
+
+
+@nb.njit(cache=True)
+def _last_times(events) -> tuple[int, int]:
+    """The last local time and the last exchange time of a stream (INVALID_MIN if none)."""
+    last_l = np.iinfo(np.int64).min
+    last_x = np.iinfo(np.int64).min
+    i = len(events) - 1
+    while i >= 0 and (last_l == np.iinfo(np.int64).min or last_x == np.iinfo(np.int64).min):
+        e = events[i]
+        if last_l == np.iinfo(np.int64).min and e.ev & LOCAL_EVENT:
+            last_l = e.local_ts
+        if last_x == np.iinfo(np.int64).min and e.ev & EXCH_EVENT:
+            last_x = e.exch_ts
+        i -= 1
+    return last_l, last_x
+
+
 def check_events(events: np.ndarray) -> np.ndarray:
     if not isinstance(events, np.ndarray) or events.dtype != EVENT_DTYPE:
         raise EventStreamError("events must be a numpy array of market.events.EVENT_DTYPE")
-    ev = events["ev"]
-    exch = (ev & EXCH_EVENT) != 0
-    loc = (ev & LOCAL_EVENT) != 0
-    if np.any(~exch & ~loc):
-        raise EventStreamError(f"{int(np.sum(~exch & ~loc))} events carry neither EXCH_EVENT nor LOCAL_EVENT")
-    if np.any(np.diff(events["exch_ts"][exch]) < 0):
-        raise EventStreamError("exchange events are not in exch_ts order")
-    if np.any(np.diff(events["local_ts"][loc]) < 0):
-        raise EventStreamError("local events are not in local_ts order")
+    problem, row = _order_problem(events)
+    if problem == 1:
+        raise EventStreamError(f"event {row} carries neither EXCH_EVENT nor LOCAL_EVENT")
+    if problem == 2:
+        raise EventStreamError(f"exchange events are not in exch_ts order (event {row})")
+    if problem == 3:
+        raise EventStreamError(f"local events are not in local_ts order (event {row})")
     return events
 
 
@@ -130,13 +167,9 @@ class EventEngine:
         cnt = self.state.cnt
         cnt[L.C_NEV] = n
         if n:
-            ev = self.events[:n]
-            loc = ev[(ev["ev"] & LOCAL_EVENT) != 0]
-            exch = ev[(ev["ev"] & EXCH_EVENT) != 0]
-            if len(loc):
-                cnt[L.C_LAST_LOCAL_TS] = max(cnt[L.C_LAST_LOCAL_TS], int(loc["local_ts"][-1]))
-            if len(exch):
-                cnt[L.C_LAST_EXCH_TS] = max(cnt[L.C_LAST_EXCH_TS], int(exch["exch_ts"][-1]))
+            last_local, last_exch = _last_times(self.events[:n])
+            cnt[L.C_LAST_LOCAL_TS] = max(cnt[L.C_LAST_LOCAL_TS], last_local)
+            cnt[L.C_LAST_EXCH_TS] = max(cnt[L.C_LAST_EXCH_TS], last_exch)
 
     # ---- live feeding ------------------------------------------------------------------------
     def append(self, events: np.ndarray) -> None:
