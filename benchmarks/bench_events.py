@@ -26,6 +26,7 @@ Data plumbing marked STOPGAP (replace with the market layer's event builders whe
 """
 
 import argparse
+import functools
 import gzip
 import os
 import sys

@@ -319,3 +319,22 @@ def test_feed_latency_delays_what_the_strategy_sees():
     assert eng.level(BUY, 100.0) == pytest.approx(5.0)
     eng.run_until(at(50))
     assert eng.level(BUY, 100.0) == pytest.approx(5.5)
+
+
+def test_latency_read_from_the_recorded_feed():
+    # latency = "feed": the stream's receive clock runs 20 ms behind the exchange's, so with
+    # multipliers 1 and no offsets an order's entry and response latencies are 20 ms each.
+    # Sent at 60 ms (local) -> accepted at 80 ms (exchange) -> known at 100 ms (local).
+    s = Stream(feed_ms=20).snapshot(0, [(100.0, 5.0)], [(100.1, 4.0)])
+    for t in range(100, 3000, 100):
+        s.bid(t, 99.9, 1.0 + t / 1000)
+    cfg = EventExecutionConfig(tick_size=0.1, lot_size=0.1, latency="feed", entry_latency_ms=0.0,
+                               response_latency_ms=0.0, feed_every_s=0.05)
+    eng = EventEngine(cfg, s.array())
+    eng.run_until(at(60))
+    eng.submit_limit(1, BUY, 99.0, 1.0)
+    eng.run_until(at(99))
+    assert eng.order(1)["status"] == "pending"
+    eng.run_until(at(100))
+    assert eng.order(1)["status"] == "resting"
+    assert eng.order_log()["accepted_at"][0].isoformat().endswith("09.080000+00:00")

@@ -5,6 +5,7 @@ import itertools
 
 import numpy as np
 import polars as pl
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -121,3 +122,22 @@ def test_stream_clock_errors_are_clear():
     bad["exch_ts"][5] = bad["exch_ts"][4] - MS
     with pytest.raises(EventStreamError, match="exch_ts order"):
         run_event_backtest(bad, _config("maker", "risk_averse"))
+
+
+def test_drawdown_stop_cancels_resting_orders_and_flattens():
+    """A drawdown stop so tight the first loss trips it: the strategy stops, every resting
+    order is cancelled and the position closed; nothing rests at the end."""
+    import dataclasses
+
+    events = random_market(11, steps=3000).array()
+    cfg = _config("market_maker", "risk_averse")
+    cfg = cfg.with_(run=dataclasses.replace(cfg.run, drawdown_stop=1e-7))
+    r = run_event_backtest(events, cfg)
+    assert r.halted == "drawdown_stop"
+    assert r.orders.height > 0 and "cancelled" in r.orders["status"].to_list()
+    assert not r.orders["status"].is_in(["resting", "partially_filled", "pending"]).any()
+    assert r.account.position == pytest.approx(0.0, abs=1e-9)
+    # after the halt only closing market orders are sent
+    halted_at = r.samples.filter(pl.col("equity") <= r.samples["equity"].cum_max() * (1 - 1e-7))["ts_ns"][0]
+    late = r.orders.filter(pl.col("submitted_at").dt.epoch("ns") > halted_at)
+    assert late.height == 0 or (late["type"] == "market").all()

@@ -12,10 +12,16 @@ Modules, bottom to top:
 - `depth`: the L2 book on a tick grid (hftbacktest's HashMapMarketDepth rules).
 - `queue`: queue-position models.
 - `latency`: order-entry and response latency (constant, or interpolated from a table).
+- `buses`: the two order buses (requests to the exchange, responses to us).
 - `exchange`: matching on the exchange side (limit, post-only, market, cancel, replace).
 - `local`: the strategy side (order requests, responses, position).
 - `loop`: the merged event loop over the four time-ordered queues.
-- `state`: allocation and growth of the state arrays; `engine.EventEngine`, the Python API.
-- `driver`: strategy wake-ups, risk halts and fills accounting, shared by the backtest and
-  paper trading (a run fed in pieces equals the run fed at once).
+- `state`: allocation and growth of the state arrays.
+- `view`: what a compiled strategy may read and do.
+- `engine.EventEngine`: the Python API (scripted orders, tests, paper trading).
+
+Above this package: `trading/event_driver.py` (strategy wake-ups, fills booked through the
+shared accounting, the drawdown stop), `event_backtest.py` (`EventRun`, batch or fed live),
+the strategies (`event_taker.py`, `maker.py`, `market_maker.py`), `event_report.py` and
+`event_service.py` (CLI and asset).
 """
