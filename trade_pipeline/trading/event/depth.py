@@ -41,7 +41,7 @@ from trade_pipeline.trading.event.layout import (
 )
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True, inline="always", error_model="numpy")
 def rust_round(x: float) -> float:
     """Round half away from zero (Rust's f64::round; Python's round() rounds half to even)."""
     if x >= 0.0:
@@ -49,12 +49,12 @@ def rust_round(x: float) -> float:
     return -math.floor(-x + 0.5)
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True, inline="always", error_model="numpy")
 def to_tick(px: float, tick_size: float) -> int:
     return int(rust_round(px / tick_size))
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def tick_price(tick: int, tick_size: float) -> float:
     """The price of a tick, as the decimal the exchange shows: for a tick size 1/k (0.1, 0.01,
     0.5...) the division by k is the correctly rounded decimal (1080837 * 0.1 would give
@@ -66,7 +66,7 @@ def tick_price(tick: int, tick_size: float) -> float:
     return tick * tick_size
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True, inline="always", error_model="numpy")
 def rmin(a: float, b: float) -> float:
     """Rust's f64::min: a NaN operand yields the other one."""
     if a != a:
@@ -76,13 +76,13 @@ def rmin(a: float, b: float) -> float:
     return a if a < b else b
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def reset(q, m, lo, n) -> None:
     q[:, :] = 0.0
     reset_meta(m, lo, n)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def reset_meta(m, lo, n) -> None:
     m[D_LO] = lo
     m[D_N] = n
@@ -96,7 +96,7 @@ def reset_meta(m, lo, n) -> None:
     m[D_CEIL_ASK] = INVALID_MIN
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def depth_below(levels, m, start: int, end: int) -> int:
     """The highest tick t in [end, start) with size > 0, else INVALID_MIN."""
     lo = m[D_LO]
@@ -112,7 +112,7 @@ def depth_below(levels, m, start: int, end: int) -> int:
     return INVALID_MIN
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def depth_above(levels, m, start: int, end: int) -> int:
     """The lowest tick t in (start, end] with size > 0, else INVALID_MAX."""
     lo = m[D_LO]
@@ -128,7 +128,7 @@ def depth_above(levels, m, start: int, end: int) -> int:
     return INVALID_MAX
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def update_bid(q, m, px: float, qty: float, tick_size: float, lot_size: float):
     """Set the bid level at `px` to `qty`; returns (tick, prev_best, best, prev_qty)."""
     tick = to_tick(px, tick_size)
@@ -159,7 +159,7 @@ def update_bid(q, m, px: float, qty: float, tick_size: float, lot_size: float):
     return tick, prev_best, m[D_BEST_BID], prev_qty
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def update_ask(q, m, px: float, qty: float, tick_size: float, lot_size: float):
     """Set the ask level at `px` to `qty`; returns (tick, prev_best, best, prev_qty)."""
     tick = to_tick(px, tick_size)
@@ -190,7 +190,7 @@ def update_ask(q, m, px: float, qty: float, tick_size: float, lot_size: float):
     return tick, prev_best, m[D_BEST_ASK], prev_qty
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _zero(levels, m, a: int, b: int) -> None:
     """Zero ticks [a, b] (clipped to the arrays)."""
     lo = m[D_LO]
@@ -203,7 +203,7 @@ def _zero(levels, m, a: int, b: int) -> None:
         levels[t - lo] = 0.0
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def clear_bids(q, m, px: float, tick_size: float) -> None:
     if px == px and not math.isinf(px):
         upto = to_tick(px, tick_size)
@@ -220,7 +220,7 @@ def clear_bids(q, m, px: float, tick_size: float) -> None:
         m[D_LOW_BID] = INVALID_MAX
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def clear_asks(q, m, px: float, tick_size: float) -> None:
     if px == px and not math.isinf(px):
         upto = to_tick(px, tick_size)
@@ -237,7 +237,7 @@ def clear_asks(q, m, px: float, tick_size: float) -> None:
         m[D_HIGH_ASK] = INVALID_MIN
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True, inline="always", error_model="numpy")
 def qty_at(q, m, side_row: int, tick: int) -> float:
     i = tick - m[D_LO]
     if i < 0 or i >= m[D_N]:
@@ -245,7 +245,7 @@ def qty_at(q, m, side_row: int, tick: int) -> float:
     return q[side_row, i]
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True, inline="always", error_model="numpy")
 def mid(m, tick_size: float) -> float:
     if m[D_BEST_BID] == INVALID_MIN or m[D_BEST_ASK] == INVALID_MAX:
         return math.nan

@@ -227,7 +227,7 @@ def _maker_fill(S, slot: int, ts: int, qty: float) -> None:
 
 
 # ---- market data ----------------------------------------------------------------------------
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _on_level(cnt, prm, oi, of, rest, row: int, tick: int, prev_qty: float, new_qty: float) -> None:
     """A level of our side changed size: the queue ahead of our orders there moves."""
     side = BUY if row == 0 else -1
@@ -278,7 +278,7 @@ def _trade_fills(S, side: int, tick: int, qty: float, ts: int) -> None:
             k += 1
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def book_event(prm, xq, xm, ev: int, px: float, qty: float) -> None:
     """A market event when no order of ours rests: only the book moves (the hot path; the
     state tuple is not passed at all, as passing it costs more than the update)."""
@@ -298,7 +298,7 @@ def book_event(prm, xq, xm, ev: int, px: float, qty: float) -> None:
             depth.clear_asks(xq, xm, px, prm[P_TICK])
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _any_through(cnt, oi, rest, side: int, best: int) -> bool:
     found = False
     for k in range(cnt[C_NREST]):
@@ -309,7 +309,7 @@ def _any_through(cnt, oi, rest, side: int, best: int) -> bool:
     return found
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _trade_needs_fills(cnt, prm, oi, of, rest, side: int, tick: int, qty: float) -> bool:
     """Would a trade of `qty` at `tick` fill any resting order of `side`? If not, apply it to
     the queues at that price here (the common case, without the state tuple)."""
@@ -333,7 +333,7 @@ def _trade_needs_fills(cnt, prm, oi, of, rest, side: int, tick: int, qty: float)
 NOTHING, CROSS_FILLS, TRADE_FILLS = 0, 1, 2
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def market_event(cnt, prm, xq, xm, oi, of, rest, ev: int, px: float, qty: float):
     """One market event while orders of ours rest: the book moves, the queues ahead of our
     orders move; returns (what is left to do, side, tick) for `cross_fills` / `trade_fills`,

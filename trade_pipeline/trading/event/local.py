@@ -118,7 +118,7 @@ E_BAD_QTY = -5
 E_NOT_LIVE = -6
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def process_event(prm, lq, lm, acc, ev: int, px: float, qty: float) -> None:
     kind = ev & EVENT_TYPE_MASK
     if kind in (DEPTH_EVENT, DEPTH_SNAPSHOT_EVENT):

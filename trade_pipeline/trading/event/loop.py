@@ -9,10 +9,11 @@ At equal times the order is the one above (hftbacktest's `EventSet`): a request 
 reaches the exchange at t meets the book after every market event of time t.
 
 `run_until(S, events, until)` processes every intent with time <= `until` and stops. When
-events are still being appended (paper trading: `C_FINISHED` is 0), an intent at time t
-runs only once no event that has not arrived yet can come before it: both clocks of the
-stream must have moved past t. Otherwise it returns RUN_NEED_DATA, and a later call
-resumes exactly there, so a stream fed in pieces gives the run of the whole stream.
+events are still being appended (paper trading: `C_FINISHED` is 0), a request runs only once
+no market event that has not arrived yet can come before it, and the call completes only
+once both clocks of the stream have moved past `until`. Otherwise it returns RUN_NEED_DATA,
+and a later call resumes exactly there, so a stream fed in pieces gives the run of the whole
+stream. RUN_END: nothing is left at all (no event, no message in flight).
 """
 
 import numba as nb
@@ -85,19 +86,15 @@ def _next_row(events, row: int, n: int, flag: int) -> int:
     return row
 
 
-@nb.njit(cache=True)
-def _save(cnt, lrow, xrow, now, xnow, n_local, n_exch, feed_lat) -> None:
-    cnt[C_LROW] = lrow
-    cnt[C_XROW] = xrow
-    cnt[C_NOW] = now
-    cnt[C_XNOW] = xnow
-    cnt[C_LEVENTS] += n_local
-    cnt[C_XEVENTS] += n_exch
-    cnt[C_LAST_FEED_LAT] = feed_lat
-
-
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def run_until(S, events, until: int) -> int:
+    """Process every intent with time <= `until` (see the module docstring).
+
+    Within one call the strategy sends nothing (it acts between calls), so the two sides are
+    independent: the exchange side merges market events and requests (requests after market
+    events of the same time), and its fills only push responses; the local side applies
+    market events and responses, whose order does not matter (one moves the local book, the
+    other the orders and the position). Each side runs as a tight loop of its own."""
     # Arrays unpacked once, and the state tuple passed on only for steps that touch orders:
     # per event, taking arrays out of the tuple or passing it costs more than the book update.
     cnt, prm, xq, xm, lq, lm = S[0], S[1], S[2], S[3], S[4], S[5]
@@ -106,85 +103,43 @@ def run_until(S, events, until: int) -> int:
     finished = cnt[C_FINISHED] == 1
     last_local = cnt[C_LAST_LOCAL_TS]
     last_exch = cnt[C_LAST_EXCH_TS]
-    lrow = cnt[C_LROW]
-    xrow = cnt[C_XROW]
-    now = cnt[C_NOW]
-    xnow = cnt[C_XNOW]
-    feed_lat = cnt[C_LAST_FEED_LAT]
-    n_local = 0
-    n_exch = 0
     if not has_room(S):
         return RUN_NEED_SPACE
-    while lrow < n and (events[lrow].ev & LOCAL_EVENT) == 0:
-        lrow += 1
-    while xrow < n and (events[xrow].ev & EXCH_EVENT) == 0:
-        xrow += 1
-    t_ld = events[lrow].local_ts if lrow < n else NEVER
-    t_xd = events[xrow].exch_ts if xrow < n else NEVER
-    t_lo = head_ts(cnt, rs, C_RS_HEAD, C_RS_TAIL)
+    # ---- exchange side ----------------------------------------------------------------------
+    xrow = cnt[C_XROW]
+    xnow = cnt[C_XNOW]
+    n_exch = 0
     t_xo = head_ts(cnt, rq, C_RQ_HEAD, C_RQ_TAIL)
+    x_complete = True
     while True:
-        # the earliest intent; ties: local data, local order, exchange data, exchange order
-        kind = 0
-        t = t_ld
-        if t_lo < t:
-            kind = 1
-            t = t_lo
-        if t_xd < t:
-            kind = 2
-            t = t_xd
-        if t_xo < t:
-            kind = 3
-            t = t_xo
-        # live: events not appended yet come at or after the last appended ones, on each clock
-        if not finished and ((lrow >= n and t >= last_local) or (xrow >= n and t >= last_exch)):
-            if t > until and until < last_local and until < last_exch:
-                _save(cnt, lrow, xrow, until, xnow, n_local, n_exch, feed_lat)
-                return RUN_DONE
-            _save(cnt, lrow, xrow, now, xnow, n_local, n_exch, feed_lat)
-            return RUN_NEED_DATA
-        if t == NEVER:  # nothing left at all (hftbacktest's EndOfData)
-            _save(cnt, lrow, xrow, until if until != NEVER else now, xnow, n_local, n_exch, feed_lat)
-            return RUN_END
-        if t > until:
-            _save(cnt, lrow, xrow, until, xnow, n_local, n_exch, feed_lat)
-            return RUN_DONE
-        if kind == 0:
-            e = events[lrow]
-            local.process_event(prm, lq, lm, acc, e.ev, e.px, e.qty)
-            feed_lat = e.local_ts - e.exch_ts
-            n_local += 1
-            now = t
-            lrow += 1
-            while lrow < n and (events[lrow].ev & LOCAL_EVENT) == 0:
-                lrow += 1
-            t_ld = events[lrow].local_ts if lrow < n else NEVER
-        elif kind == 2:
+        while xrow < n and (events[xrow].ev & EXCH_EVENT) == 0:
+            xrow += 1
+        t_xd = events[xrow].exch_ts if xrow < n else NEVER
+        if xrow < n and t_xd <= until and t_xd <= t_xo:  # market events first at equal times
             e = events[xrow]
+            xrow += 1
             n_exch += 1
-            xnow = t
+            xnow = t_xd
             if cnt[C_NREST] == 0:
                 exchange.book_event(prm, xq, xm, e.ev, e.px, e.qty)
             else:
                 todo, side, tick = exchange.market_event(cnt, prm, xq, xm, oi, of, rest, e.ev, e.px, e.qty)
                 if todo != exchange.NOTHING:
                     if todo == exchange.CROSS_FILLS:
-                        exchange.cross_fills(S, side, tick, t)
+                        exchange.cross_fills(S, side, tick, t_xd)
                     else:
-                        exchange.trade_fills(S, side, tick, e.qty, t)
-                    t_lo = head_ts(cnt, rs, C_RS_HEAD, C_RS_TAIL)
+                        exchange.trade_fills(S, side, tick, e.qty, t_xd)
                     if not has_room(S):
-                        _save(cnt, lrow, xrow + 1, now, xnow, n_local, n_exch, feed_lat)
+                        cnt[C_XROW] = xrow
+                        cnt[C_XNOW] = xnow
+                        cnt[C_XEVENTS] += n_exch
                         return RUN_NEED_SPACE
-            xrow += 1
-            while xrow < n and (events[xrow].ev & EXCH_EVENT) == 0:
-                xrow += 1
-            t_xd = events[xrow].exch_ts if xrow < n else NEVER
-        elif kind == 1:
-            local.process_response(S)
-            now = t
-            t_lo = head_ts(cnt, rs, C_RS_HEAD, C_RS_TAIL)
-        else:
+            continue
+        if t_xo != NEVER and t_xo <= until:
+            # a request: only once no market event of its time or earlier can still arrive
+            if xrow >= n and not finished and t_xo >= last_exch:
+                x_complete = False
+                break
             r = pop(cnt, C_RQ_HEAD, C_RQ_TAIL)
             slot = rq[r, RQ_SLOT]
             kind_rq = rq[r, RQ_KIND]
@@ -192,14 +147,64 @@ def run_until(S, events, until: int) -> int:
             qty = rqf[r, 0]
             if rq[r, RQ_GEN] == oi[slot, OI_GEN]:
                 oi[slot, OI_INFLIGHT] -= 1  # the request has arrived
-                exchange.process_request(S, slot, kind_rq, tick, qty, t)
+                exchange.process_request(S, slot, kind_rq, tick, qty, t_xo)
             # else: about an order that has ended and whose slot the strategy reused
-            xnow = t
+            xnow = t_xo
             t_xo = head_ts(cnt, rq, C_RQ_HEAD, C_RQ_TAIL)
-            t_lo = head_ts(cnt, rs, C_RS_HEAD, C_RS_TAIL)
             if not has_room(S):
-                _save(cnt, lrow, xrow, now, xnow, n_local, n_exch, feed_lat)
+                cnt[C_XROW] = xrow
+                cnt[C_XNOW] = xnow
+                cnt[C_XEVENTS] += n_exch
                 return RUN_NEED_SPACE
+            continue
+        if xrow >= n and not finished and until >= last_exch:
+            x_complete = False  # market events of time <= until may still arrive
+        break
+    cnt[C_XROW] = xrow
+    cnt[C_XNOW] = xnow
+    cnt[C_XEVENTS] += n_exch
+    # ---- local side --------------------------------------------------------------------------
+    lrow = cnt[C_LROW]
+    now = cnt[C_NOW]
+    n_local = 0
+    feed_lat = cnt[C_LAST_FEED_LAT]
+    while True:
+        while lrow < n and (events[lrow].ev & LOCAL_EVENT) == 0:
+            lrow += 1
+        if lrow >= n:
+            break
+        e = events[lrow]
+        if e.local_ts > until:
+            break
+        local.process_event(prm, lq, lm, acc, e.ev, e.px, e.qty)
+        now = e.local_ts
+        feed_lat = e.local_ts - e.exch_ts
+        n_local += 1
+        lrow += 1
+    l_complete = lrow < n or finished or until < last_local
+    t_lo = head_ts(cnt, rs, C_RS_HEAD, C_RS_TAIL)
+    while t_lo != NEVER and t_lo <= until:
+        local.process_response(S)
+        if t_lo > now:
+            now = t_lo
+        t_lo = head_ts(cnt, rs, C_RS_HEAD, C_RS_TAIL)
+    cnt[C_LROW] = lrow
+    cnt[C_LEVENTS] += n_local
+    cnt[C_LAST_FEED_LAT] = feed_lat
+    if not (x_complete and l_complete):
+        cnt[C_NOW] = now
+        return RUN_NEED_DATA
+    if until != NEVER:
+        cnt[C_NOW] = until
+    else:
+        cnt[C_NOW] = now
+    # nothing left at all (hftbacktest's EndOfData): no event on either side, no message
+    while lrow < n and (events[lrow].ev & LOCAL_EVENT) == 0:
+        lrow += 1
+    if (finished and xrow >= n and lrow >= n and head_ts(cnt, rq, C_RQ_HEAD, C_RQ_TAIL) == NEVER
+            and head_ts(cnt, rs, C_RS_HEAD, C_RS_TAIL) == NEVER):
+        return RUN_END
+    return RUN_DONE
 
 
 def order_arrays(state) -> tuple:

@@ -56,7 +56,7 @@ from trade_pipeline.trading.event.layout import (
 from trade_pipeline.trading.event.local import clear_last_trades
 
 ROI_MARGIN_TICKS = 2_000  # beyond the range of interest: room for our orders' levels and walks
-ROI_WIDEN = 0.10  # the range of interest: the book's central prices +- 10 % of the price
+ROI_WIDEN = 0.02  # the range of interest: the book's central prices +- 2 % of the price
 
 
 def price_ticks(events: np.ndarray, tick_size: float) -> tuple[int, int] | None:
