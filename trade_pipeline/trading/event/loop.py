@@ -61,8 +61,7 @@ FILL_HEADROOM = exchange.MAX_WALK_LEVELS + 16
 
 
 @nb.njit(cache=True)
-def has_room(S) -> bool:
-    cnt, rq, rqf, rs, rsf, fi = S[0], S[9], S[10], S[11], S[12], S[13]
+def has_room(cnt, rq, rqf, rs, rsf, fi) -> bool:
     need = cnt[C_NREST] + 16
     if fi.shape[0] - cnt[C_NFILL] < FILL_HEADROOM + need:
         return False
@@ -98,12 +97,12 @@ def run_until(S, events, until: int) -> int:
     # Arrays unpacked once, and the state tuple passed on only for steps that touch orders:
     # per event, taking arrays out of the tuple or passing it costs more than the book update.
     cnt, prm, xq, xm, lq, lm = S[0], S[1], S[2], S[3], S[4], S[5]
-    oi, of, rest, rq, rqf, rs, acc = S[6], S[7], S[8], S[9], S[10], S[11], S[18]
+    oi, of, rest, rq, rqf, rs, rsf, fi, acc = S[6], S[7], S[8], S[9], S[10], S[11], S[12], S[13], S[18]
     n = cnt[C_NEV]
     finished = cnt[C_FINISHED] == 1
     last_local = cnt[C_LAST_LOCAL_TS]
     last_exch = cnt[C_LAST_EXCH_TS]
-    if not has_room(S):
+    if not has_room(cnt, rq, rqf, rs, rsf, fi):
         return RUN_NEED_SPACE
     # ---- exchange side ----------------------------------------------------------------------
     xrow = cnt[C_XROW]
@@ -129,7 +128,7 @@ def run_until(S, events, until: int) -> int:
                         exchange.cross_fills(S, side, tick, t_xd)
                     else:
                         exchange.trade_fills(S, side, tick, e.qty, t_xd)
-                    if not has_room(S):
+                    if not has_room(cnt, rq, rqf, rs, rsf, fi):
                         cnt[C_XROW] = xrow
                         cnt[C_XNOW] = xnow
                         cnt[C_XEVENTS] += n_exch
@@ -151,7 +150,7 @@ def run_until(S, events, until: int) -> int:
             # else: about an order that has ended and whose slot the strategy reused
             xnow = t_xo
             t_xo = head_ts(cnt, rq, C_RQ_HEAD, C_RQ_TAIL)
-            if not has_room(S):
+            if not has_room(cnt, rq, rqf, rs, rsf, fi):
                 cnt[C_XROW] = xrow
                 cnt[C_XNOW] = xnow
                 cnt[C_XEVENTS] += n_exch
