@@ -114,8 +114,12 @@ def handle_event_backtest(args: argparse.Namespace, settings) -> int:
 
 
 def handle_backtest(args: argparse.Namespace, settings) -> int:
+    from trade_pipeline.trading import inputs
     from trade_pipeline.trading.engine import TradingConfig
 
+    # a bad time is refused first, with its own message, whatever else is missing
+    inputs.parse_bound(args.start, end=False)
+    inputs.parse_bound(args.end, end=True)
     if args.events:
         return handle_event_backtest(args, settings)
     if args.orders or args.queue_model or args.trades:
