@@ -90,6 +90,8 @@ class Settings:
     # First day (UTC, YYYY-MM-DD) of the daily partitions: set it to where the data begins,
     # or the UI lists every day since the default as a missing partition.
     partitions_start: str = DEFAULT_PARTITIONS_START
+    # The registered model traded by default (paper trading, the backtest asset), NAME@ALIAS.
+    model_ref: str = "btc_l2_5s@champion"
     # Optional overrides (None: derived from home).
     mlflow_tracking_uri_override: str | None = None
     mlflow_artifact_uri_override: str | None = None
@@ -105,6 +107,8 @@ class Settings:
         if not (0 < self.service_timeout_s < float("inf")):
             raise SettingsError(
                 f"service timeout must be a positive number of seconds, got {self.service_timeout_s}")
+        if not isinstance(self.model_ref, str) or "@" not in self.model_ref:
+            raise SettingsError(f"invalid model reference {self.model_ref!r}: expected NAME@ALIAS")
         if self.executor not in EXECUTORS:
             raise SettingsError(
                 f"invalid executor {self.executor!r}: expected one of {', '.join(EXECUTORS)}"
@@ -129,6 +133,7 @@ class Settings:
             "executor": env.get("TRADE_PIPELINE_EXECUTOR") or "in_process",
             "partitions_start": env.get("TRADE_PIPELINE_PARTITIONS_START")
             or in_home.get("partitions_start") or DEFAULT_PARTITIONS_START,
+            "model_ref": env.get("TRADE_PIPELINE_MODEL") or cls.model_ref,
         }
         opts.update({k: v for k, v in overrides.items() if v is not None})
         return cls(home=home_path, **opts)

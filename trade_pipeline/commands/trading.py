@@ -10,13 +10,19 @@ from trade_pipeline.commands.argtypes import positive_float
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "backtest",
-        help="backtest a model or a signal file on the snapshot grid",
-        description="Run the backtest on the 100 ms snapshot grid: signals (from --predictions, or "
-        "from --model run over the batch features) -> orders with the execution model of "
-        "--config (fees, latency, book walking) -> positions, PnL and metrics. Results go to the "
-        "warehouse (backtest_results, trades, predictions) and to MLflow unless --no-store.",
+        help="backtest a model or a signal file on the snapshot grid, or orders on the raw events",
+        description="Grid mode: the backtest on the 100 ms snapshot grid: signals (from "
+        "--predictions, or from --model run over the batch features) -> orders with the "
+        "execution model of --config (fees, latency, book walking) -> positions, PnL and "
+        "metrics; results go to the warehouse (backtest_results, trades, predictions) and to "
+        "MLflow unless --no-store. Event mode (--events CAPTURE...): the event-level engine on "
+        "the captures' book changes (and --trades) in order of receipt, with queue position, "
+        "order-entry and response latency, maker/taker fees ([event_execution] of --config); "
+        "it runs the orders of --orders, or the strategy of [event_run] (maker and taker trade "
+        "--model's signal); prints fills, markouts, fill ratio, time in queue and the PnL "
+        "split, and logs them to MLflow unless --no-store.",
     )
-    src = p.add_mutually_exclusive_group(required=True)
+    src = p.add_mutually_exclusive_group()
     src.add_argument("--model", metavar="NAME@ALIAS",
                      help="registered model, e.g. btc_l2_5s@champion (predictions + thresholds)")
     src.add_argument("--predictions", metavar="P.parquet",
@@ -29,6 +35,18 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="execution assumptions and strategy limits (see trade_pipeline/trading/execution.py)")
     p.add_argument("--json", action="store_true", help="print the metrics and the trade list as JSON")
     p.add_argument("--no-store", action="store_true", help="do not write the warehouse or MLflow")
+    ev = p.add_argument_group("event mode")
+    ev.add_argument("--events", nargs="+", metavar="CAPTURE",
+                    help="recorded captures (Bybit, ccxt or Binance files) to run on the event engine")
+    ev.add_argument("--orders", metavar="ORDERS.parquet",
+                    help="scripted orders: timestamp, order_id, action (limit|market|cancel), side, "
+                    "price, qty [, post_only]")
+    ev.add_argument("--queue-model", choices=["risk_averse", "prob", "prob_power", "prob_log"],
+                    help="queue position model (prob = prob_power); overrides [event_execution]")
+    ev.add_argument("--trades", metavar="TRADES.parquet",
+                    help="public trades in the l2_trades layout, merged with the captures' book")
+    ev.add_argument("--format", default="auto", choices=["auto", "bybit", "ccxt", "binance"],
+                    help="capture format (default: detected)")
     p.set_defaults(func=handle_backtest)
 
     q = sub.add_parser(
@@ -44,7 +62,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="seconds to run")
     q.add_argument("--url", help="WebSocket URL (default: Bybit's public v5 linear stream)")
     q.add_argument("--model", default=None, metavar="NAME@ALIAS",
-                   help="model to trade (default: btc_l2_5s@champion)")
+                   help="model to trade (default: the settings' model, TRADE_PIPELINE_MODEL, "
+                   "btc_l2_5s@champion unless set)")
     q.add_argument("--shadow", metavar="NAME@ALIAS",
                    help="a second model run in shadow on the same stream (A/B), e.g. btc_l2_5s@challenger")
     q.add_argument("--config", metavar="exec.toml", help="execution assumptions and strategy limits")
@@ -54,6 +73,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--redis-prefix", default="trade_pipeline", help="online store key prefix")
     q.add_argument("--ttl", type=positive_float, default=30.0, help="online store TTL in seconds")
     q.add_argument("--no-redis", action="store_true", help="do not write the online store")
+    q.add_argument("--execution", choices=["grid", "events"], default="grid",
+                   help="grid: market orders on the 100 ms grid (the grid backtest's engine); "
+                   "events: the event engine and the strategy of --event-config (limit orders, "
+                   "queue position, latencies)")
+    q.add_argument("--event-config", metavar="run.toml",
+                   help="[event_execution], [event_run] and strategy sections for --execution events")
     q.add_argument("--json", action="store_true", help="print the run summary as JSON")
     q.set_defaults(func=handle_paper)
 
@@ -66,8 +91,45 @@ def _warehouse_errors() -> tuple[type[Exception], ...]:
     return (MigrationError, WarehouseLockTimeout, WarehouseNotReady)
 
 
+def handle_event_backtest(args: argparse.Namespace, settings) -> int:
+    from trade_pipeline.trading.event_service import event_backtest_command
+
+    if args.predictions or args.snapshots or args.start or args.end:
+        print("trade-pipeline: error: --events runs on the captures: --predictions, --snapshots, "
+              "--start and --end belong to the grid backtest", file=sys.stderr)
+        return 2
+    out = event_backtest_command(
+        settings, captures=args.events, fmt=args.format, orders_path=args.orders,
+        config_path=args.config, queue_model=args.queue_model, trades_path=args.trades,
+        model_ref=args.model, store=not args.no_store)
+    if args.json:
+        print(json.dumps(out, indent=2, default=str, allow_nan=False))
+    else:
+        rep = out["report"]
+        print(f"  mode {out['mode']}: {rep['fills']} fills ({rep['maker_fills']} maker), "
+              f"{rep['orders']} orders, {len(out['refused'])} refused")
+        for key in ("fill_ratio_qty", "fill_ratio_orders", "time_in_queue_to_fill_s", "markout_bp", "pnl"):
+            print(f"  {key:24s} {rep[key]}")
+    return 0
+
+
 def handle_backtest(args: argparse.Namespace, settings) -> int:
+    from trade_pipeline.trading import inputs
     from trade_pipeline.trading.engine import TradingConfig
+
+    # a bad time is refused first, with its own message, whatever else is missing
+    inputs.parse_bound(args.start, end=False)
+    inputs.parse_bound(args.end, end=True)
+    if args.events:
+        return handle_event_backtest(args, settings)
+    if args.orders or args.queue_model or args.trades:
+        print("trade-pipeline: error: --orders, --queue-model and --trades need --events CAPTURE...",
+              file=sys.stderr)
+        return 2
+    if not (args.model or args.predictions):
+        print("trade-pipeline: error: give --model or --predictions (grid), or --events (event mode)",
+              file=sys.stderr)
+        return 2
     from trade_pipeline.trading.service import backtest_command
 
     config = TradingConfig.load(args.config)
@@ -91,21 +153,23 @@ def handle_backtest(args: argparse.Namespace, settings) -> int:
 def handle_paper(args: argparse.Namespace, settings) -> int:
     from trade_pipeline.storage.services import check_mlflow, check_redis
     from trade_pipeline.trading.engine import TradingConfig
+    from trade_pipeline.trading.event_config import EventBacktestConfig
     from trade_pipeline.trading.paper import paper_command
+    from trade_pipeline.trading.paper_config import PaperConfig
 
     # before any work: a dead online store is one line naming its URL, not a traceback
     redis_url = None if args.no_redis else (args.redis_url or settings.redis_url)
     if redis_url:
         check_redis(redis_url, settings.service_timeout_s)
     check_mlflow(settings.mlflow_tracking_uri, settings.service_timeout_s)  # the model's home
+    paper = PaperConfig(
+        url=args.url or settings.bybit_ws_url, duration_s=args.duration, model_ref=args.model,
+        shadow_ref=args.shadow, execution=args.execution, stale_after_s=args.stale_after,
+        redis_url=redis_url,
+        redis_prefix=args.redis_prefix, ttl_s=args.ttl, install_signal=True)
+    events = EventBacktestConfig.load(args.event_config) if args.execution == "events" else None
     try:
-        out = paper_command(
-            settings, config=TradingConfig.load(args.config), duration_s=args.duration,
-            url=args.url or settings.bybit_ws_url, model_ref=args.model, shadow_ref=args.shadow,
-            stale_after_s=args.stale_after,
-            redis_url=redis_url,
-            redis_prefix=args.redis_prefix, ttl_s=args.ttl,
-        )
+        out = paper_command(settings, paper, trading=TradingConfig.load(args.config), events=events)
     except _warehouse_errors() as exc:
         print(f"trade-pipeline: error: {exc}", file=sys.stderr)
         return 2

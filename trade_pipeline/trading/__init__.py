@@ -11,4 +11,9 @@ Entry points:
   the live loop (WebSocket -> book -> row -> features -> model -> signal -> engine).
 - `engine.TradingConfig.load("exec.toml")`: every execution assumption
   (`execution.ExecutionConfig`) and the strategy limits (`strategy.StrategyConfig`).
+- `event_backtest.run_event_backtest(events, EventBacktestConfig, signals=...)`: the
+  event-level engine (`event/`) on a raw event stream (`market.events` layout) with a
+  strategy (taker, model-driven maker, GLFT market maker); `event/engine.EventEngine` for
+  orders by hand; `event_service` runs captures end to end (CLI `backtest --events`, the
+  `event_backtest_results` asset).
 """

@@ -7,15 +7,62 @@ position at the fill price). Fees are charged on each fill's notional; in a reve
 are split between the two parts pro rata, so each round trip carries its own fees.
 
 equity(mark) = initial_capital + realized - fees - funding + position * (mark - avg_price)
+
+The rule itself is `settle` (and `equity_of`), plain functions that the grid engine calls
+through `Account` and the event engine calls compiled (`settle_nb`, `equity_of_nb`) inside
+its loop: one accounting for both.
 """
 
 from dataclasses import dataclass, field
+
+import numba as nb
 
 EPS_QTY = 1e-9
 
 
 def _sign(x: float) -> int:
     return (x > 0) - (x < 0)
+
+
+# What a fill did to the position (`settle`'s last value).
+OPENED, ADDED, REDUCED, CLOSED, REVERSED = 0, 1, 2, 3, 4
+
+
+def settle(pos: float, avg: float, side: int, qty: float, notional: float):
+    """The average-cost rule for one fill of `qty` > 0 (`side` +1 buy / -1 sell) at total
+    `notional`, on a position `pos` with average entry price `avg`.
+
+    Returns (new position, new average price, gross realized PnL, closed quantity, kind):
+    opening or adding moves the average price; reducing realizes PnL against it; a fill that
+    crosses zero closes the old position and opens the rest at the fill's price. Plain
+    arithmetic, so the event engine runs the same function compiled (`settle_nb`)."""
+    price = notional / qty
+    if abs(pos) < EPS_QTY or (pos > 0) == (side > 0):
+        new_pos = pos + side * qty
+        new_avg = (avg * abs(pos) + notional) / abs(new_pos)
+        return round(new_pos, 9), new_avg, 0.0, 0.0, OPENED if abs(pos) < EPS_QTY else ADDED
+    close_qty = min(qty, abs(pos))
+    sign = 1.0 if pos > 0 else -1.0
+    realized = close_qty * (price - avg) * sign
+    new_pos = round(pos + side * qty, 9)
+    if abs(new_pos) < EPS_QTY:
+        return 0.0, 0.0, realized, close_qty, CLOSED
+    if (new_pos > 0) == (pos > 0):
+        return new_pos, avg, realized, close_qty, REDUCED  # the average entry price stays
+    return new_pos, price, realized, close_qty, REVERSED
+
+
+settle_nb = nb.njit(cache=True)(settle)
+
+
+def equity_of(initial: float, realized: float, fees: float, funding: float, position: float,
+              avg: float, mark: float) -> float:
+    """initial + realized - fees - funding + unrealized at `mark` (see the module docstring)."""
+    unrealized = position * (mark - avg) if position else 0.0
+    return initial + realized - fees - funding + unrealized
+
+
+equity_of_nb = nb.njit(cache=True)(equity_of)
 
 
 @dataclass
@@ -46,38 +93,25 @@ class Account:
         Returns the gross PnL this fill realized."""
         if qty <= 0:
             return 0.0
-        price = notional / qty
         self.fees += fee
         self.traded_notional += notional
         pos = self.position
-        realized = 0.0
-        if abs(pos) < EPS_QTY or _sign(pos) == side:
-            # Opening or adding: new average entry price.
-            if abs(pos) < EPS_QTY:
-                self.trip_open_us = ts_us
-                self.trip_pnl = 0.0
-            new_pos = pos + side * qty
-            self.avg_price = (self.avg_price * abs(pos) + notional) / abs(new_pos)
-            self.position = round(new_pos, 9)
+        new_pos, avg, realized, close_qty, kind = settle(pos, self.avg_price, side, qty, notional)
+        self.position, self.avg_price = new_pos, avg
+        if kind == OPENED:
+            self.trip_open_us = ts_us
+            self.trip_pnl = -fee
+            return 0.0
+        if kind == ADDED:
             self.trip_pnl -= fee
             return 0.0
-        close_qty = min(qty, abs(pos))
-        realized = close_qty * (price - self.avg_price) * _sign(pos)
         close_fee = fee * close_qty / qty
         self.realized += realized
         self.trip_pnl += realized - close_fee
-        new_pos = round(pos + side * qty, 9)
-        if abs(new_pos) < EPS_QTY:
+        if kind == CLOSED:
             self._close_trip(ts_us, _sign(pos))
-            self.position = 0.0
-            self.avg_price = 0.0
-        elif _sign(new_pos) == _sign(pos):
-            self.position = new_pos  # partly reduced; the average entry price stays
-        else:
-            # Reversal: the rest opens a new position at this fill's price.
+        elif kind == REVERSED:
             self._close_trip(ts_us, _sign(pos))
-            self.position = new_pos
-            self.avg_price = price
             self.trip_open_us = ts_us
             self.trip_pnl = -(fee - close_fee)
         return realized
@@ -95,4 +129,5 @@ class Account:
         return self.position * (mark - self.avg_price) if self.position else 0.0
 
     def equity(self, mark: float) -> float:
-        return self.initial_capital + self.realized - self.fees - self.funding + self.unrealized(mark)
+        return equity_of(self.initial_capital, self.realized, self.fees, self.funding,
+                         self.position, self.avg_price, mark)

@@ -68,3 +68,44 @@ def test_backtest_results_fails_without_snapshots(tmp_path):
     with pytest.raises(dg.Failure, match="l2_snapshots has no rows"):
         dg.materialize([backtest_results], resources=build_resources(str(home)), partition_key=DAY,
                        instance=dg.DagsterInstance.ephemeral())
+
+
+@pytest.mark.slow
+def test_event_backtest_results_asset(bybit_delta_files, tmp_path):
+    """The day's raw captures on the event engine under the GLFT maker (touch arrivals):
+    fills with markouts in the metadata, the MLflow run with the equity/inventory/markout plot."""
+    from trade_pipeline.defs.trading import event_backtest_results
+    from trade_pipeline.storage.raw_store import import_capture
+
+    home = tmp_path / "home"
+    settings = Settings.load(home=home).ensure_dirs()
+    capture = next(p for p in bybit_delta_files if "20250707_051509" in p.name)
+    import_capture(settings, capture, "bybit", "BTCUSDT", day=DAY)
+    run_toml = tmp_path / "run.toml"
+    run_toml.write_text(
+        "[event_execution]\nfeed_latency_ms = 5.0\nmaker_fee = -0.00005\n"
+        "[event_run]\nstrategy = \"market_maker\"\ndrawdown_stop = 0.5\n"
+        "[market_maker]\narrival = \"touch\"\nwindow = 600\nadj1 = 0.05\n")
+    result = dg.materialize(
+        [event_backtest_results], resources=build_resources(str(home)), partition_key=DAY,
+        instance=dg.DagsterInstance.ephemeral(),
+        run_config={"ops": {"event_backtest_results": {"config": {"run_config": str(run_toml)}}}})
+    assert result.success
+    meta = result.asset_materializations_for_node("event_backtest_results")[0].metadata
+    assert meta["strategy"].value == "market_maker" and meta["messages"].value == 44077
+    assert meta["dagster/row_count"].value == meta["metric_fills"].value > 0
+    assert meta["plots"].value.startswith("![equity, inventory, markouts](data:image/png;base64,")
+    assert {"metric_pnl_spread_capture", "metric_pnl_fees", "metric_pnl_inventory_pnl",
+            "metric_fill_ratio_qty", "metric_markout_5s_mean_bp"} <= set(meta)
+    # the PnL split adds up
+    assert meta["metric_pnl_total"].value == pytest.approx(
+        meta["metric_pnl_spread_capture"].value + meta["metric_pnl_inventory_pnl"].value
+        - meta["metric_pnl_fees"].value)
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
+    run = client.get_run(meta["mlflow_run_id"].value)
+    assert run.data.tags["mode"] == "market_maker"
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "plots")] == ["plots/event_backtest.png"]
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "tables")} == {
+        "tables/fills.csv", "tables/orders.csv", "tables/equity.csv"}

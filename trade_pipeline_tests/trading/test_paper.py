@@ -18,6 +18,7 @@ from trade_pipeline.trading.engine import TradingConfig
 from trade_pipeline.trading.execution import ExecutionConfig
 from trade_pipeline.trading.inputs import model_predictions
 from trade_pipeline.trading.paper import build_trader, run_paper, run_stream
+from trade_pipeline.trading.paper_config import PaperConfig
 from trade_pipeline.trading.risk import KillSwitch, StaleDataGuard
 from trade_pipeline.trading.store import read_run
 from trade_pipeline.trading.strategy import StrategyConfig
@@ -49,9 +50,11 @@ def test_paper_equals_backtest_on_replayed_data(bybit_delta_files, test_models, 
     # Paced (2 minutes of data in ~4 s) so the periodic warehouse flush runs mid-stream
     # however fast the machine is.
     with ReplayServerThread([path], speed=30) as srv:
-        out = run_paper(settings, config=config, url=srv.url, duration_s=60, model=champion,
-                        shadow=challenger, stale_after_s=30, redis_url=redis_target.url,
-                        redis_prefix=redis_target.prefix, ttl_s=60, flush_every_s=0.5,
+        out = run_paper(settings, PaperConfig(url=srv.url, duration_s=60, stale_after_s=30,
+                                              redis_url=redis_target.url,
+                                              redis_prefix=redis_target.prefix, ttl_s=60,
+                                              flush_every_s=0.5),
+                        trading=config, model=champion, shadow=challenger,
                         end_of_stream=lambda: srv.finished.is_set())
     assert out["stop_reason"] == "end_of_stream"
     assert out["rows"] == snaps.height
@@ -102,8 +105,9 @@ def test_stale_data_flattens_and_stops(bybit_delta_files, test_models, settings)
     path = _file(bybit_delta_files, "20250707_034621")
     with ReplayServerThread([path], speed=0) as srv:
         t = time.monotonic()
-        out = run_paper(settings, config=_always_in(None), url=srv.url, duration_s=30,
-                        model=champion, stale_after_s=0.5, store=False, mlflow=False)
+        out = run_paper(settings, PaperConfig(url=srv.url, duration_s=30, stale_after_s=0.5,
+                                              store=False, mlflow=False),
+                        trading=_always_in(None), model=champion)
     assert out["stop_reason"] == "stale_data" and time.monotonic() - t < 10
     assert out["trades"][-1]["reason"] == "stale_data"
     assert out["metrics"]["final_position"] == 0.0 and out["halted"] == "stale_data"
@@ -181,7 +185,8 @@ def test_paper_survives_a_server_disconnect_and_a_gap(bybit_delta_files, test_mo
 
 def test_unreachable_url_is_a_clear_error(test_models, settings):
     champion, _ = test_models
-    out = run_paper(settings, config=_always_in(None), url="ws://127.0.0.1:1", duration_s=10,
-                    model=champion, store=False, mlflow=False)
+    out = run_paper(settings, PaperConfig(url="ws://127.0.0.1:1", duration_s=10, store=False,
+                                          mlflow=False),
+                    trading=_always_in(None), model=champion)
     assert out["error"].startswith("connect_failed: ConnectionRefusedError")
     assert out["rows"] == 0 and out["seconds"] < 5

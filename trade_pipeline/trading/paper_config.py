@@ -1,0 +1,44 @@
+"""Everything one paper-trading session is told, in one object (instead of 19 arguments).
+
+The execution assumptions stay in their own objects: `TradingConfig` (the grid engine, market
+orders) or `EventBacktestConfig` (the event engine and its strategy: limit orders).
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from trade_pipeline.settings import SettingsError
+
+EXECUTIONS = ("grid", "events")
+
+
+@dataclass(frozen=True)
+class PaperConfig:
+    url: str  # WebSocket URL (Bybit's public stream, or a replay server)
+    duration_s: float
+    model_ref: str | None = None  # NAME@ALIAS; None: the settings' model (TRADE_PIPELINE_MODEL)
+    shadow_ref: str | None = None  # a second model in shadow (A/B), grid execution only
+    execution: str = "grid"  # "grid": market orders on the 100 ms grid; "events": the event engine
+    stale_after_s: float = 5.0  # no book update for this long: flatten and stop
+    redis_url: str | None = None  # the online feature store (None: not written)
+    redis_prefix: str = "trade_pipeline"
+    ttl_s: float = 30.0
+    kill_file: Path | None = None  # None: <home>/KILL
+    install_signal: bool = False  # SIGINT/SIGTERM/SIGUSR1 stop the session like the kill switch
+    store: bool = True  # warehouse rows (results, trades, predictions)
+    mlflow: bool = True
+    run_id: str | None = None
+    tracking_uri: str | None = None
+    artifact_uri: str | None = None
+    flush_every_s: float = 5.0  # rows reach the warehouse while the session runs
+    max_reconnects: int = 10
+
+    def __post_init__(self) -> None:
+        if not self.duration_s > 0:
+            raise SettingsError(f"paper duration must be positive, got {self.duration_s!r}")
+        if not self.stale_after_s > 0:
+            raise SettingsError(f"stale_after_s must be positive, got {self.stale_after_s!r}")
+        if self.execution not in EXECUTIONS:
+            raise SettingsError(f"execution must be one of {EXECUTIONS}, got {self.execution!r}")
+        if self.execution == "events" and self.shadow_ref:
+            raise SettingsError("a shadow model runs with grid execution only")

@@ -1,0 +1,75 @@
+"""The event report on a hand-built stream (markouts, PnL split, fill ratio, time in queue)
+and the run configuration file."""
+
+import pytest
+
+from trade_pipeline.market.event_execution_config import EventExecutionConfig
+from trade_pipeline.settings import SettingsError
+from trade_pipeline.trading.event.engine import EventEngine
+from trade_pipeline.trading.event_config import EventBacktestConfig
+from trade_pipeline.trading.event_report import report
+
+from .event_streams import Stream, at
+
+
+def test_markouts_and_pnl_split_by_hand():
+    # Book 100.0 / 100.2 (mid 100.1). Buy 1.0 @ 100.0 rests behind 2.0; a 3.0 sell trade at
+    # 1.0 s fills it (maker, fee 100 * 0.0002 = 0.02). The mid then moves: 100.05 at 1.5 s
+    # (ask 100.1), 99.95 at 5.5 s (bid 99.9, ask 100.0), back to 100.15 at 20 s.
+    # Markouts (bp) = side * (mid(t + h) - price) / price * 1e4 with t = 1.0 s:
+    #   0 s: mid at the fill 100.1 -> +10.0 bp (half the 0.2 spread captured)
+    #   1 s (2.0 s): 100.05 -> +5.0;  5 s (6.0 s): 99.95 -> -5.0;  30 s (31 s): past the data end (30 s) -> None
+    # PnL split with the final mid 100.15: spread capture 1.0 * (100.1 - 100.0) = 0.1;
+    # inventory 1.0 * (100.15 - 100.1) = 0.05; fees 0.02; total 0.1 + 0.05 - 0.02 = 0.13.
+    s = (Stream().snapshot(0, [(100.0, 2.0)], [(100.2, 2.0)])
+         .sell_trade(1000, 100.0, 3.0).bid(1000, 100.0, 1.0)
+         .ask(1500, 100.1, 1.0)
+         .bid(5500, 99.9, 1.0).bid(5500, 100.0, 0.0).ask(5500, 100.0, 1.0).ask(5500, 100.1, 0.0)
+         .bid(20000, 100.1, 1.0).ask(20000, 100.2, 1.0).ask(20000, 100.0, 0.0)
+         .bid(30000, 99.0, 1.0))
+    cfg = EventExecutionConfig(tick_size=0.1, lot_size=0.1, entry_latency_ms=1, response_latency_ms=1)
+    eng = EventEngine(cfg, s.array())
+    eng.run_until(at(100))
+    eng.submit_limit(1, 1, 100.0, 1.0)
+    eng.run_to_end()
+    figures, fills, equity = report(eng.fills(), eng.order_log(), eng.events, tick_size=0.1,
+                                    lot_size=0.1, initial_capital=1000.0)
+    f = fills.row(0, named=True)
+    assert f["markout_0s_bp"] == pytest.approx(10.0)
+    assert f["markout_1s_bp"] == pytest.approx(5.0)
+    assert f["markout_5s_bp"] == pytest.approx(-5.0)
+    assert f["markout_30s_bp"] is None
+    pnl = figures["pnl"]
+    assert pnl["spread_capture"] == pytest.approx(0.1)
+    assert pnl["inventory_pnl"] == pytest.approx(0.05)
+    assert pnl["fees"] == pytest.approx(0.02)
+    assert pnl["total"] == pytest.approx(0.13)
+    assert figures["fill_ratio_qty"] == 1.0 and figures["fill_ratio_orders"] == 1.0
+    # accepted at 101 ms, filled at 1000 ms: 0.899 s in the queue
+    assert figures["time_in_queue_to_fill_s"]["median"] == pytest.approx(0.899)
+    # equity path: 1000 - 100 - 0.02 + 1.0 * mid; at 25 s the mid is 100.15
+    e = equity.filter(equity["ts_ns"] == at(25000)).row(0, named=True)
+    assert e["equity"] == pytest.approx(1000 - 100.0 - 0.02 + 100.15)
+    assert e["position"] == 1.0
+
+
+def test_run_config_from_toml(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text('[event_execution]\nqueue_model = "prob_log"\nmaker_fee = -0.0001\n'
+                    '[event_run]\nstrategy = "maker"\ninterval_ms = 50\n[maker]\nmax_position = 0.2\n')
+    cfg = EventBacktestConfig.load(path)
+    assert cfg.execution.queue_model == "prob_log" and cfg.execution.maker_fee == -0.0001
+    assert cfg.run.strategy == "maker" and cfg.run.interval_ns == 50_000_000
+    assert cfg.maker.max_position == 0.2 and cfg.strategy_config() is cfg.maker
+    path.write_text("[event_execution]\nqueue = 'x'\n")
+    with pytest.raises(SettingsError, match=r"unknown keys \['queue'\]"):
+        EventBacktestConfig.load(path)
+    path.write_text("[engine]\nx = 1\n")
+    with pytest.raises(SettingsError, match="unknown sections"):
+        EventBacktestConfig.load(path)
+    path.write_text('[event_execution]\nqueue_model = "fifo"\n')
+    with pytest.raises(SettingsError, match="queue_model must be one of"):
+        EventBacktestConfig.load(path)
+    path.write_text('[event_execution]\nlatency = "table"\n')
+    with pytest.raises(SettingsError, match="latency_table"):
+        EventBacktestConfig.load(path)
