@@ -18,7 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--model", metavar="NAME@ALIAS",
-                     help="registered model, e.g. btc_l2_5s@champion (predictions + thresholds)")
+                     help="registered model, e.g. btc_l2_5s@champion: its expected returns, traded "
+                     "with the thresholds of its decision rule, on rows after its training range")
     src.add_argument("--predictions", metavar="P.parquet",
                      help="Parquet with columns timestamp and signal (-1, 0, +1: the target position sign)")
     p.add_argument("--snapshots", metavar="S.parquet",
@@ -29,6 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="execution assumptions and strategy limits (see trade_pipeline/trading/execution.py)")
     p.add_argument("--json", action="store_true", help="print the metrics and the trade list as JSON")
     p.add_argument("--no-store", action="store_true", help="do not write the warehouse or MLflow")
+    p.add_argument("--allow-in-sample", action="store_true",
+                   help="run even on rows of the model's training range (refused by default); "
+                   "the result is labelled in-sample")
     p.set_defaults(func=handle_backtest)
 
     q = sub.add_parser(
@@ -55,6 +59,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--ttl", type=positive_float, default=30.0, help="online store TTL in seconds")
     q.add_argument("--no-redis", action="store_true", help="do not write the online store")
     q.add_argument("--json", action="store_true", help="print the run summary as JSON")
+    q.add_argument("--allow-in-sample", action="store_true",
+                   help="trade even rows of the model's training range (a replayed capture it "
+                   "was trained on); the run is labelled in-sample")
     q.set_defaults(func=handle_paper)
 
 
@@ -75,6 +82,7 @@ def handle_backtest(args: argparse.Namespace, settings) -> int:
         out = backtest_command(
             settings, config=config, model_ref=args.model, predictions_path=args.predictions,
             snapshots_path=args.snapshots, start=args.start, end=args.end, store=not args.no_store,
+            allow_in_sample=args.allow_in_sample,
         )
     except (ValueError, *_warehouse_errors()) as exc:
         print(f"trade-pipeline: error: {exc}", file=sys.stderr)
@@ -98,7 +106,7 @@ def handle_paper(args: argparse.Namespace, settings) -> int:
             url=args.url or settings.bybit_ws_url, model_ref=args.model, shadow_ref=args.shadow,
             stale_after_s=args.stale_after,
             redis_url=None if args.no_redis else (args.redis_url or settings.redis_url),
-            redis_prefix=args.redis_prefix, ttl_s=args.ttl,
+            redis_prefix=args.redis_prefix, ttl_s=args.ttl, allow_in_sample=args.allow_in_sample,
         )
     except _warehouse_errors() as exc:
         print(f"trade-pipeline: error: {exc}", file=sys.stderr)

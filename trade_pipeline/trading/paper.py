@@ -28,7 +28,7 @@ from trade_pipeline.settings import Settings
 from trade_pipeline.trading.engine import Book, TradingConfig, TradingEngine
 from trade_pipeline.trading.model_adapter import LoadedModel
 from trade_pipeline.trading.risk import KillSwitch, StaleDataGuard
-from trade_pipeline.trading.strategy import next_signal
+from trade_pipeline.trading.strategy import next_signal, resolve_thresholds
 
 PING_INTERVAL_S = 20.0
 # `_process` slices a sampler row (BOOK_COLUMNS order) into a Book by position.
@@ -50,9 +50,9 @@ class ModelTrack:
     signals: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        # Bound once: the compiled evaluator's row entry, skipping the adapter layers.
-        ev = getattr(self.model, "evaluator", None)
-        self._row = getattr(getattr(ev, "evaluator", ev), "predict_row", None) or self.model.predict_row
+        # Bound once: the compiled evaluator's row entry (expected return), skipping the
+        # adapter layers.
+        self._row = self.model.row_function()
         self._sel = np.empty(len(self.index), dtype=np.float64) if self.index is not None else None
 
     def predict(self, x: np.ndarray) -> float:
@@ -77,7 +77,7 @@ class PaperTrader:
 
     def __init__(self, *, sampler, features, feature_names: list[str], model: LoadedModel,
                  config: TradingConfig, shadow: LoadedModel | None = None, online_store=None,
-                 exchange: str = "bybit", symbol: str = "BTCUSDT"):
+                 exchange: str = "bybit", symbol: str = "BTCUSDT", allow_in_sample: bool = False):
         self.sampler = sampler
         self.features = features
         self.feature_names = list(feature_names)
@@ -94,8 +94,14 @@ class PaperTrader:
         self.messages = 0
         self.rows = 0
         self.last_x: np.ndarray | None = None
-        self._entry = config.strategy.entry_threshold
-        self._exit = config.strategy.exit_threshold
+        # The model's decision rule (or an explicit [strategy] threshold), and its own for
+        # the shadow; the out-of-sample guard of the traded model's training range.
+        self.thresholds = resolve_thresholds(config.strategy, config.execution, model.rule)
+        self._entry, self._exit = self.thresholds.entry, self.thresholds.exit
+        self._shadow_thr = (resolve_thresholds(config.strategy, config.execution, shadow.rule)
+                            if shadow is not None else None)
+        self.guard = model.oos_guard(allow_in_sample)
+        self.in_sample = False
 
     @property
     def engine(self) -> TradingEngine:
@@ -138,6 +144,8 @@ class PaperTrader:
         ts_list = out_i[:, 0].tolist()
         sid_list = out_i[:, 3].tolist()
         n = len(ts_list)
+        if self.guard.check_span(ts_list[0], ts_list[-1]):
+            self.in_sample = True
         xs = []
         preds = []
         sigs = []
@@ -164,7 +172,8 @@ class PaperTrader:
             main.signals.append(sig)
             if shadow is not None:
                 sp = shadow.predict(x)
-                shadow.signal = next_signal(shadow.signal, sp, entry, exit_)
+                shadow.signal = next_signal(shadow.signal, sp, self._shadow_thr.entry,
+                                            self._shadow_thr.exit)
                 shadow.engine.on_row(ts, book, shadow.signal)
                 shadow.ts_us.append(ts)
                 shadow.predictions.append(sp)
@@ -362,16 +371,19 @@ async def _run_stream(trader: PaperTrader, url: str, symbol: str, duration_s: fl
 
 # ---- the command ---------------------------------------------------------------------------------
 def build_trader(settings: Settings, config: TradingConfig, model: LoadedModel,
-                 shadow: LoadedModel | None = None, online_store=None) -> PaperTrader:
+                 shadow: LoadedModel | None = None, online_store=None,
+                 allow_in_sample: bool = False) -> PaperTrader:
     from trade_pipeline.features.catalog import FEATURE_NAMES
     from trade_pipeline.features.online import OnlineFeatures
     from trade_pipeline.market.live import LiveSampler
 
     sampler = LiveSampler(fmt="bybit_raw", symbol=settings.symbol,
                           cadence=f"{config.execution.cadence_ms}ms")
-    return PaperTrader(sampler=sampler, features=OnlineFeatures(), feature_names=list(FEATURE_NAMES),
-                       model=model, config=config, shadow=shadow, online_store=online_store,
-                       exchange=settings.exchange, symbol=settings.symbol)
+    # The model's own feature parameters (serving checked them against the catalog).
+    return PaperTrader(sampler=sampler, features=OnlineFeatures(model.feature_params),
+                       feature_names=list(FEATURE_NAMES), model=model, config=config,
+                       shadow=shadow, online_store=online_store, exchange=settings.exchange,
+                       symbol=settings.symbol, allow_in_sample=allow_in_sample)
 
 
 def run_paper(settings: Settings, *, config: TradingConfig, url: str, duration_s: float,
@@ -380,7 +392,7 @@ def run_paper(settings: Settings, *, config: TradingConfig, url: str, duration_s
               kill_file=None, install_signal: bool = False, store: bool = True, mlflow: bool = True,
               run_id: str | None = None, tracking_uri: str | None = None,
               artifact_uri: str | None = None, end_of_stream=None,
-              flush_every_s: float = 5.0) -> dict:
+              flush_every_s: float = 5.0, allow_in_sample: bool = False) -> dict:
     """One paper session end to end; returns its summary (and stores it)."""
     from trade_pipeline.features.catalog import FEATURE_NAMES
     from trade_pipeline.trading.online_store import OnlineStore
@@ -394,7 +406,7 @@ def run_paper(settings: Settings, *, config: TradingConfig, url: str, duration_s
 
         redis_client = redis.Redis.from_url(redis_url)
         online = OnlineStore(redis_client, redis_prefix, list(FEATURE_NAMES), ttl_s)
-    trader = build_trader(settings, config, model, shadow, online)
+    trader = build_trader(settings, config, model, shadow, online, allow_in_sample)
     flusher = None
     if store:
         from trade_pipeline.lake.warehouse import ensure_warehouse
@@ -449,6 +461,8 @@ def summary(trader: PaperTrader, loop: LoopResult | None, run_id: str) -> dict:
         **trader.latency_figures(),
         "metrics": metrics,
         "halted": eng.halted,
+        "in_sample": trader.in_sample,
+        "thresholds": trader.thresholds.as_dict(),
         "ab": trader.ab_comparison(),
         "online_store_writes": trader.online_store.writes if trader.online_store else 0,
         "trades": [t.as_dict() for t in eng.trades],
@@ -481,6 +495,7 @@ def finish_run(settings: Settings, trader: PaperTrader, loop: LoopResult | None,
         ts = trader.main.ts_us
         metrics = {**out["metrics"], **{k: v for k, v in out.items() if k.startswith("tick_to_signal")},
                    "messages": trader.messages, "stop_reason": out["stop_reason"], "ab": out["ab"],
+                   "in_sample": out["in_sample"], "thresholds": out["thresholds"],
                    "shadow": trader.shadow.model.label if trader.shadow else None}
         written = write_run(
             settings, run_id=run_id, source="paper", model=trader.main.model.label,
@@ -506,6 +521,7 @@ def finish_run(settings: Settings, trader: PaperTrader, loop: LoopResult | None,
             settings, run_name=run_id, kind="paper", params=trader.config.as_dict(), metrics=flat,
             pngs={"equity_drawdown.png": png}, tables=tables,
             tags={"model": trader.main.model.label, "run_id": run_id,
+                  "in_sample": str(out["in_sample"]),
                   "shadow": trader.shadow.model.label if trader.shadow else ""},
             tracking_uri=tracking_uri, artifact_uri=artifact_uri)
     return out
@@ -524,11 +540,13 @@ def side_by_side(trader: PaperTrader):
 
 def paper_command(settings: Settings, *, config: TradingConfig, duration_s: float, url: str,
                   model_ref: str | None, shadow_ref: str | None, stale_after_s: float,
-                  redis_url: str | None, redis_prefix: str, ttl_s: float) -> dict:
+                  redis_url: str | None, redis_prefix: str, ttl_s: float,
+                  allow_in_sample: bool = False) -> dict:
     from trade_pipeline.trading.model_adapter import load_model
 
     model = load_model(settings, model_ref or "btc_l2_5s@champion")
     shadow = load_model(settings, shadow_ref) if shadow_ref else None
     return run_paper(settings, config=config, url=url, duration_s=duration_s, model=model,
                      shadow=shadow, stale_after_s=stale_after_s, redis_url=redis_url,
-                     redis_prefix=redis_prefix, ttl_s=ttl_s, install_signal=True)
+                     redis_prefix=redis_prefix, ttl_s=ttl_s, install_signal=True,
+                     allow_in_sample=allow_in_sample)

@@ -13,10 +13,10 @@ from .helpers import register
 
 
 @pytest.fixture
-def registered(settings, test_boosters):
+def registered(settings, test_boosters, train_features):
     champion, challenger = test_boosters
-    register(settings, champion, "btc_l2_1s", "champion")
-    register(settings, challenger, "btc_l2_1s", "challenger")
+    register(settings, champion, "btc_l2_1s", "champion", train_features)
+    register(settings, challenger, "btc_l2_1s", "challenger", train_features)
     return settings
 
 
