@@ -47,6 +47,7 @@ def handle(args: argparse.Namespace, settings) -> int:
 
     from trade_pipeline.features.batch import PARQUET_OPTIONS
     from trade_pipeline.features.catalog import resolve_params
+    from trade_pipeline.features.provenance import stamped
 
     if not args.input.is_file():
         print(f"trade-pipeline: error: input not found: {args.input}", file=sys.stderr)
@@ -71,7 +72,7 @@ def handle(args: argparse.Namespace, settings) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     import pyarrow.parquet as pq
 
-    pq.write_table(features.to_arrow(), args.output, **PARQUET_OPTIONS)
+    pq.write_table(stamped(features, params), args.output, **PARQUET_OPTIONS)
     seconds = time.perf_counter() - start
     print(json.dumps({"rows": features.height, "columns": features.width,
                       "engine": args.engine, "output": str(args.output),

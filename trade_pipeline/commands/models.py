@@ -1,7 +1,8 @@
 """CLI subcommands for the models area.
 
 `trade-pipeline train --trials N [--horizon 5s] [--start DAY --end DAY] [--features FILE]
-[--top-k K] [--json]` (a stable interface: automated checks call it).
+[--top-k K[,K2...]] [--alpha 0.05] [--config exec.toml] [--json]` (a stable interface:
+automated checks call it; `--json` prints `model.gate.{passed,promoted,reason,p_value}`).
 """
 
 import argparse
@@ -18,9 +19,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "each session), search LightGBM parameters with Optuna TPE scored by purged "
         "walk-forward CV, train the final model, score it on a held-out tail the search never "
         "saw (next to a naive order-book-imbalance baseline), log it to MLflow, register it as "
-        "<base>_l2_<horizon> with alias 'challenger', and move 'champion' when it beats the "
-        "champion on the same tail by --margin. Progress goes to stderr; --json prints the "
-        "metrics on stdout.",
+        "<base>_l2_<horizon> (classifiers: <base>_l2_<horizon>_cls) with alias 'challenger', and "
+        "move 'champion' only when the champion gate says so: on rows neither model was "
+        "trained on, the challenger's IC is significantly above 0 (block bootstrap, --alpha), "
+        "beats the champion's significantly, and its cost-aware strategy does not lose after "
+        "costs. Not being promoted is a normal outcome (exit 0). Progress goes to stderr; "
+        "--json prints the metrics on stdout.",
     )
     p.add_argument("--trials", type=int, default=10, help="Optuna trials (default 10)")
     p.add_argument("--horizon", default="5s", help="label horizon, e.g. 1s, 5s, 30s (default 5s)")
@@ -28,18 +32,48 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--end", help="last day (YYYY-MM-DD, inclusive) of lake partitions to use")
     p.add_argument("--features", type=Path,
                    help="train on this feature Parquet file instead of the lake")
-    p.add_argument("--top-k", type=int, default=None,
-                   help="also retrain on the K most important features and report the difference")
+    p.add_argument("--top-k", type=_top_k, default=None, metavar="K[,K2...]",
+                   help="also retrain on the K features with the largest mean |SHAP| and report, "
+                   "per k, the held-out IC and the single-row inference time (one K compares "
+                   "K/4, K/2 and K)")
     p.add_argument("--task", choices=("regression", "classification"), default="regression",
                    help="regression on the forward return (default) or 3-class direction")
     p.add_argument("--folds", type=int, default=3, help="walk-forward folds (default 3)")
     p.add_argument("--threads", type=int, default=1, help="LightGBM threads (default 1)")
+    p.add_argument("--alpha", type=_probability, default=0.05,
+                   help="significance level of the champion gate (default 0.05): the challenger's "
+                   "IC, and its IC difference over the champion, must be significant under a "
+                   "block bootstrap on rows neither model was trained on")
     p.add_argument("--margin", type=float, default=None,
-                   help="score margin the challenger needs over the champion (default 0.005)")
+                   help="IC difference over the champion required on top of significance "
+                   "(default 0)")
+    p.add_argument("--config", metavar="exec.toml",
+                   help="execution assumptions (fees, cadence) the decision rule is priced with "
+                   "(the backtest's TOML; default: ExecutionConfig's defaults)")
     p.add_argument("--no-register", action="store_true",
                    help="train and score only; do not log to MLflow")
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     p.set_defaults(func=handle)
+
+
+def _top_k(text: str) -> int | tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected K or K1,K2,..., got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"k must be >= 1, got {text!r}")
+    return values[0] if len(values) == 1 else values
+
+
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1), got {text}")
+    return value
 
 
 def handle(args: argparse.Namespace, settings) -> int:
@@ -47,10 +81,13 @@ def handle(args: argparse.Namespace, settings) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+    from trade_pipeline.features.provenance import read_stamp
+    from trade_pipeline.models.decision import load_execution
     from trade_pipeline.models.labels import LabelError, horizon_name
     from trade_pipeline.models.training import (
         TrainConfig,
         TrainingError,
+        feature_stamp_of_partitions,
         load_feature_frame,
         train_model,
     )
@@ -72,11 +109,14 @@ def handle(args: argparse.Namespace, settings) -> int:
                     (days >= (args.start or "0000")) & (days <= (args.end or "9999"))
                 )
             partitions = [str(args.features)]
+            stamp = read_stamp(str(args.features))
         else:
             frame, partitions = load_feature_frame(settings, args.start, args.end)
+            stamp = feature_stamp_of_partitions(settings, partitions)
         config = TrainConfig(horizon=horizon, trials=args.trials, task=args.task,
-                             top_k=args.top_k, n_folds=args.folds, num_threads=args.threads)
-    except (LabelError, TrainingError) as exc:
+                             top_k=args.top_k, n_folds=args.folds, num_threads=args.threads,
+                             execution=load_execution(args.config))
+    except (LabelError, TrainingError, ValueError) as exc:
         raise SettingsError(str(exc)) from None
 
     err.print(f"training {config.task} model, horizon {horizon}, {frame.height:,} rows, "
@@ -92,7 +132,8 @@ def handle(args: argparse.Namespace, settings) -> int:
 
         try:
             if args.no_register:
-                result = train_model(frame, config, on_trial=on_trial, partitions=partitions)
+                result = train_model(frame, config, on_trial=on_trial, partitions=partitions,
+                                     feature_stamp=stamp)
                 out = result.metrics()
             else:
                 from trade_pipeline.models.gate import DEFAULT_MARGIN
@@ -103,8 +144,9 @@ def handle(args: argparse.Namespace, settings) -> int:
                 target = MlflowTarget.from_settings(settings)
                 margin = DEFAULT_MARGIN if args.margin is None else args.margin
                 trained = train_and_register(frame, target, settings.exchange, settings.symbol,
-                                             config, margin=margin, partitions=partitions,
-                                             on_trial=on_trial, settings=settings)
+                                             config, margin=margin, alpha=args.alpha,
+                                             partitions=partitions, on_trial=on_trial,
+                                             settings=settings, feature_stamp=stamp)
                 result, out = trained.result, trained.metrics()
         except (LabelError, TrainingError, ValueError) as exc:
             raise SettingsError(f"training failed: {exc}") from None
@@ -112,17 +154,22 @@ def handle(args: argparse.Namespace, settings) -> int:
     if not args.no_register:
         ref, gate = trained.ref, trained.gate
         err.print(f"registered {ref.name} v{ref.version} (challenger) in "
-                  f"{target.tracking_uri}; champion gate: "
-                  f"{'promoted' if gate.promoted else 'kept the champion'} ({gate.reason})")
+                  f"{target.tracking_uri}; champion gate (p={gate.p_value:.3g}): "
+                  f"{'promoted' if gate.promoted else 'not promoted'} ({gate.reason})")
     if args.json:
         print(json.dumps(out, indent=2, default=str))
     else:
-        for key in ("rows", "cv_score", "tail_score", "tail_ic", "tail_rank_ic", "tail_hit_rate",
-                    "tail_log_loss", "tail_balanced_accuracy", "tail_auc",
-                    "tail_strategy_return", "baseline_ic", "baseline_hit_rate", "elapsed_s"):
+        for key in ("rows", "cv_score", "tail_score", "tail_ic", "tail_ic_ci", "tail_ic_p_value",
+                    "tail_rank_ic", "tail_hit_rate", "tail_log_loss", "tail_balanced_accuracy",
+                    "tail_auc", "tail_strategy_return", "tail_strategy_trades",
+                    "decision_entry_threshold", "baseline_ic", "baseline_ic_ci",
+                    "baseline_hit_rate", "elapsed_s"):
             if key in out:
                 print(f"{key:28s} {out[key]}")
         if result.top_k:
             print(f"{'top_k_score_diff_vs_full':28s} {result.top_k['score_diff_vs_full']}")
+        for row in result.top_k_report:
+            print(f"  k={row['k']:<4d} tail IC {row['tail_ic']}  inference p50 "
+                  f"{row['inference_p50_us']} us, p99 {row['inference_p99_us']} us")
     sys.stdout.flush()
     return 0

@@ -34,7 +34,9 @@ class ModelConfig(dg.Config):
     task: str = "regression"
     top_k: int | None = None
     threads: int = 1
-    margin: float = 0.005  # score the challenger needs over the champion to be promoted
+    alpha: float = 0.05  # significance level of the champion gate's block-bootstrap tests
+    margin: float = 0.0  # IC difference over the champion required on top of significance
+    exec_config: str = ""  # TOML of execution assumptions (fees, cadence); empty: defaults
 
 
 def _target(mlflow: MlflowResource):
@@ -64,31 +66,42 @@ def _md_value(value):
     kinds={"lightgbm", "mlflow"},
     description="LightGBM model on the l2_features rows of a date range: Optuna search scored "
     "by purged walk-forward CV, final score on a held-out tail, logged and registered in "
-    "MLflow as <base>_l2_<horizon> (alias challenger).",
+    "MLflow as <base>_l2_<horizon> (alias challenger); the champion gate decides whether it "
+    "becomes champion (metadata: promoted, gate_reason, gate_p_value).",
     check_specs=[
         dg.AssetCheckSpec(
             GATE_CHECK, asset=MODEL_ASSET, blocking=True,
-            description="champion gate: the challenger becomes champion only if it beats the "
-            "champion on the same held-out tail by the configured margin",
+            description="the champion gate ran: block-bootstrap tests on rows neither model "
+            "was trained on. It passes whether or not the challenger was promoted (not "
+            "promoting noise is the gate working); the decision is in the metadata",
         )
     ],
 )
 def l2_model(context: dg.AssetExecutionContext, config: ModelConfig,
              pipeline: PipelineResource, mlflow: MlflowResource) -> dg.MaterializeResult:
+    from trade_pipeline.models.decision import load_execution
     from trade_pipeline.models.pipeline import train_and_register
-    from trade_pipeline.models.training import TrainConfig, load_feature_frame
+    from trade_pipeline.models.training import (
+        TrainConfig,
+        feature_stamp_of_partitions,
+        load_feature_frame,
+    )
 
     settings = pipeline.settings().ensure_dirs()
     frame, partitions = load_feature_frame(settings, config.start_date, config.end_date)
+    stamp = feature_stamp_of_partitions(settings, partitions)
+    execution = load_execution(config.exec_config or None)
     train_config = TrainConfig(horizon=config.horizon, trials=config.trials, task=config.task,
-                               top_k=config.top_k, num_threads=config.threads)
+                               top_k=config.top_k, num_threads=config.threads,
+                               execution=execution)
 
     def on_trial(done: int, total: int, value, best) -> None:
         context.log.info(f"optuna trial {done}/{total}: score {value} (best {best})")
 
     trained = train_and_register(frame, _target(mlflow), settings.exchange, settings.symbol,
-                                 train_config, margin=config.margin, partitions=partitions,
-                                 on_trial=on_trial, settings=settings)
+                                 train_config, margin=config.margin, alpha=config.alpha,
+                                 partitions=partitions, on_trial=on_trial, settings=settings,
+                                 feature_stamp=stamp)
     result, ref, gate = trained.result, trained.ref, trained.gate
     metrics = result.metrics()
     metadata = {k: _md_value(v) for k, v in metrics.items() if not k.startswith("fold")}
@@ -99,7 +112,15 @@ def l2_model(context: dg.AssetExecutionContext, config: ModelConfig,
         partitions=dg.MetadataValue.int(len(partitions)),
         fold_metrics=dg.MetadataValue.json(result.fold_metrics),
         promoted=dg.MetadataValue.bool(gate.promoted),
+        gate_reason=dg.MetadataValue.text(gate.reason),
+        gate_p_value=dg.MetadataValue.float(gate.p_value),
+        importance=dg.MetadataValue.json(result.importance[:20]),
     )
+    if gate.promoted:
+        context.log.info(f"{ref.name} v{ref.version} is champion: {gate.reason}")
+    else:
+        # A normal outcome: the current champion (if any) stays in service.
+        context.log.warning(f"{ref.name} v{ref.version} not promoted: {gate.reason}")
     return dg.MaterializeResult(
         metadata=metadata,
         check_results=[

@@ -28,7 +28,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from trade_pipeline.errors import TradePipelineError
-from trade_pipeline.market.execution_config import ExecutionConfig
+from trade_pipeline.market.execution_config import (
+    ExecutionConfig,
+    config_from_mapping,
+    read_toml,
+)
 from trade_pipeline.models.labels import parse_horizon
 
 RULE_KIND = "taker_expected_return"
@@ -39,6 +43,17 @@ MIN_ROWS_PER_BIN = 50
 
 class DecisionError(TradePipelineError, ValueError):
     """The decision rule cannot be built or does not fit the model / execution config."""
+
+
+def load_execution(path: str | None) -> ExecutionConfig:
+    """The execution part of a trading TOML (`--config exec.toml`: keys at the top level or
+    under [execution]; a [strategy] section is the trading area's and ignored here)."""
+    if not path:
+        return ExecutionConfig()
+    data = read_toml(path)
+    section = data.get("execution", {})
+    top = {k: v for k, v in data.items() if not isinstance(v, dict)}
+    return config_from_mapping(ExecutionConfig, {**top, **section}, "execution")
 
 
 def round_trip_cost(exe: ExecutionConfig, rel_spread: np.ndarray | float):

@@ -15,13 +15,15 @@ T0 = dt.datetime(2025, 7, 7, tzinfo=dt.UTC)
 
 def feature_frame(
     n: int = 3000, sessions: int = 2, cadence_ms: int = 100, seed: int = 0,
-    start: dt.datetime = T0, gap_s: float = 60.0,
+    start: dt.datetime = T0, gap_s: float = 60.0, lean: float = 0.4,
 ) -> pl.DataFrame:
+    """`lean`: how strongly the next steps follow `order_book_imbalance` (0: not at all,
+    negative: against it)."""
     rng = np.random.default_rng(seed)
     sess = np.repeat(np.arange(sessions), int(np.ceil(n / sessions)))[:n] + 1
     t_ms = np.arange(n) * cadence_ms + (sess - 1) * int(gap_s * 1000)
     obi = np.clip(np.convolve(rng.normal(size=n), np.ones(20) / 6, mode="same"), -1, 1)
-    steps = 0.4 * obi + rng.normal(scale=1.0, size=n)
+    steps = lean * obi + rng.normal(scale=1.0, size=n)
     mid = 100_000 + np.cumsum(steps)
     spread = np.full(n, 0.1)
     cols = {name: rng.normal(size=n) for name in FEATURE_NAMES}

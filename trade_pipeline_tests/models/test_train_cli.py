@@ -36,6 +36,10 @@ def test_train_registers_and_promotes(features_file, tmp_path, capsys) -> None:
     assert code == 0
     out = json.loads(capsys.readouterr().out)
     assert out["model"]["name"] == "btc_l2_1s" and out["model"]["gate"]["promoted"]
+    # the output contract scripts rely on: passed, reason and the p-value (a float)
+    gate = out["model"]["gate"]
+    assert gate["passed"] is True and isinstance(gate["reason"], str) and gate["reason"]
+    assert isinstance(gate["p_value"], float) and 0.0 < gate["p_value"] < 0.05
     assert (tmp_path / "home" / "mlflow" / "mlflow.db").exists()
     rows = read_models(Settings.load(home=tmp_path / "home"), "btc_l2_1s")
     assert [(r["version"], r["alias"]) for r in rows] == [(1, "champion")]
