@@ -54,6 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="train and score only; do not log to MLflow")
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     p.set_defaults(func=handle)
+    register_walkforward(sub)
 
 
 def _top_k(text: str) -> int | tuple[int, ...]:
@@ -171,5 +172,94 @@ def handle(args: argparse.Namespace, settings) -> int:
         for row in result.top_k_report:
             print(f"  k={row['k']:<4d} tail IC {row['tail_ic']}  inference p50 "
                   f"{row['inference_p50_us']} us, p99 {row['inference_p99_us']} us")
+    sys.stdout.flush()
+    return 0
+
+
+def register_walkforward(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "walkforward",
+        help="rolling retrain-then-test evaluation, traded after costs (the figures to believe)",
+        description="Walk forward over feature rows: train on --train, predict the next --test, "
+        "move by --step (default: the test length), purged and embargoed at every boundary. "
+        "The stitched out-of-sample predictions are scored (pooled IC with a block-bootstrap "
+        "CI, per window, next to the sign(order-book imbalance) baseline), traded through the "
+        "backtest engine with each window model's cost-aware decision rule, and each model is "
+        "also scored on later windows (IC decay with CIs and a recommended retraining "
+        "interval). Writes the lake table walkforward_predictions, the warehouse "
+        "(backtest_results, trades) and an MLflow run with plots, unless --no-store.",
+    )
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--features", type=Path, help="feature Parquet file (default: the lake)")
+    p.add_argument("--start", help="first day (YYYY-MM-DD) of the range")
+    p.add_argument("--end", help="last day (YYYY-MM-DD, inclusive) of the range")
+    p.add_argument("--train", required=True, help="training period, e.g. 3h, 2d, 90m")
+    p.add_argument("--test", required=True, help="test period, e.g. 1h")
+    p.add_argument("--step", default=None, help="move by this much (default: --test)")
+    p.add_argument("--horizon", default="5s", help="label horizon (default 5s)")
+    p.add_argument("--trials", type=int, default=1,
+                   help="Optuna trials per window (default 1: the default parameters, no search)")
+    p.add_argument("--task", choices=("regression", "classification"), default="regression")
+    p.add_argument("--threads", type=int, default=1, help="LightGBM threads (default 1)")
+    p.add_argument("--max-age", type=int, default=6,
+                   help="score each model on this many later test periods (IC decay; default 6)")
+    p.add_argument("--decay-fraction", type=float, default=0.5,
+                   help="retrain before the IC lower bound falls below this fraction of the "
+                   "fresh IC (default 0.5)")
+    p.add_argument("--config", metavar="exec.toml",
+                   help="execution assumptions and strategy limits (the backtest's TOML)")
+    p.add_argument("--no-store", dest="store", action="store_false",
+                   help="do not write the lake, the warehouse or MLflow")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    p.set_defaults(func=handle_walkforward)
+
+
+def handle_walkforward(args: argparse.Namespace, settings) -> int:
+    from rich.console import Console
+
+    from trade_pipeline.models.labels import LabelError, horizon_name
+    from trade_pipeline.models.training import TrainConfig, TrainingError
+    from trade_pipeline.models.walkforward import WalkForwardConfig, parse_duration
+    from trade_pipeline.settings import SettingsError, check_date
+    from trade_pipeline.trading.engine import TradingConfig
+    from trade_pipeline.trading.walkforward import walkforward_command
+
+    err = Console(stderr=True)
+    try:
+        for day in (args.start, args.end):
+            if day:
+                check_date(day)
+        trading = TradingConfig.load(args.config)
+        model = TrainConfig(horizon=horizon_name(args.horizon), trials=args.trials,
+                            task=args.task, num_threads=args.threads,
+                            execution=trading.execution)
+        wf_config = WalkForwardConfig(
+            train=parse_duration(args.train), test=parse_duration(args.test),
+            step=parse_duration(args.step) if args.step else None, model=model,
+            max_age=args.max_age, decay_fraction=args.decay_fraction)
+    except (LabelError, TrainingError) as exc:
+        raise SettingsError(str(exc)) from None
+
+    def on_window(done: int, total: int, info: dict) -> None:
+        ic = info["ic"]
+        err.print(f"window {done}/{total} (test from {info['test_start']}): "
+                  f"IC {'undefined' if ic is None else f'{ic:.4f}'}, {info['seconds']} s")
+
+    if args.store:
+        settings.ensure_dirs()
+    try:
+        out = walkforward_command(
+            settings, wf_config=wf_config, trading=trading,
+            features_path=str(args.features) if args.features else None, start=args.start,
+            end=args.end, store=args.store, on_window=on_window)
+    except (LabelError, TrainingError) as exc:
+        raise SettingsError(f"walk-forward failed: {exc}") from None
+    if args.json:
+        print(json.dumps(out, indent=2, default=str))
+    else:
+        for key in ("windows", "oos_n", "oos_ic", "oos_ic_ci", "oos_ic_p_value", "baseline_ic",
+                    "baseline_ic_ci", "trades", "gross_return", "net_return", "fees_paid",
+                    "recommended_retrain_every", "run_id"):
+            print(f"{key:28s} {out.get(key)}")
     sys.stdout.flush()
     return 0

@@ -166,16 +166,22 @@ def champion_gate(
         return load_booster(target, name, str(version)).predict(prep.x[np.ix_(rows, cols)])
 
     raw = outputs(challenger.version, features)
-    score = signed_score(raw, task)
-    test = significance.ic_test(score, realized, h_rows, reps=reps, seed=seed)
+    signals = {"challenger": signed_score(raw, task)}
+    if "order_book_imbalance" in prep.frame.columns:
+        signals["baseline"] = np.sign(prep.frame[rows].get_column("order_book_imbalance")
+                                      .cast(pl.Float64).to_numpy())
+    pairs: tuple = ()
+    if champ_meta is not None:
+        signals["champion"] = signed_score(outputs(champion.version, champ_features),
+                                           champ_meta.get("task", "regression"))
+        pairs = (("challenger", "champion"),)
+    # One bootstrap: every test on the same rows and the same resampled blocks.
+    tests, diffs = significance.joint_tests(signals, realized, h_rows, pairs=pairs, reps=reps,
+                                            seed=seed)
+    test, base = tests["challenger"], tests.get("baseline")
     rule = _rule(meta)
     strat = horizon_trades(prep.ts_us[rows], rule.expected_return(raw), realized,
                            prep.rel_spread[rows], horizon, exe, rule.entry_threshold)
-    base_sig = np.sign(prep.frame[rows].get_column("order_book_imbalance")
-                       .cast(pl.Float64).to_numpy()) \
-        if "order_book_imbalance" in prep.frame.columns else None
-    base = (significance.ic_test(base_sig, realized, h_rows, reps=reps, seed=seed)
-            if base_sig is not None else None)
     figures = dict(
         challenger_score=test.ic, rows=test.n, independent_returns=round(test.n_independent, 1),
         block_rows=test.block_rows, challenger_ic_ci=test.ci, p_value_ic=test.p_value,
@@ -190,11 +196,7 @@ def champion_gate(
                f"p={test.p_value:.3g}")
 
     if champ_meta is not None:
-        champ_score = signed_score(outputs(champion.version, champ_features),
-                                   champ_meta.get("task", "regression"))
-        champ_test = significance.ic_test(champ_score, realized, h_rows, reps=reps, seed=seed)
-        diff = significance.ic_difference_test(score, champ_score, realized, h_rows,
-                                               reps=reps, seed=seed)
+        champ_test, diff = tests["champion"], diffs[("challenger", "champion")]
         figures.update(champion_score=champ_test.ic, champion_ic_ci=champ_test.ci,
                        ic_difference=diff.diff, ic_difference_ci=[diff.ci_low, diff.ci_high],
                        p_value_vs_champion=diff.p_value,

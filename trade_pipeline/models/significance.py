@@ -10,6 +10,11 @@ rows (`block_rows`), so the resampled series keeps the overlap structure.
   p-value of H0 "IC <= 0" (bootstrap centred on the estimate: p = P*(IC* - IC >= IC)).
 - `ic_difference_test(a, b, realized)`: the paired difference IC(a) - IC(b) on the same rows
   and the same resampled blocks, with its interval and the p-value of H0 "difference <= 0".
+- `joint_tests(signals, realized, pairs=...)`: several signals and differences from one
+  bootstrap (the gate: challenger, champion and the baseline on the same blocks).
+
+Each resample's sums are computed per run of consecutive rows from prefix sums (O(blocks)),
+so a day of rows costs about as much as arch's index generation.
 
 An undefined IC (a constant signal: the model found nothing) is reported as IC 0 with p = 1,
 never as a number it does not have.
@@ -17,6 +22,7 @@ never as a number it does not have.
 
 from dataclasses import asdict, dataclass
 
+import numba
 import numpy as np
 
 DEFAULT_ALPHA = 0.05
@@ -65,7 +71,7 @@ def block_rows_for(horizon_rows: int, factor: int = BLOCK_FACTOR) -> int:
     return max(int(factor) * max(int(horizon_rows), 1), 2)
 
 
-def _corr_many(x: np.ndarray, y: np.ndarray) -> float | None:
+def corr(x: np.ndarray, y: np.ndarray) -> float | None:
     if x.size < 3:
         return None
     sx, sy = x.std(), y.std()
@@ -90,9 +96,106 @@ def _indices(n: int, block_rows: int, reps: int, seed: int):
         yield bs.update_indices()
 
 
+@numba.njit(cache=True, nogil=True)
+def _run_sums(idx, prefix, out):
+    """Add prefix[:, last + 1] - prefix[:, first] for every run of consecutive indices."""
+    n = idx.size
+    first = idx[0]
+    for i in range(1, n + 1):
+        if i == n or idx[i] != idx[i - 1] + 1:
+            last = idx[i - 1]
+            for c in range(prefix.shape[0]):
+                out[c] += prefix[c, last + 1] - prefix[c, first]
+            if i < n:
+                first = idx[i]
+
+
+class _Moments:
+    """Sums of products over any stationary-bootstrap resample in O(blocks), not O(rows).
+
+    A resample is a sequence of runs of consecutive row indices (a block, or the part of a
+    block before it wraps around the end); each run's sums are differences of prefix sums.
+    Columns are centred first so the differences do not cancel."""
+
+    def __init__(self, columns: list[np.ndarray]):
+        centred = [c - c.mean() for c in columns]
+        k = len(centred)
+        prods = [centred[i] * centred[j] for i in range(k) for j in range(i, k)]
+        stack = np.vstack(centred + prods)
+        self.prefix = np.zeros((stack.shape[0], stack.shape[1] + 1))
+        np.cumsum(stack, axis=1, out=self.prefix[:, 1:])
+        self.k = k
+        self.n = stack.shape[1]
+        self._pairs = {(i, j): k + m for m, (i, j) in
+                       enumerate((i, j) for i in range(k) for j in range(i, k))}
+
+    def sums(self, idx: np.ndarray) -> np.ndarray:
+        out = np.zeros(self.prefix.shape[0])
+        _run_sums(idx, self.prefix, out)
+        return out
+
+    def corr(self, sums: np.ndarray, i: int, j: int) -> float | None:
+        n = self.n
+        mi, mj = sums[i] / n, sums[j] / n
+        cov = sums[self._pairs[(i, j)]] / n - mi * mj
+        vi = sums[self._pairs[(i, i)]] / n - mi * mi
+        vj = sums[self._pairs[(j, j)]] / n - mj * mj
+        if not (vi > 0 and vj > 0):
+            return None
+        return float(cov / np.sqrt(vi * vj))
+
+
 def _p_upper(estimate: float, draws: np.ndarray) -> float:
     """One-sided p of H0 'true value <= 0' from bootstrap draws centred on the estimate."""
     return float((1 + np.sum(draws - estimate >= estimate)) / (1 + draws.size))
+
+
+def joint_tests(
+    signals: dict[str, np.ndarray], realized: np.ndarray, horizon_rows: int, *,
+    pairs: tuple[tuple[str, str], ...] = (), reps: int = DEFAULT_REPS, seed: int = 0,
+    block_rows: int | None = None, level: float = 0.95,
+) -> tuple[dict[str, ICTest], dict[tuple[str, str], DifferenceTest]]:
+    """ICs of several signals against the same `realized` returns, and the paired
+    differences `pairs` (a - b), all from the same resampled blocks (one bootstrap). Rows
+    where any input is not finite are left out of every test."""
+    names = list(signals)
+    cols = _clean(*(signals[k] for k in names), realized)
+    y = cols[-1]
+    n = int(y.size)
+    block = block_rows or block_rows_for(horizon_rows)
+    n_ind = n / max(int(horizon_rows), 1)
+    point = {k: (corr(cols[i], y) if n >= MIN_ROWS else None) for i, k in enumerate(names)}
+    tests: dict[str, ICTest] = {}
+    diffs: dict[tuple[str, str], DifferenceTest] = {}
+    if n < MIN_ROWS:
+        for k in names:
+            tests[k] = ICTest(None, None, None, 1.0, n, n_ind, block, 0)
+        for a, b in pairs:
+            diffs[(a, b)] = DifferenceTest(None, None, None, 1.0, n, block, 0)
+        return tests, diffs
+    moments = _Moments(cols)
+    yi = len(names)
+    draws = np.zeros((len(names), reps))
+    for r, idx in enumerate(_indices(n, block, reps, seed)):
+        sums = moments.sums(idx)
+        for i in range(len(names)):
+            draws[i, r] = moments.corr(sums, i, yi) or 0.0
+    q = [(1 - level) / 2, (1 + level) / 2]
+    for i, k in enumerate(names):
+        if point[k] is None:
+            tests[k] = ICTest(None, None, None, 1.0, n, n_ind, block, 0)
+            continue
+        lo, hi = np.quantile(draws[i], q)
+        tests[k] = ICTest(point[k], float(lo), float(hi), _p_upper(point[k], draws[i]), n,
+                          n_ind, block, reps)
+    for a, b in pairs:
+        ia, ib = names.index(a), names.index(b)
+        diff = (point[a] or 0.0) - (point[b] or 0.0)
+        d = draws[ia] - draws[ib]
+        lo, hi = np.quantile(d, q)
+        diffs[(a, b)] = DifferenceTest(diff, float(lo), float(hi), _p_upper(diff, d), n, block,
+                                       reps)
+    return tests, diffs
 
 
 def ic_test(
@@ -101,20 +204,9 @@ def ic_test(
 ) -> ICTest:
     """IC of `signal` vs `realized` (rows in time order) with its block-bootstrap interval
     and one-sided p-value; non-finite pairs are left out."""
-    x, y = _clean(signal, realized)
-    n = int(x.size)
-    block = block_rows or block_rows_for(horizon_rows)
-    n_ind = n / max(int(horizon_rows), 1)
-    ic = _corr_many(x, y) if n >= MIN_ROWS else None
-    if ic is None:
-        return ICTest(None, None, None, 1.0, n, n_ind, block, 0)
-    draws = []
-    for idx in _indices(n, block, reps, seed):
-        value = _corr_many(x[idx], y[idx])
-        draws.append(0.0 if value is None else value)
-    d = np.asarray(draws)
-    lo, hi = np.quantile(d, [(1 - level) / 2, (1 + level) / 2])
-    return ICTest(ic, float(lo), float(hi), _p_upper(ic, d), n, n_ind, block, reps)
+    tests, _ = joint_tests({"s": signal}, realized, horizon_rows, reps=reps, seed=seed,
+                           block_rows=block_rows, level=level)
+    return tests["s"]
 
 
 def ic_difference_test(
@@ -122,16 +214,7 @@ def ic_difference_test(
     reps: int = DEFAULT_REPS, seed: int = 0, block_rows: int | None = None, level: float = 0.95,
 ) -> DifferenceTest:
     """IC(a) - IC(b) on the same rows, both resampled with the same blocks."""
-    a, b, y = _clean(signal_a, signal_b, realized)
-    n = int(y.size)
-    block = block_rows or block_rows_for(horizon_rows)
-    if n < MIN_ROWS:
-        return DifferenceTest(None, None, None, 1.0, n, block, 0)
-    ic_a, ic_b = _corr_many(a, y) or 0.0, _corr_many(b, y) or 0.0
-    diff = ic_a - ic_b
-    draws = np.empty(reps)
-    for k, idx in enumerate(_indices(n, block, reps, seed)):
-        yy = y[idx]
-        draws[k] = (_corr_many(a[idx], yy) or 0.0) - (_corr_many(b[idx], yy) or 0.0)
-    lo, hi = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2])
-    return DifferenceTest(diff, float(lo), float(hi), _p_upper(diff, draws), n, block, reps)
+    _, diffs = joint_tests({"a": signal_a, "b": signal_b}, realized, horizon_rows,
+                           pairs=(("a", "b"),), reps=reps, seed=seed, block_rows=block_rows,
+                           level=level)
+    return diffs[("a", "b")]

@@ -279,6 +279,11 @@ class Prepared:
     features: list[str]
     n_unlabelled: int
 
+    def labelled_rows(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """The rows (of `rows`, default all) whose label is defined."""
+        rows = np.arange(self.returns.size) if rows is None else rows
+        return rows[np.isfinite(self.returns[rows])]
+
 
 def default_features(frame_columns) -> list[str]:
     from trade_pipeline.features.catalog import FEATURE_NAMES
@@ -289,8 +294,11 @@ def default_features(frame_columns) -> list[str]:
     return [n for n in FEATURE_NAMES if n not in PRICE_LEVEL_FEATURES]
 
 
-def prepare(frame: pl.DataFrame, horizon: str, features: list[str] | None) -> Prepared:
-    """Label the frame for `horizon`, drop unlabelled rows, sort by time, build the matrix."""
+def prepare(frame: pl.DataFrame, horizon: str, features: list[str] | None,
+            keep_unlabelled: bool = False) -> Prepared:
+    """Label the frame for `horizon`, drop unlabelled rows, sort by time, build the matrix.
+    `keep_unlabelled`: keep every row (return NaN where the label is null; walk-forward
+    predicts those rows too, and fits only on `labelled_rows()`)."""
     for col in ("timestamp", "session_id", "mid_price", "spread"):
         if col not in frame.columns:
             raise TrainingError(f"feature frame lacks column {col!r}")
@@ -302,7 +310,9 @@ def prepare(frame: pl.DataFrame, horizon: str, features: list[str] | None) -> Pr
     if unknown:
         raise TrainingError(f"unknown feature(s) {unknown[:5]}")
     ret = forward_returns(frame, horizon)
-    labelled = frame.with_columns(ret.alias("_ret")).filter(pl.col("_ret").is_not_null())
+    labelled = frame.with_columns(ret.alias("_ret"))
+    if not keep_unlabelled:
+        labelled = labelled.filter(pl.col("_ret").is_not_null())
     labelled = labelled.sort("timestamp", maintain_order=True)
     x = labelled.select(features).cast(pl.Float64).to_numpy()
     if not x.flags.c_contiguous:
@@ -310,11 +320,12 @@ def prepare(frame: pl.DataFrame, horizon: str, features: list[str] | None) -> Pr
     return Prepared(
         frame=labelled,
         x=x,
-        returns=labelled.get_column("_ret").to_numpy(),
+        returns=labelled.get_column("_ret").cast(pl.Float64).fill_null(np.nan).to_numpy(),
         ts_us=labelled.get_column("timestamp").dt.epoch("us").to_numpy(),
         rel_spread=(labelled.get_column("spread") / labelled.get_column("mid_price")).to_numpy(),
         features=features,
-        n_unlabelled=frame.height - labelled.height,
+        n_unlabelled=int(labelled.get_column("_ret").null_count()) if keep_unlabelled
+        else frame.height - labelled.height,
     )
 
 
