@@ -308,8 +308,11 @@ def champion_info(target: MlflowTarget, name: str) -> dict | None:
     if mv is None:
         return None
     meta = version_metadata(target, name, mv.version)
+    tags = dict(client.get_registered_model(name).tags or {})
     return {
         "version": str(mv.version), "run_id": mv.run_id,
         "created": dt.datetime.fromtimestamp(mv.creation_timestamp / 1000, tz=dt.UTC),
         **meta,
+        # walk-forward's recommendation for this name (trading/walkforward.py sets it)
+        "recommended_retrain_every": tags.get("recommended_retrain_every"),
     }

@@ -206,9 +206,10 @@ def walkforward_command(
     settings: Settings, *, wf_config, trading: TradingConfig, features_path: str | None = None,
     start: str | None = None, end: str | None = None, store: bool = True,
     on_window=None, tracking_uri: str | None = None, artifact_uri: str | None = None,
+    plots_out: dict | None = None,
 ) -> dict:
     """Walk-forward end to end (see the module docstring); returns the summary (the JSON
-    contract's keys first)."""
+    contract's keys first). `plots_out`: filled with the plots' PNG bytes by name."""
     from trade_pipeline.models.registry import model_name
     from trade_pipeline.models.walkforward import run_walkforward
     from trade_pipeline.trading.service import new_run_id
@@ -230,6 +231,9 @@ def walkforward_command(
     out["sources"] = sources[:50]
     run_id = new_run_id("wf")
     out["run_id"] = run_id
+    pngs = plots(summary, bt)
+    if plots_out is not None:
+        plots_out.update(pngs)
     if not store:
         return out
     from trade_pipeline.lake.warehouse import ensure_warehouse
@@ -250,7 +254,7 @@ def walkforward_command(
         settings, run_name=run_id, kind="walkforward",
         params=wf_config.as_dict() | {"strategy": trading.strategy.as_dict()},
         metrics={k: v for k, v in figures.items() if v is not None},
-        pngs=plots(summary, bt),
+        pngs=pngs,
         tables={"windows.csv": pl.DataFrame(summary["per_window"]),
                 "ic_decay.csv": pl.DataFrame(summary["ic_decay"]),
                 "trades.csv": bt.trades_frame()},
