@@ -1,5 +1,15 @@
 """Is an IC real? Block-bootstrap tests sized for overlapping labels.
 
+**The IC** here (and everywhere in the models area) is the correlation of a prediction with
+the realized forward return *about zero*: sum(x r) / sqrt(sum(x^2) sum(r^2)). Pearson's
+version centres both on the evaluation window's own means, and the window's mean uses its
+future: a persistent predictor that follows the price level (e.g. `spread_bps` when the
+spread is one tick) then shows a positive IC on a pure random walk (measured: about one
+standard error, enough to "pass" at 5 % in 4 of 7 seeds of 400,000 rows). About zero, the
+statistic has expectation exactly 0 under "the book holds no information" for any
+predictor known at t, and a constant bias in the predictions counts against the model, as
+it would in trading.
+
 A forward return over `h` on a 100 ms grid overlaps the next `h / 100 ms` rows' returns, so n
 rows hold about `n / h_rows` independent returns and a naive standard error is far too small.
 Every test here resamples whole blocks of rows with `arch`'s stationary bootstrap (Politis &
@@ -27,9 +37,12 @@ import numpy as np
 
 DEFAULT_ALPHA = 0.05
 DEFAULT_REPS = 500
-# Mean block length = BLOCK_FACTOR x horizon rows: under H0 the product signal x return
-# decorrelates after one horizon; twice that leaves room for persistent features.
-BLOCK_FACTOR = 2
+# Mean block length = BLOCK_FACTOR x horizon rows. Under H0 the product signal x return
+# decorrelates after one horizon, but the stationary bootstrap down-weights lag k by about
+# (1 - 1/block)^k, so blocks of only 2 horizons underestimate the variance. Simulated
+# (persistent AR(1) signal, overlapping 10-row returns, 80,000 rows, 150 runs): the share of
+# p < 0.05 under H0 was 6.7 % with 2 horizons, 6.0 % with 5, 5.3 % with 10.
+BLOCK_FACTOR = 10
 MIN_ROWS = 30
 
 
@@ -72,12 +85,14 @@ def block_rows_for(horizon_rows: int, factor: int = BLOCK_FACTOR) -> int:
 
 
 def corr(x: np.ndarray, y: np.ndarray) -> float | None:
+    """The IC: correlation about zero, sum(x y) / sqrt(sum(x^2) sum(y^2)) (module docstring);
+    None when either side is all zero."""
     if x.size < 3:
         return None
-    sx, sy = x.std(), y.std()
-    if not (sx > 0 and sy > 0) or not np.isfinite(sx * sy):
+    sxx, syy = float(np.dot(x, x)), float(np.dot(y, y))
+    if not (sxx > 0 and syy > 0) or not np.isfinite(sxx * syy):
         return None
-    return float(((x - x.mean()) * (y - y.mean())).mean() / (sx * sy))
+    return float(np.dot(x, y) / np.sqrt(sxx * syy))
 
 
 def _clean(*arrays: np.ndarray) -> list[np.ndarray]:
@@ -114,19 +129,17 @@ class _Moments:
     """Sums of products over any stationary-bootstrap resample in O(blocks), not O(rows).
 
     A resample is a sequence of runs of consecutive row indices (a block, or the part of a
-    block before it wraps around the end); each run's sums are differences of prefix sums.
-    Columns are centred first so the differences do not cancel."""
+    block before it wraps around the end); each run's sums are differences of prefix sums."""
 
     def __init__(self, columns: list[np.ndarray]):
-        centred = [c - c.mean() for c in columns]
-        k = len(centred)
-        prods = [centred[i] * centred[j] for i in range(k) for j in range(i, k)]
-        stack = np.vstack(centred + prods)
+        k = len(columns)
+        prods = [columns[i] * columns[j] for i in range(k) for j in range(i, k)]
+        stack = np.vstack(prods)
         self.prefix = np.zeros((stack.shape[0], stack.shape[1] + 1))
         np.cumsum(stack, axis=1, out=self.prefix[:, 1:])
         self.k = k
         self.n = stack.shape[1]
-        self._pairs = {(i, j): k + m for m, (i, j) in
+        self._pairs = {(i, j): m for m, (i, j) in
                        enumerate((i, j) for i in range(k) for j in range(i, k))}
 
     def sums(self, idx: np.ndarray) -> np.ndarray:
@@ -135,14 +148,11 @@ class _Moments:
         return out
 
     def corr(self, sums: np.ndarray, i: int, j: int) -> float | None:
-        n = self.n
-        mi, mj = sums[i] / n, sums[j] / n
-        cov = sums[self._pairs[(i, j)]] / n - mi * mj
-        vi = sums[self._pairs[(i, i)]] / n - mi * mi
-        vj = sums[self._pairs[(j, j)]] / n - mj * mj
+        """The IC (about zero) of columns i and j over the resample."""
+        vi, vj = sums[self._pairs[(i, i)]], sums[self._pairs[(j, j)]]
         if not (vi > 0 and vj > 0):
             return None
-        return float(cov / np.sqrt(vi * vj))
+        return float(sums[self._pairs[(i, j)]] / np.sqrt(vi * vj))
 
 
 def _p_upper(estimate: float, draws: np.ndarray) -> float:
