@@ -155,8 +155,7 @@ def handle(args: argparse.Namespace, settings) -> int:
     if not args.no_register:
         ref, gate = trained.ref, trained.gate
         err.print(f"registered {ref.name} v{ref.version} (challenger) in "
-                  f"{target.tracking_uri}; champion gate (p={gate.p_value:.3g}): "
-                  f"{'promoted' if gate.promoted else 'not promoted'} ({gate.reason})")
+                  f"{target.tracking_uri}; champion gate (p={gate.p_value:.3g}): {gate.reason}")
     if args.json:
         print(json.dumps(out, indent=2, default=str))
     else:
