@@ -173,3 +173,84 @@ def test_postgres_backend(pg_dsn, tmp_path, frame, results) -> None:
     model = serving.load(ref=f"{ref.name}@champion", target=target)
     x = frame.select(model.feature_names).to_numpy()[:100]
     assert np.max(np.abs(model.predict(x) - results[0].booster.predict(x))) < 1e-9
+
+
+@pytest.mark.slow
+def test_serving_refuses_a_fee_the_threshold_was_not_priced_with(store) -> None:
+    from trade_pipeline.market.execution_config import ExecutionConfig
+
+    settings = store[0]
+    with pytest.raises(serving.ServingError, match="taker fee"):
+        serving.load(settings, "btc_l2_1s@champion", execution=ExecutionConfig(taker_fee=0.001))
+    model = serving.load(settings, "btc_l2_1s@champion", execution=ExecutionConfig())
+    rule = model.rule
+    assert rule.task == "regression" and rule.calibration is None
+    assert rule.entry_threshold == pytest.approx(2 * 0.00055 + rule.spread_cost)
+    meta = model.metadata
+    assert meta["data_start"] < meta["tail_start"] < meta["data_end"]
+    assert meta["feature_params"] and meta["execution"]["taker_fee"] == 0.00055
+
+
+def test_contract_refusals_without_mlflow(monkeypatch) -> None:
+    from trade_pipeline.features import catalog
+    from trade_pipeline.features.provenance import stamp_of
+
+    meta = {**contract.feature_spec(["order_book_imbalance", "spread"]), "task": "regression",
+            "feature_params": stamp_of(None)["params"]}
+    serving.check_contract("btc_l2_1s", meta)
+    with pytest.raises(serving.ServingError, match="two tasks never share"):
+        serving.check_contract("btc_l2_1s", {**meta, "task": "classification"})
+    with pytest.raises(serving.ServingError, match="two tasks never share"):
+        serving.check_contract("btc_l2_1s_cls", meta)
+    contract.check_feature_source(meta, stamp_of(None))
+    with pytest.raises(serving.ServingError, match="impact_qty"):
+        contract.check_feature_source(meta, stamp_of({"impact_qty": 7.0}))
+    changed = tuple(dataclasses.replace(s, definition=s.definition + " (changed)")
+                    if s.name == "ofi_10s" else s for s in catalog.CATALOG)
+    monkeypatch.setattr(catalog, "CATALOG", changed)
+    with pytest.raises(serving.ServingError, match="catalog changed"):
+        contract.check_feature_source(meta)
+
+
+@pytest.mark.slow
+def test_classifier_trades_its_calibrated_expected_return(tmp_path, frame) -> None:
+    from trade_pipeline.trading.model_adapter import load_model
+
+    settings = Settings.load(home=tmp_path / "home").ensure_dirs()
+    target = registry.MlflowTarget.from_settings(settings)
+    result = train_model(frame, trials=1, horizon="1s", task="classification", n_folds=1)
+    ref = registry.log_and_register(result, target, "bybit", "BTCUSDT")
+    assert ref.name == "btc_l2_1s_cls"  # never shares the regression name
+    cal = result.rule.calibration
+    assert list(cal.values) == sorted(cal.values) and len(cal.values) >= 2
+    model = load_model(settings, f"{ref.name}/{ref.version}")
+    x = frame.select(model.feature_names).to_numpy()[:500]
+    score = np.array([model.evaluator.predict_row(r) for r in x])
+    expected = model.predict_frame(frame.head(500))
+    assert np.allclose(expected, cal(score)) and set(np.unique(expected)) <= set(cal.values)
+    # what the strategy compares with its cost: the calibrated return, not P(up) - P(down)
+    assert np.abs(expected).max() < 0.01 < np.abs(score).max()
+
+
+@pytest.mark.slow
+def test_importance_table_shap_and_top_k_report_in_mlflow(tmp_path, frame) -> None:
+    settings = Settings.load(home=tmp_path / "home").ensure_dirs()
+    target = registry.MlflowTarget.from_settings(settings)
+    result = train_model(frame, trials=1, horizon="1s", top_k=(2, 5), n_folds=1)
+    assert [r["k"] for r in result.top_k_report] == [2, 5, len(result.features)]
+    assert all(r["inference_p50_us"] > 0 and r["tail_ic"] is not None
+               for r in result.top_k_report)
+    assert max(result.importance, key=lambda r: r["shap"])["feature"] == "order_book_imbalance"
+    assert result.top_k["k"] == 5 and result.top_k["features"][0] == "order_book_imbalance"
+    ref = registry.log_and_register(result, target, "bybit", "BTCUSDT")
+    client = target.client()
+    tables = {a.path for a in client.list_artifacts(ref.run_id, "tables")}
+    assert tables == {"tables/importance.json", "tables/top_k.json"}
+    plots = {a.path for a in client.list_artifacts(ref.run_id, "plots")}
+    assert {"plots/importance.png", "plots/top_k.png"} <= plots
+    import json
+
+    path = client.download_artifacts(ref.run_id, "tables/importance.json", str(tmp_path))
+    table = json.loads(open(path).read())
+    assert {"feature", "gain", "split", "shap"} <= set(table["columns"])
+    assert len(table["data"]) == len(result.features)
