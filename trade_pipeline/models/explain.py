@@ -27,7 +27,7 @@ def mean_abs_shap(booster, x: np.ndarray, limit: int = SHAP_ROWS) -> np.ndarray:
     n_feat = booster.num_feature()
     if x.shape[0] == 0:
         return np.zeros(n_feat)
-    contrib = np.asarray(booster.predict(_sample(x, limit), pred_contrib=True))
+    contrib = np.asarray(booster.predict(_sample(x, limit), pred_contrib=True, num_threads=1))
     # [n, (n_feat + 1) * n_class]: per class, the features then the bias column
     n_class = contrib.shape[1] // (n_feat + 1)
     per_class = contrib.reshape(contrib.shape[0], n_class, n_feat + 1)[:, :, :n_feat]

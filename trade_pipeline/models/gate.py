@@ -163,7 +163,8 @@ def champion_gate(
 
     def outputs(version, feats: list[str]) -> np.ndarray:
         cols = [union.index(f) for f in feats]
-        return load_booster(target, name, str(version)).predict(prep.x[np.ix_(rows, cols)])
+        return load_booster(target, name, str(version)).predict(prep.x[np.ix_(rows, cols)],
+                                                                num_threads=1)
 
     raw = outputs(challenger.version, features)
     signals = {"challenger": signed_score(raw, task)}

@@ -426,7 +426,7 @@ def evaluate(
     rule: DecisionRule | None = None, columns: list[int] | None = None,
 ) -> tuple[dict, np.ndarray]:
     x = prep.x[np.ix_(rows, columns)] if columns is not None else prep.x[rows]
-    pred = booster.predict(x)
+    pred = booster.predict(x, num_threads=config.num_threads)
     return evaluate_predictions(pred, prep, rows, config, zone, rule), pred
 
 
@@ -580,7 +580,8 @@ def fit_final(prep: Prepared, rows: np.ndarray, params: dict, config: TrainConfi
     calib_score = calib_real = None
     if config.task == "classification":
         x = prep.x[np.ix_(valid, columns)] if columns is not None else prep.x[valid]
-        calib_score = signed_score(booster.predict(x), config.task)
+        calib_score = signed_score(booster.predict(x, num_threads=config.num_threads),
+                                   config.task)
         calib_real = prep.returns[valid]
     rule = fit_rule(config.task, config.execution, prep.rel_spread[fit], calib_score,
                     calib_real, margin=config.margin)

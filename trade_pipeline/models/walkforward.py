@@ -17,7 +17,8 @@ periods): every prediction comes from a model fitted strictly before it.
   (`significance.py`), per-window IC, and the sign(order-book imbalance) baseline on the
   same rows.
 - IC decay: each window's model is also scored on the test periods 1..`max_age` steps
-  later. IC against model age with intervals; the recommended retraining interval is
+  later (every half-horizon-th row: the independent returns are what counts; the
+  bootstrap blocks are sized in those rows). IC against model age with intervals; the recommended retraining interval is
   `(a + 1) * step` for the largest age `a` whose IC lower bound, at that age and every
   younger one, stays above `decay_fraction` x the fresh (age 0) IC. None when even fresh
   models are not reliably above that line.
@@ -239,6 +240,7 @@ def run_walkforward(frame: pl.DataFrame, config: WalkForwardConfig,
             f"no walk-forward window fits the data ({span}) with train {config.train} and test "
             f"{config.test}: need a longer range or shorter windows")
     h_rows = m.horizon_rows
+    decay_stride = max(1, h_rows // 2)
     base_sig = (np.sign(prep.frame.get_column(BASELINE_FEATURE).cast(pl.Float64).to_numpy())
                 if BASELINE_FEATURE in prep.frame.columns else None)
     ages: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in range(config.max_age + 1)]
@@ -249,7 +251,7 @@ def run_walkforward(frame: pl.DataFrame, config: WalkForwardConfig,
         fitted, _search = fit_window(prep, w.train_rows, replace(m, seed=m.seed + w.id))
         fit_s += time.perf_counter() - t
         t = time.perf_counter()
-        raw = fitted.booster.predict(prep.x[w.test_rows])
+        raw = fitted.booster.predict(prep.x[w.test_rows], num_threads=m.num_threads)
         score = signed_score(raw, m.task)
         expected = fitted.rule.expected_return(raw)
         real = prep.returns[w.test_rows]
@@ -257,9 +259,11 @@ def run_walkforward(frame: pl.DataFrame, config: WalkForwardConfig,
         for age in range(1, config.max_age + 1):
             if i + age >= len(windows):
                 break
-            later = windows[i + age].test_rows
-            ages[age].append((signed_score(fitted.booster.predict(prep.x[later]), m.task),
-                              prep.returns[later]))
+            # Thinned to every `decay_stride`-th row: the decay curve needs the independent
+            # returns (one per horizon), not every overlapping one.
+            later = windows[i + age].test_rows[::decay_stride]
+            later_raw = fitted.booster.predict(prep.x[later], num_threads=m.num_threads)
+            ages[age].append((signed_score(later_raw, m.task), prep.returns[later]))
         predict_s += time.perf_counter() - t
         ok = np.isfinite(score) & np.isfinite(real)
         ic = (significance.corr(score[ok], real[ok]) if ok.sum() >= significance.MIN_ROWS
@@ -300,7 +304,8 @@ def run_walkforward(frame: pl.DataFrame, config: WalkForwardConfig,
     for age, pairs in enumerate(ages):
         if not pairs:
             break
-        test = oos if age == 0 else _pooled_test(pairs, h_rows, DECAY_REPS, m.seed + age)
+        test = oos if age == 0 else _pooled_test(pairs, max(1, h_rows // decay_stride),
+                                                 DECAY_REPS, m.seed + age)
         decay.append({"age": age, "age_duration": duration_name((age + 1) * config.stride),
                       "windows": len(pairs), "rows": test.n, "ic": test.ic,
                       "ci_low": test.ci_low, "ci_high": test.ci_high})
