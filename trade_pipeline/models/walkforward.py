@@ -182,6 +182,8 @@ class WalkForwardResult:
     recommended_retrain_every: dt.timedelta | None
     horizon_strategy: dict  # decision.horizon_trades of the stitched rows (models' view)
     timings: dict = field(default_factory=dict)
+    # the baseline traded naively (always in the market, sign(imbalance)): what it costs
+    baseline_strategy: dict | None = None
 
     def summary(self) -> dict:
         """The JSON-able figures of the models part (trading adds the engine's)."""
@@ -194,8 +196,10 @@ class WalkForwardResult:
             "baseline_ic": self.baseline.ic if self.baseline else None,
             "baseline_ic_ci": self.baseline.ci if self.baseline else None,
             "recommended_retrain_every": duration_name(rec) if rec else None,
-            "ic_decay": self.decay, "per_window": self.windows, "skipped": self.skipped,
-            "horizon_strategy": self.horizon_strategy, "config": self.config.as_dict(),
+            "ic_decay": self.decay, "per_window": self.windows,
+            "skipped": self.skipped[:20],  # the first ones; windows_skipped counts them all
+            "horizon_strategy": self.horizon_strategy,
+            "baseline_strategy": self.baseline_strategy, "config": self.config.as_dict(),
             "timings": self.timings,
         }
 
@@ -214,9 +218,9 @@ def recommend(decay: list[dict], fraction: float, step: dt.timedelta) -> dt.time
         return None
     line = fraction * decay[0]["ic"]
     best = None
-    for row in decay:
-        if row["ci_low"] is None or row["ci_low"] <= line:
-            break
+    for expected, row in enumerate(decay):
+        if row["age"] != expected or row["ci_low"] is None or row["ci_low"] <= line:
+            break  # an age never measured (skipped windows) ends the evidence too
         best = row["age"]
     return None if best is None else (best + 1) * step
 
@@ -244,6 +248,7 @@ def run_walkforward(frame: pl.DataFrame, config: WalkForwardConfig,
     base_sig = (np.sign(prep.frame.get_column(BASELINE_FEATURE).cast(pl.Float64).to_numpy())
                 if BASELINE_FEATURE in prep.frame.columns else None)
     ages: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in range(config.max_age + 1)]
+    by_id = {w.id: w for w in windows}
     parts, per_window = [], []
     fit_s = predict_s = 0.0
     for i, w in enumerate(windows):
@@ -257,11 +262,12 @@ def run_walkforward(frame: pl.DataFrame, config: WalkForwardConfig,
         real = prep.returns[w.test_rows]
         ages[0].append((score, real))
         for age in range(1, config.max_age + 1):
-            if i + age >= len(windows):
-                break
+            # Age in steps of clock time: the window `age` steps later, if it was not skipped.
+            if w.id + age not in by_id:
+                continue
             # Thinned to every `decay_stride`-th row: the decay curve needs the independent
             # returns (one per horizon), not every overlapping one.
-            later = windows[i + age].test_rows[::decay_stride]
+            later = by_id[w.id + age].test_rows[::decay_stride]
             later_raw = fitted.booster.predict(prep.x[later], num_threads=m.num_threads)
             ages[age].append((signed_score(later_raw, m.task), prep.returns[later]))
         predict_s += time.perf_counter() - t
@@ -303,7 +309,7 @@ def run_walkforward(frame: pl.DataFrame, config: WalkForwardConfig,
     decay = []
     for age, pairs in enumerate(ages):
         if not pairs:
-            break
+            continue
         test = oos if age == 0 else _pooled_test(pairs, max(1, h_rows // decay_stride),
                                                  DECAY_REPS, m.seed + age)
         decay.append({"age": age, "age_duration": duration_name((age + 1) * config.stride),
@@ -316,9 +322,13 @@ def run_walkforward(frame: pl.DataFrame, config: WalkForwardConfig,
                            labelled_rows["realized_return"].to_numpy(),
                            labelled_rows["rel_spread"].to_numpy(), m.horizon, m.execution,
                            labelled_rows["entry_threshold"].to_numpy())
+    base_strat = horizon_trades(ts, np.nan_to_num(labelled_rows["baseline_signal"].to_numpy()),
+                                labelled_rows["realized_return"].to_numpy(),
+                                labelled_rows["rel_spread"].to_numpy(), m.horizon, m.execution,
+                                0.0) if base_sig is not None else None
     stats_s = time.perf_counter() - t
     timings = {"fit_s": round(fit_s, 2), "predict_s": round(predict_s, 2),
                "statistics_s": round(stats_s, 2),
                "total_s": round(time.perf_counter() - started, 2)}
     return WalkForwardResult(config, per_window, skipped, preds, oos, base, decay, rec, strat,
-                             timings)
+                             timings, base_strat)
