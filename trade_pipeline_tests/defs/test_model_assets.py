@@ -200,3 +200,24 @@ def test_daily_schedule_targets_snapshots_and_features() -> None:
     assert [r.partition_key for r in requests] == ["2025-07-07"]
     assert np.all([s.default_status == dg.DefaultSensorStatus.RUNNING
                    for s in build_retrain_sensors()])
+
+
+def test_walkforward_asset_over_the_lake(home) -> None:
+    from trade_pipeline.defs.models import walkforward_results
+    from trade_pipeline.storage.layout import list_partitions
+
+    config = {"start_date": DAYS[0], "end_date": DAYS[-1], "train": "2m", "test": "1m",
+              "horizon": "1s", "max_age": 2}
+    result = dg.materialize(
+        [walkforward_results], resources=build_resources(str(home.home)),
+        run_config={"ops": {"walkforward_results": {"config": config}}},
+        instance=dg.DagsterInstance.ephemeral())
+    assert result.success
+    md = result.asset_materializations_for_node("walkforward_results")[0].metadata
+    assert md["windows"].value >= 4 and md["dagster/row_count"].value == md["oos_n"].value > 0
+    assert md["oos_ic"].value > 0.2 and len(md["oos_ic_ci"].value) == 2
+    for plot in ("ic_per_window", "cumulative_net_pnl", "ic_decay"):
+        assert md[plot].value.startswith(f"![{plot}](data:image/png;base64,")
+    days = [k.date for k in list_partitions(home.lake_dir, "walkforward_predictions")]
+    assert days == DAYS  # one lake partition per tested day
+    assert walkforward_results.op.pool == DUCKDB_POOL
