@@ -249,8 +249,9 @@ def test_importance_table_shap_and_top_k_report_in_mlflow(tmp_path, frame) -> No
     plots = {a.path for a in client.list_artifacts(ref.run_id, "plots")}
     assert {"plots/importance.png", "plots/top_k.png"} <= plots
     import json
+    from pathlib import Path
 
     path = client.download_artifacts(ref.run_id, "tables/importance.json", str(tmp_path))
-    table = json.loads(open(path).read())
+    table = json.loads(Path(path).read_text())
     assert {"feature", "gain", "split", "shap"} <= set(table["columns"])
     assert len(table["data"]) == len(result.features)
