@@ -192,8 +192,8 @@ def register_walkforward(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--features", type=Path, help="feature Parquet file (default: the lake)")
     p.add_argument("--start", help="first day (YYYY-MM-DD) of the range")
     p.add_argument("--end", help="last day (YYYY-MM-DD, inclusive) of the range")
-    p.add_argument("--train", required=True, help="training period, e.g. 3h, 2d, 90m")
-    p.add_argument("--test", required=True, help="test period, e.g. 1h")
+    p.add_argument("--train", default="3h", help="training period, e.g. 3h, 2d, 90m (default 3h)")
+    p.add_argument("--test", default="1h", help="test period, e.g. 1h (default 1h)")
     p.add_argument("--step", default=None, help="move by this much (default: --test)")
     p.add_argument("--horizon", default="5s", help="label horizon (default 5s)")
     p.add_argument("--trials", type=int, default=1,
