@@ -48,8 +48,7 @@ def train_and_register(
     example = frame.select(result.features).tail(5).cast(pl.Float64).to_numpy()
     ref = log_and_register(result, target, exchange, symbol, example)
     gate = champion_gate(target, ref.name, ref.version, frame, alpha=alpha, margin=margin,
-                         execution=result.config.execution,
-                         reps=result.config.significance_reps, seed=result.config.seed)
+                         execution=result.config.execution, seed=result.config.seed)
     if settings is not None:
         log_to_warehouse(settings, target, ref, result)
     return Trained(result, ref, gate)

@@ -96,7 +96,9 @@ class TrainConfig:
     # None = every row.
     max_fit_rows: int | None = 150_000
     shap_rows: int = explain.SHAP_ROWS
-    significance_reps: int = significance.DEFAULT_REPS
+    # Bootstrap draws of the held-out tail's descriptive intervals (the gate decides with
+    # its own, more numerous draws).
+    significance_reps: int = 200
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
