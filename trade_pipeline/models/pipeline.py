@@ -45,7 +45,18 @@ def train_and_register(
 
     result = train_model(frame, config, on_trial=on_trial, partitions=partitions,
                          feature_stamp=feature_stamp, **overrides)
-    example = frame.select(result.features).tail(5).cast(pl.Float64).to_numpy()
+    return register_trained(result, frame, target, exchange, symbol, margin=margin,
+                            alpha=alpha, settings=settings)
+
+
+def register_trained(result, frame: pl.DataFrame, target: MlflowTarget, exchange: str,
+                     symbol: str, *, margin: float = DEFAULT_MARGIN,
+                     alpha: float = DEFAULT_ALPHA, settings=None, example=None) -> Trained:
+    """The registry half of `train_and_register`, for a model already trained: log +
+    register as challenger, gate on `frame` (costs from the training config's
+    `ExecutionConfig`), mirror into the warehouse."""
+    if example is None:
+        example = frame.select(result.features).tail(5).cast(pl.Float64).to_numpy()
     ref = log_and_register(result, target, exchange, symbol, example)
     gate = champion_gate(target, ref.name, ref.version, frame, alpha=alpha, margin=margin,
                          execution=result.config.execution, seed=result.config.seed)
