@@ -47,6 +47,7 @@ def handle(args: argparse.Namespace, settings) -> int:
 
     from trade_pipeline.features.batch import PARQUET_OPTIONS
     from trade_pipeline.features.catalog import KEY_COLUMNS, resolve_params
+    from trade_pipeline.features.provenance import stamped
     from trade_pipeline.market.schema import BOOK_COLUMNS, SNAPSHOT_SCHEMA
     from trade_pipeline.storage.atomic import OutputError, exclusive, write_parquet_atomic
     from trade_pipeline.storage.input_files import read_parquet_input
@@ -74,7 +75,7 @@ def handle(args: argparse.Namespace, settings) -> int:
         except ValueError as exc:
             print(f"trade-pipeline: error: {exc}", file=sys.stderr)
             return 1
-        write_parquet_atomic(features, args.output, "--output", **PARQUET_OPTIONS)
+        write_parquet_atomic(stamped(features, params), args.output, "--output", **PARQUET_OPTIONS)
     seconds = time.perf_counter() - start
     print(json.dumps({"rows": features.height, "columns": features.width,
                       "engine": args.engine, "output": str(args.output),

@@ -1,7 +1,8 @@
 """CLI subcommands for the models area.
 
 `trade-pipeline train --trials N [--horizon 5s] [--start DAY --end DAY] [--features FILE]
-[--top-k K] [--json]` (a stable interface: automated checks call it).
+[--top-k K[,K2...]] [--alpha 0.05] [--config exec.toml] [--json]` (a stable interface:
+automated checks call it; `--json` prints `model.gate.{passed,promoted,reason,p_value}`).
 """
 
 import argparse
@@ -20,9 +21,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "each session), search LightGBM parameters with Optuna TPE scored by purged "
         "walk-forward CV, train the final model, score it on a held-out tail the search never "
         "saw (next to a naive order-book-imbalance baseline), log it to MLflow, register it as "
-        "<base>_l2_<horizon> with alias 'challenger', and move 'champion' when it beats the "
-        "champion on the same tail by --margin. Progress goes to stderr; --json prints the "
-        "metrics on stdout.",
+        "<base>_l2_<horizon> (classifiers: <base>_l2_<horizon>_cls) with alias 'challenger', and "
+        "move 'champion' only when the champion gate says so: on rows neither model was "
+        "trained on, the challenger's IC is significantly above 0 (block bootstrap, --alpha), "
+        "beats the champion's significantly, and its cost-aware strategy does not lose after "
+        "costs. Not being promoted is a normal outcome (exit 0). Progress goes to stderr; "
+        "--json prints the metrics on stdout.",
     )
     p.add_argument("--trials", type=positive_int, default=10, help="Optuna trials (default 10)")
     p.add_argument("--horizon", default="5s", help="label horizon, e.g. 1s, 5s, 30s (default 5s)")
@@ -30,18 +34,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--end", help="last day (YYYY-MM-DD, inclusive) of lake partitions to use")
     p.add_argument("--features", type=Path,
                    help="train on this feature Parquet file instead of the lake")
-    p.add_argument("--top-k", type=positive_int, default=None,
-                   help="also retrain on the K most important features and report the difference")
+    p.add_argument("--top-k", type=_top_k, default=None, metavar="K[,K2...]",
+                   help="also retrain on the K features with the largest mean |SHAP| and report, "
+                   "per k, the held-out IC and the single-row inference time (one K compares "
+                   "K/4, K/2 and K)")
     p.add_argument("--task", choices=("regression", "classification"), default="regression",
                    help="regression on the forward return (default) or 3-class direction")
     p.add_argument("--folds", type=positive_int, default=3, help="walk-forward folds (default 3)")
     p.add_argument("--threads", type=positive_int, default=1, help="LightGBM threads (default 1)")
+    p.add_argument("--alpha", type=_probability, default=0.05,
+                   help="significance level of the champion gate (default 0.05): the challenger's "
+                   "IC, and its IC difference over the champion, must be significant under a "
+                   "block bootstrap on rows neither model was trained on")
     p.add_argument("--margin", type=non_negative_finite_float, default=None,
-                   help="score margin the challenger needs over the champion (default 0.005)")
+                   help="IC difference over the champion required on top of significance "
+                   "(default 0)")
+    p.add_argument("--config", metavar="exec.toml",
+                   help="execution assumptions (fees, cadence) the decision rule is priced with "
+                   "(the backtest's TOML; default: ExecutionConfig's defaults)")
     p.add_argument("--no-register", action="store_true",
                    help="train and score only; do not log to MLflow")
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     p.set_defaults(func=handle)
+    register_walkforward(sub)
 
     r = sub.add_parser(
         "register-pending",
@@ -55,6 +70,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--list", action="store_true", help="only list the kept models")
     r.add_argument("--json", action="store_true", help="print the result as JSON")
     r.set_defaults(func=handle_register_pending)
+
+
+def _top_k(text: str) -> int | tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected K or K1,K2,..., got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"k must be >= 1, got {text!r}")
+    return values[0] if len(values) == 1 else values
+
+
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1), got {text}")
+    return value
 
 
 def _training_frame(settings, features: Path | None, start: str | None, end: str | None):
@@ -95,7 +130,8 @@ def _registry_preflight(settings):
     return target
 
 
-def _register_or_keep(settings, result, frame, target, margin: float, source: dict):
+def _register_or_keep(settings, result, frame, target, margin: float, alpha: float,
+                      source: dict):
     """Register a trained model; if the registry fails now, keep the model locally (never
     lose the training) and stop with one line saying how to register it later."""
     import polars as pl
@@ -107,11 +143,12 @@ def _register_or_keep(settings, result, frame, target, margin: float, source: di
     example = frame.select(result.features).tail(5).cast(pl.Float64).to_numpy()
     try:
         return register_trained(result, frame, target, settings.exchange, settings.symbol,
-                                margin=margin, settings=settings, example=example)
+                                margin=margin, alpha=alpha, settings=settings, example=example)
     except Exception as exc:  # the registry's failures have no common base class
         error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}"
         kept = pending.save(settings, result, example, exchange=settings.exchange,
-                            symbol=settings.symbol, margin=margin, source=source, error=error)
+                            symbol=settings.symbol, margin=margin, alpha=alpha, source=source,
+                            error=error)
         raise ServiceUnavailable(
             f"MLflow registry {redact(target.tracking_uri)} failed while registering the "
             f"trained model ({error}); the model is kept in {kept}: run `trade-pipeline "
@@ -154,8 +191,15 @@ def handle(args: argparse.Namespace, settings) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+    from trade_pipeline.features.provenance import read_stamp
+    from trade_pipeline.models.decision import load_execution
     from trade_pipeline.models.labels import LabelError, horizon_name
-    from trade_pipeline.models.training import TrainConfig, TrainingError, train_model
+    from trade_pipeline.models.training import (
+        TrainConfig,
+        TrainingError,
+        feature_stamp_of_partitions,
+        train_model,
+    )
     from trade_pipeline.settings import SettingsError, check_date
 
     err = Console(stderr=True)
@@ -168,9 +212,12 @@ def handle(args: argparse.Namespace, settings) -> int:
             # before any work: an unreachable registry is an error in seconds, naming the URL
             target = _registry_preflight(settings)
         frame, partitions = _training_frame(settings, args.features, args.start, args.end)
+        stamp = (read_stamp(str(args.features)) if args.features is not None
+                 else feature_stamp_of_partitions(settings, partitions))
         config = TrainConfig(horizon=horizon, trials=args.trials, task=args.task,
-                             top_k=args.top_k, n_folds=args.folds, num_threads=args.threads)
-    except (LabelError, TrainingError) as exc:
+                             top_k=args.top_k, n_folds=args.folds, num_threads=args.threads,
+                             execution=load_execution(args.config))
+    except (LabelError, TrainingError, ValueError) as exc:
         raise SettingsError(str(exc)) from None
 
     err.print(f"training {config.task} model, horizon {horizon}, {frame.height:,} rows, "
@@ -186,16 +233,19 @@ def handle(args: argparse.Namespace, settings) -> int:
 
         try:
             if args.no_register:
-                result = train_model(frame, config, on_trial=on_trial, partitions=partitions)
+                result = train_model(frame, config, on_trial=on_trial, partitions=partitions,
+                                     feature_stamp=stamp)
                 out = result.metrics()
             else:
                 from trade_pipeline.models.gate import DEFAULT_MARGIN
 
                 margin = DEFAULT_MARGIN if args.margin is None else args.margin
-                result = train_model(frame, config, on_trial=on_trial, partitions=partitions)
+                result = train_model(frame, config, on_trial=on_trial, partitions=partitions,
+                                     feature_stamp=stamp)
                 source = {"features": str(args.features) if args.features else None,
                           "start": args.start, "end": args.end}
-                trained = _register_or_keep(settings, result, frame, target, margin, source)
+                trained = _register_or_keep(settings, result, frame, target, margin, args.alpha,
+                                            source)
                 out = trained.metrics()
         except (LabelError, TrainingError, ValueError) as exc:
             raise SettingsError(f"training failed: {exc}") from None
@@ -203,17 +253,110 @@ def handle(args: argparse.Namespace, settings) -> int:
     if not args.no_register:
         ref, gate = trained.ref, trained.gate
         err.print(f"registered {ref.name} v{ref.version} (challenger) in "
-                  f"{target.tracking_uri}; champion gate: "
-                  f"{'promoted' if gate.promoted else 'kept the champion'} ({gate.reason})")
+                  f"{target.tracking_uri}; champion gate (p={gate.p_value:.3g}): {gate.reason}")
     if args.json:
         print(json.dumps(out, indent=2, default=str))
     else:
-        for key in ("rows", "cv_score", "tail_score", "tail_ic", "tail_rank_ic", "tail_hit_rate",
-                    "tail_log_loss", "tail_balanced_accuracy", "tail_auc",
-                    "tail_strategy_return", "baseline_ic", "baseline_hit_rate", "elapsed_s"):
+        for key in ("rows", "cv_score", "tail_score", "tail_ic", "tail_ic_ci", "tail_ic_p_value",
+                    "tail_rank_ic", "tail_hit_rate", "tail_log_loss", "tail_balanced_accuracy",
+                    "tail_auc", "tail_strategy_return", "tail_strategy_trades",
+                    "decision_entry_threshold", "baseline_ic", "baseline_ic_ci",
+                    "baseline_hit_rate", "elapsed_s"):
             if key in out:
                 print(f"{key:28s} {out[key]}")
         if result.top_k:
             print(f"{'top_k_score_diff_vs_full':28s} {result.top_k['score_diff_vs_full']}")
+        for row in result.top_k_report:
+            print(f"  k={row['k']:<4d} tail IC {row['tail_ic']}  inference p50 "
+                  f"{row['inference_p50_us']} us, p99 {row['inference_p99_us']} us")
+    sys.stdout.flush()
+    return 0
+
+
+def register_walkforward(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "walkforward",
+        help="rolling retrain-then-test evaluation, traded after costs (the figures to believe)",
+        description="Walk forward over feature rows: train on --train, predict the next --test, "
+        "move by --step (default: the test length), purged and embargoed at every boundary. "
+        "The stitched out-of-sample predictions are scored (pooled IC with a block-bootstrap "
+        "CI, per window, next to the sign(order-book imbalance) baseline), traded through the "
+        "backtest engine with each window model's cost-aware decision rule, and each model is "
+        "also scored on later windows (IC decay with CIs and a recommended retraining "
+        "interval). Writes the lake table walkforward_predictions, the warehouse "
+        "(backtest_results, trades) and an MLflow run with plots, unless --no-store.",
+    )
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--features", type=Path, help="feature Parquet file (default: the lake)")
+    p.add_argument("--start", help="first day (YYYY-MM-DD) of the range")
+    p.add_argument("--end", help="last day (YYYY-MM-DD, inclusive) of the range")
+    p.add_argument("--train", default="3h", help="training period, e.g. 3h, 2d, 90m (default 3h)")
+    p.add_argument("--test", default="1h", help="test period, e.g. 1h (default 1h)")
+    p.add_argument("--step", default=None, help="move by this much (default: --test)")
+    p.add_argument("--horizon", default="5s", help="label horizon (default 5s)")
+    p.add_argument("--trials", type=int, default=1,
+                   help="Optuna trials per window (default 1: the default parameters, no search)")
+    p.add_argument("--task", choices=("regression", "classification"), default="regression")
+    p.add_argument("--threads", type=int, default=1, help="LightGBM threads (default 1)")
+    p.add_argument("--max-age", type=int, default=6,
+                   help="score each model on this many later test periods (IC decay; default 6)")
+    p.add_argument("--decay-fraction", type=float, default=0.5,
+                   help="retrain before the IC lower bound falls below this fraction of the "
+                   "fresh IC (default 0.5)")
+    p.add_argument("--config", metavar="exec.toml",
+                   help="execution assumptions and strategy limits (the backtest's TOML)")
+    p.add_argument("--no-store", dest="store", action="store_false",
+                   help="do not write the lake, the warehouse or MLflow")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    p.set_defaults(func=handle_walkforward)
+
+
+def handle_walkforward(args: argparse.Namespace, settings) -> int:
+    from rich.console import Console
+
+    from trade_pipeline.models.labels import LabelError, horizon_name
+    from trade_pipeline.models.training import TrainConfig, TrainingError
+    from trade_pipeline.models.walkforward import WalkForwardConfig, parse_duration
+    from trade_pipeline.settings import SettingsError, check_date
+    from trade_pipeline.trading.engine import TradingConfig
+    from trade_pipeline.trading.walkforward import walkforward_command
+
+    err = Console(stderr=True)
+    try:
+        for day in (args.start, args.end):
+            if day:
+                check_date(day)
+        trading = TradingConfig.load(args.config)
+        model = TrainConfig(horizon=horizon_name(args.horizon), trials=args.trials,
+                            task=args.task, num_threads=args.threads,
+                            execution=trading.execution)
+        wf_config = WalkForwardConfig(
+            train=parse_duration(args.train), test=parse_duration(args.test),
+            step=parse_duration(args.step) if args.step else None, model=model,
+            max_age=args.max_age, decay_fraction=args.decay_fraction)
+    except (LabelError, TrainingError) as exc:
+        raise SettingsError(str(exc)) from None
+
+    def on_window(done: int, total: int, info: dict) -> None:
+        ic = info["ic"]
+        err.print(f"window {done}/{total} (test from {info['test_start']}): "
+                  f"IC {'undefined' if ic is None else f'{ic:.4f}'}, {info['seconds']} s")
+
+    if args.store:
+        settings.ensure_dirs()
+    try:
+        out = walkforward_command(
+            settings, wf_config=wf_config, trading=trading,
+            features_path=str(args.features) if args.features else None, start=args.start,
+            end=args.end, store=args.store, on_window=on_window)
+    except (LabelError, TrainingError) as exc:
+        raise SettingsError(f"walk-forward failed: {exc}") from None
+    if args.json:
+        print(json.dumps(out, indent=2, default=str))
+    else:
+        for key in ("windows", "oos_n", "oos_ic", "oos_ic_ci", "oos_ic_p_value", "baseline_ic",
+                    "baseline_ic_ci", "trades", "gross_return", "net_return", "fees_paid",
+                    "recommended_retrain_every", "run_id"):
+            print(f"{key:28s} {out.get(key)}")
     sys.stdout.flush()
     return 0

@@ -24,7 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     src = p.add_mutually_exclusive_group()
     src.add_argument("--model", metavar="NAME@ALIAS",
-                     help="registered model, e.g. btc_l2_5s@champion (predictions + thresholds)")
+                     help="registered model, e.g. btc_l2_5s@champion: its expected returns, traded "
+                     "with the thresholds of its decision rule, on rows after its training range")
     src.add_argument("--predictions", metavar="P.parquet",
                      help="Parquet with columns timestamp and signal (-1, 0, +1: the target position sign)")
     p.add_argument("--snapshots", metavar="S.parquet",
@@ -47,6 +48,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="public trades in the l2_trades layout, merged with the captures' book")
     ev.add_argument("--format", default="auto", choices=["auto", "bybit", "ccxt", "binance"],
                     help="capture format (default: detected)")
+    p.add_argument("--allow-in-sample", action="store_true",
+                   help="run even on rows of the model's training range (refused by default); "
+                   "the result is labelled in-sample")
     p.set_defaults(func=handle_backtest)
 
     q = sub.add_parser(
@@ -80,6 +84,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--event-config", metavar="run.toml",
                    help="[event_execution], [event_run] and strategy sections for --execution events")
     q.add_argument("--json", action="store_true", help="print the run summary as JSON")
+    q.add_argument("--allow-in-sample", action="store_true",
+                   help="trade even rows of the model's training range (a replayed capture it "
+                   "was trained on); the run is labelled in-sample")
     q.set_defaults(func=handle_paper)
 
 
@@ -137,6 +144,7 @@ def handle_backtest(args: argparse.Namespace, settings) -> int:
         out = backtest_command(
             settings, config=config, model_ref=args.model, predictions_path=args.predictions,
             snapshots_path=args.snapshots, start=args.start, end=args.end, store=not args.no_store,
+            allow_in_sample=args.allow_in_sample,
         )
     except (ValueError, *_warehouse_errors()) as exc:
         print(f"trade-pipeline: error: {exc}", file=sys.stderr)
@@ -166,7 +174,8 @@ def handle_paper(args: argparse.Namespace, settings) -> int:
         url=args.url or settings.bybit_ws_url, duration_s=args.duration, model_ref=args.model,
         shadow_ref=args.shadow, execution=args.execution, stale_after_s=args.stale_after,
         redis_url=redis_url,
-        redis_prefix=args.redis_prefix, ttl_s=args.ttl, install_signal=True)
+        redis_prefix=args.redis_prefix, ttl_s=args.ttl, install_signal=True,
+        allow_in_sample=args.allow_in_sample)
     events = EventBacktestConfig.load(args.event_config) if args.execution == "events" else None
     try:
         out = paper_command(settings, paper, trading=TradingConfig.load(args.config), events=events)

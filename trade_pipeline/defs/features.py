@@ -48,6 +48,7 @@ def l2_features(context: dg.AssetExecutionContext, config: FeaturesConfig,
     from trade_pipeline.features import quality
     from trade_pipeline.features.batch import PARQUET_OPTIONS
     from trade_pipeline.features.catalog import catalog_hash, resolve_params
+    from trade_pipeline.features.provenance import stamped
     from trade_pipeline.features.warmup import compute_partition
 
     settings = pipeline.settings().ensure_dirs()
@@ -64,7 +65,9 @@ def l2_features(context: dg.AssetExecutionContext, config: FeaturesConfig,
                               PartitionKey(key.exchange, key.symbol, day))
 
     features, warm = compute_partition(snapshots, read_previous, params)
-    path = write_partition(features, settings.lake_dir, FEATURES_TABLE, key, **PARQUET_OPTIONS)
+    # Stamped with its parameters: training records them, backtests compare them.
+    path = write_partition(stamped(features, params), settings.lake_dir, FEATURES_TABLE, key,
+                           **PARQUET_OPTIONS)
     nulls = quality.null_report(features)
     problems = quality.schema_problems(features)
     infinities = quality.infinity_counts(features)

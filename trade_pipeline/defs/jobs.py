@@ -2,10 +2,10 @@
 
 import dagster as dg
 
-# Everything on the main path, from the simulator to the backtest. The legacy import and
-# raw-capture retention are separate, on-demand / scheduled work.
+# Everything on the main path, from the simulator to the backtest. The legacy import,
+# raw-capture retention and walk-forward evaluation are separate, on-demand / scheduled work.
 MAIN_JOB_NAME = "demo"
-ON_DEMAND = dg.AssetSelection.assets("legacy_import", "raw_retention")
+ON_DEMAND = dg.AssetSelection.assets("legacy_import", "raw_retention", "walkforward_results")
 
 main_job = dg.define_asset_job(
     MAIN_JOB_NAME,

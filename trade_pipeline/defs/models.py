@@ -33,7 +33,9 @@ class ModelConfig(dg.Config):
     task: str = "regression"
     top_k: int | None = None
     threads: int = 1
-    margin: float = 0.005  # score the challenger needs over the champion to be promoted
+    alpha: float = 0.05  # significance level of the champion gate's block-bootstrap tests
+    margin: float = 0.0  # IC difference over the champion required on top of significance
+    exec_config: str = ""  # TOML of execution assumptions (fees, cadence); empty: defaults
 
 
 def _target(mlflow: MlflowResource):
@@ -63,31 +65,42 @@ def _md_value(value):
     kinds={"lightgbm", "mlflow"},
     description="LightGBM model on the l2_features rows of a date range: Optuna search scored "
     "by purged walk-forward CV, final score on a held-out tail, logged and registered in "
-    "MLflow as <base>_l2_<horizon> (alias challenger).",
+    "MLflow as <base>_l2_<horizon> (alias challenger); the champion gate decides whether it "
+    "becomes champion (metadata: promoted, gate_reason, gate_p_value).",
     check_specs=[
         dg.AssetCheckSpec(
             GATE_CHECK, asset=MODEL_ASSET, blocking=True,
-            description="champion gate: the challenger becomes champion only if it beats the "
-            "champion on the same held-out tail by the configured margin",
+            description="the champion gate ran: block-bootstrap tests on rows neither model "
+            "was trained on. It passes whether or not the challenger was promoted (not "
+            "promoting noise is the gate working); the decision is in the metadata",
         )
     ],
 )
 def l2_model(context: dg.AssetExecutionContext, config: ModelConfig,
              pipeline: PipelineResource, mlflow: MlflowResource) -> dg.MaterializeResult:
+    from trade_pipeline.models.decision import load_execution
     from trade_pipeline.models.pipeline import train_and_register
-    from trade_pipeline.models.training import TrainConfig, load_feature_frame
+    from trade_pipeline.models.training import (
+        TrainConfig,
+        feature_stamp_of_partitions,
+        load_feature_frame,
+    )
 
     settings = pipeline.settings().ensure_dirs()
     frame, partitions = load_feature_frame(settings, config.start_date, config.end_date)
+    stamp = feature_stamp_of_partitions(settings, partitions)
+    execution = load_execution(config.exec_config or None)
     train_config = TrainConfig(horizon=config.horizon, trials=config.trials, task=config.task,
-                               top_k=config.top_k, num_threads=config.threads)
+                               top_k=config.top_k, num_threads=config.threads,
+                               execution=execution)
 
     def on_trial(done: int, total: int, value, best) -> None:
         context.log.info(f"optuna trial {done}/{total}: score {value} (best {best})")
 
     trained = train_and_register(frame, _target(mlflow), settings.exchange, settings.symbol,
-                                 train_config, margin=config.margin, partitions=partitions,
-                                 on_trial=on_trial, settings=settings)
+                                 train_config, margin=config.margin, alpha=config.alpha,
+                                 partitions=partitions, on_trial=on_trial, settings=settings,
+                                 feature_stamp=stamp)
     result, ref, gate = trained.result, trained.ref, trained.gate
     metrics = result.metrics()
     metadata = {k: _md_value(v) for k, v in metrics.items() if not k.startswith("fold")}
@@ -98,7 +111,15 @@ def l2_model(context: dg.AssetExecutionContext, config: ModelConfig,
         partitions=dg.MetadataValue.int(len(partitions)),
         fold_metrics=dg.MetadataValue.json(result.fold_metrics),
         promoted=dg.MetadataValue.bool(gate.promoted),
+        gate_reason=dg.MetadataValue.text(gate.reason),
+        gate_p_value=dg.MetadataValue.float(gate.p_value),
+        importance=dg.MetadataValue.json(result.importance[:20]),
     )
+    if gate.promoted:
+        context.log.info(f"{ref.name} v{ref.version} is champion: {gate.reason}")
+    else:
+        # A normal outcome: the current champion (if any) stays in service.
+        context.log.warning(f"{ref.name} v{ref.version} not promoted: {gate.reason}")
     return dg.MaterializeResult(
         metadata=metadata,
         check_results=[
@@ -109,6 +130,90 @@ def l2_model(context: dg.AssetExecutionContext, config: ModelConfig,
             )
         ],
     )
+
+
+WALKFORWARD_ASSET = "walkforward_results"
+
+
+class WalkForwardRunConfig(dg.Config):
+    """Run parameters of one walk-forward evaluation over a range of l2_features days."""
+
+    start_date: str | None = None  # first day (YYYY-MM-DD); None = the first
+    end_date: str | None = None  # last day, inclusive; None = the latest
+    train: str = "3h"
+    test: str = "1h"
+    step: str = ""  # empty: the test length
+    horizon: str = "5s"
+    trials: int = 1
+    task: str = "regression"
+    max_age: int = 6
+    decay_fraction: float = 0.5
+    threads: int = 1
+    exec_config: str = ""  # TOML of execution assumptions and strategy limits
+
+
+@dg.asset(
+    name=WALKFORWARD_ASSET,
+    deps=[dg.AssetKey(FEATURES_TABLE), WAREHOUSE_READY],
+    pool=DUCKDB_POOL,  # it writes backtest_results / trades
+    group_name="models",
+    kinds={"lightgbm", "mlflow", "parquet"},
+    description="Walk-forward evaluation over a range of l2_features days: retrain on `train`, "
+    "predict the next `test`, stitched out-of-sample predictions (lake table "
+    "walkforward_predictions) traded after costs through the backtest engine, IC decay "
+    "and the recommended retraining interval (set on the registered model for the "
+    "staleness sensor). Materialize on demand.",
+)
+def walkforward_results(context: dg.AssetExecutionContext, config: WalkForwardRunConfig,
+                        pipeline: PipelineResource, mlflow: MlflowResource):
+    import base64
+
+    from trade_pipeline.models.training import TrainConfig
+    from trade_pipeline.models.walkforward import WalkForwardConfig, parse_duration
+    from trade_pipeline.trading.engine import TradingConfig
+    from trade_pipeline.trading.walkforward import walkforward_command
+
+    settings = pipeline.settings().ensure_dirs().with_(
+        mlflow_tracking_uri_override=mlflow.resolved_tracking_uri(),
+        mlflow_artifact_uri_override=mlflow.resolved_artifact_uri())
+    trading = TradingConfig.load(config.exec_config or None)
+    wf_config = WalkForwardConfig(
+        train=parse_duration(config.train), test=parse_duration(config.test),
+        step=parse_duration(config.step) if config.step else None,
+        model=TrainConfig(horizon=config.horizon, trials=config.trials, task=config.task,
+                          num_threads=config.threads, execution=trading.execution),
+        max_age=config.max_age, decay_fraction=config.decay_fraction)
+
+    def on_window(done: int, total: int, info: dict) -> None:
+        context.log.info(f"walk-forward window {done}/{total}: IC {info['ic']}")
+
+    pngs: dict = {}
+    out = walkforward_command(settings, wf_config=wf_config, trading=trading,
+                              start=config.start_date, end=config.end_date,
+                              on_window=on_window, tracking_uri=mlflow.resolved_tracking_uri(),
+                              artifact_uri=mlflow.resolved_artifact_uri(), plots_out=pngs)
+    contract = ("windows", "oos_n", "oos_ic", "oos_ic_ci", "trades", "gross_return",
+                "net_return", "recommended_retrain_every", "baseline_ic", "baseline_ic_ci",
+                "oos_ic_p_value", "run_id", "mlflow_run_id")
+    metadata = {k: _md_value(out.get(k)) for k in contract}
+    metadata.update({
+        "dagster/row_count": out["oos_n"],
+        "ic_decay": dg.MetadataValue.json(out["ic_decay"]),
+        "per_window": dg.MetadataValue.json(out["per_window"]),
+        "dagster/column_schema": dg.TableSchema(columns=[
+            dg.TableColumn(n, t) for n, t in (
+                ("timestamp", "timestamp[us, UTC]"), ("window_id", "int32"),
+                ("trained_to", "timestamp[us, UTC]"), ("score", "float64"),
+                ("expected_return", "float64"), ("realized_return", "float64"),
+                ("entry_threshold", "float64"), ("exit_threshold", "float64"),
+                ("rel_spread", "float64"), ("baseline_signal", "float64"),
+                ("exchange", "string"), ("symbol", "string"), ("run_id", "string"))]),
+    })
+    for name, png in pngs.items():
+        title = name.removesuffix(".png")
+        metadata[title] = dg.MetadataValue.md(
+            f"![{title}](data:image/png;base64,{base64.b64encode(png).decode()})")
+    return dg.MaterializeResult(metadata=metadata)
 
 
 train_l2_model_job = dg.define_asset_job(
@@ -242,22 +347,34 @@ def build_retrain_sensors(policy: RetrainPolicy = RetrainPolicy(),
 
     @dg.sensor(job=job, name="retrain_on_age", minimum_interval_seconds=3600,
                default_status=dg.DefaultSensorStatus.RUNNING,
-               description=f"retrain when the champion is older than {policy.max_age} "
-               "(cursor: champion version and time of the last request, so one request per "
-               "age period)")
+               description="retrain when the champion is older than the retraining interval "
+               "walk-forward recommended for its model name (registered-model tag "
+               f"recommended_retrain_every), or {policy.max_age} without one (cursor: "
+               "champion version and time of the last request, so one request per period)")
     def retrain_on_age(context: dg.SensorEvaluationContext,
                        pipeline: PipelineResource, mlflow: MlflowResource):
+        from trade_pipeline.models.walkforward import WalkForwardError, parse_duration
+
         settings = pipeline.settings()
         champ = _champion(settings, mlflow, policy)
         if champ is None:
             return dg.SkipReason("no champion yet")
+        max_age, basis = policy.max_age, "policy"
+        if champ.get("recommended_retrain_every"):
+            try:
+                max_age = parse_duration(champ["recommended_retrain_every"])
+                basis = "walk-forward recommendation"
+            except WalkForwardError:
+                context.log.warning(f"ignoring an unreadable recommendation "
+                                    f"{champ['recommended_retrain_every']!r}")
         now = dt.datetime.now(dt.UTC)
         age = now - champ["created"]
-        if age <= policy.max_age:
-            return dg.SkipReason(f"champion v{champ['version']} is {age} old")
+        if age <= max_age:
+            return dg.SkipReason(f"champion v{champ['version']} is {age} old "
+                                 f"(retrain after {max_age}: {basis})")
         last_version, _, last_time = (context.cursor or "").partition("@")
         if last_version == champ["version"] and last_time and (
-            now - dt.datetime.fromisoformat(last_time) < policy.max_age
+            now - dt.datetime.fromisoformat(last_time) < max_age
         ):
             return dg.SkipReason(f"retrain already requested at {last_time}")
         context.update_cursor(f"{champ['version']}@{now.isoformat()}")
@@ -265,13 +382,13 @@ def build_retrain_sensors(policy: RetrainPolicy = RetrainPolicy(),
         if not days:
             return dg.SkipReason("no feature days to train on")
         return _run_request(policy, days[-1], f"age:{champ['version']}:{now:%Y%m%dT%H%M}",
-                            f"champion v{champ['version']} is {age} old")
+                            f"champion v{champ['version']} is {age} old (> {max_age}: {basis})")
 
     return [retrain_on_new_partitions, retrain_on_drift, retrain_on_age]
 
 
 defs = dg.Definitions(
-    assets=[l2_model],
+    assets=[l2_model, walkforward_results],
     jobs=[train_l2_model_job, daily_l2_features_job],
     schedules=[daily_l2_features_schedule],
     sensors=build_retrain_sensors(),

@@ -95,6 +95,17 @@ def make_split(
         raise CVError(f"held-out tail has {len(tail)} rows (< {min_rows}); need more data")
     search = _before(ts, all_idx[:tail_start], int(ts[tail_start]), gap)
 
+    folds = folds_over(ts, search, emb, n_folds, inner_valid_fraction, min_rows)
+    return Split(search=search, tail=tail, folds=folds, embargo=emb)
+
+
+def folds_over(
+    ts: np.ndarray, search: np.ndarray, embargo: dt.timedelta, n_folds: int,
+    inner_valid_fraction: float, min_rows: int,
+) -> list[Fold]:
+    """Walk-forward folds over the time-sorted rows `search` (expanding window, each fold
+    purged and embargoed): what the Optuna search scores a parameter set on."""
+    gap = int(embargo / dt.timedelta(microseconds=1))
     blocks = np.array_split(search, n_folds + 1)
     folds = []
     for k in range(n_folds):
@@ -113,7 +124,7 @@ def make_split(
                 "need more data or a shorter horizon"
             )
         folds.append(Fold(fit=fit, valid=valid, test=test))
-    return Split(search=search, tail=tail, folds=folds, embargo=emb)
+    return folds
 
 
 def final_fit_valid(

@@ -37,7 +37,7 @@ class Pending:
 
 
 def save(settings, result, example: np.ndarray, *, exchange: str, symbol: str, margin: float,
-         source: dict, error: str) -> Path:
+         alpha: float, source: dict, error: str) -> Path:
     """Keep a trained model on disk (atomically: a temporary folder renamed into place).
     `source` says how to reload the training frame: {"features": path} or {"start", "end"}."""
     from trade_pipeline.models.registry import model_name
@@ -45,13 +45,14 @@ def save(settings, result, example: np.ndarray, *, exchange: str, symbol: str, m
     root = pending_dir(settings)
     root.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    final = root / f"{stamp}-{model_name(symbol, result.horizon)}"
+    final = root / f"{stamp}-{model_name(symbol, result.horizon, result.config.task)}"
     tmp = root / f".{final.name}.tmp"
     tmp.mkdir()
     with open(tmp / RESULT_FILE, "wb") as out:
         pickle.dump(result, out, protocol=pickle.HIGHEST_PROTOCOL)
     np.save(tmp / EXAMPLE_FILE, np.asarray(example, dtype=np.float64))
-    meta = {"exchange": exchange, "symbol": symbol, "margin": margin, "source": source,
+    meta = {"exchange": exchange, "symbol": symbol, "margin": margin, "alpha": alpha,
+            "source": source,
             "horizon": result.horizon, "trained_at": stamp, "registry_error": error[:500]}
     (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
     tmp.rename(final)
@@ -81,6 +82,7 @@ def register(settings, item: Pending, target, frame) -> object:
     example = np.load(item.path / EXAMPLE_FILE)
     meta = item.meta
     trained = register_trained(result, frame, target, meta["exchange"], meta["symbol"],
-                               margin=meta["margin"], settings=settings, example=example)
+                               margin=meta["margin"], alpha=meta["alpha"], settings=settings,
+                               example=example)
     shutil.rmtree(item.path)
     return trained

@@ -6,11 +6,20 @@
   tail and baseline metrics, the feature list with per-feature versions and the catalog hash
   (`contract.feature_spec`), the data range and partition keys, importance ranking, the model
   (LightGBM flavour, with signature, input example and pinned `pip_requirements`) and plots.
-- The model is registered as `<base>_l2_<horizon>` (`btc_l2_5s` for BTCUSDT); each new version
-  gets the alias `challenger`. Whether it becomes `champion` is `gate.py`'s decision.
+- The model is registered as `<base>_l2_<horizon>` (`btc_l2_5s` for BTCUSDT) for regression
+  and `<base>_l2_<horizon>_cls` for classification: two tasks never share a name (their
+  outputs mean different things). Each new version gets the alias `challenger`. Whether it
+  becomes `champion` is `gate.py`'s decision.
+- The version records its serving contract as metadata and tags: task, decision rule
+  (`decision.py`: costs, entry threshold, a classifier's calibration), the execution config
+  it was priced with, feature parameters and catalog hash, and its data range (the
+  out-of-sample guard of backtests and paper trading reads it).
+- Explainability: `importance` (gain, split, mean |SHAP|) as an MLflow table and a plot;
+  with `--top-k`, the subset models' report (tail IC and inference time against k).
 """
 
 import datetime as dt
+import json
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,6 +33,7 @@ from trade_pipeline.settings import check_exchange, check_symbol
 
 CHALLENGER = "challenger"
 CHAMPION = "champion"
+TASK_SUFFIX = {"regression": "", "classification": "_cls"}
 _QUOTES = ("USDT", "USDC", "USD", "BUSD", "PERP")
 
 
@@ -78,15 +88,22 @@ class ModelRef:
     experiment_id: str
 
 
-def model_name(symbol: str, horizon: str) -> str:
-    """BTCUSDT, 5s -> btc_l2_5s."""
+def model_name(symbol: str, horizon: str, task: str = "regression") -> str:
+    """BTCUSDT, 5s -> btc_l2_5s; a classifier -> btc_l2_5s_cls."""
     check_symbol(symbol)
+    if task not in TASK_SUFFIX:
+        raise contract.ServingError(f"unknown task {task!r}")
     base = symbol
     for quote in _QUOTES:
         if base.endswith(quote) and len(base) > len(quote):
             base = base[: -len(quote)]
             break
-    return f"{base.lower()}_l2_{horizon_name(horizon)}"
+    return f"{base.lower()}_l2_{horizon_name(horizon)}{TASK_SUFFIX[task]}"
+
+
+def task_of_name(name: str) -> str:
+    """The task a registered name is for (the suffix rule of `model_name`)."""
+    return "classification" if name.endswith(TASK_SUFFIX["classification"]) else "regression"
 
 
 def experiment_name(exchange: str, symbol: str, horizon: str) -> str:
@@ -125,13 +142,11 @@ def _plots(result) -> dict:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figs = {}
-    top = result.importance[:20][::-1]
-    fig, ax = plt.subplots(figsize=(7, 6))
-    ax.barh([r["feature"] for r in top], [r["gain"] for r in top])
-    ax.set_title("feature importance (gain)")
-    fig.tight_layout()
-    figs["plots/importance.png"] = fig
+    from trade_pipeline.models import explain
+
+    figs = {"plots/importance.png": explain.importance_figure(result.importance)}
+    if result.top_k_report:
+        figs["plots/top_k.png"] = explain.top_k_figure(result.top_k_report)
 
     pred, real = result.tail_predictions, result.tail_returns
     pick = np.random.default_rng(0).choice(pred.size, min(pred.size, 5000), replace=False)
@@ -171,8 +186,9 @@ def log_and_register(
     client = target.client()
     exp_id = ensure_experiment(client, experiment_name(exchange, symbol, result.horizon),
                                target.artifact_uri)
-    name = model_name(symbol, result.horizon)
-    spec = contract.feature_spec(result.features)
+    name = model_name(symbol, result.horizon, result.config.task)
+    params = result.feature_stamp.get("params")
+    spec = contract.feature_spec(result.features, params)
     if example is None:
         example = np.zeros((1, len(result.features)))
     example_df = pd.DataFrame(example[:5], columns=result.features)
@@ -183,24 +199,27 @@ def log_and_register(
         "data_start_date": result.data_start.date().isoformat(),
         "data_end_date": result.data_end.date().isoformat(),
     }
-    meta = {
-        **spec, "horizon": result.horizon, "task": result.config.task,
-        "dead_zone": result.dead_zone, "tail_score": result.score, **range_tags,
-        "top_features": [r["feature"] for r in result.importance[:10]],
-        "partitions": result.partitions[:400],
+    meta = {**spec, **result.version_metadata(), **range_tags}
+    rule = result.rule.to_dict()
+    contract_tags = {
+        "task": result.config.task, "decision_rule": rule["kind"],
+        "entry_threshold": repr(rule["entry_threshold"]),
+        "round_trip_cost": repr(rule["round_trip_cost"]), "taker_fee": repr(rule["taker_fee"]),
+        "feature_catalog_hash": spec["feature_catalog_hash"],
+        "feature_params": json.dumps(params, sort_keys=True) if params else "defaults",
     }
     with target.active(), mlflow.start_run(experiment_id=exp_id) as run:
         mlflow.set_tags({
             "exchange": exchange, "symbol": symbol, "horizon": result.horizon,
-            "task": result.config.task, "feature_catalog_hash": spec["feature_catalog_hash"],
-            "n_features": str(len(result.features)), **range_tags,
+            "n_features": str(len(result.features)), **contract_tags, **range_tags,
         })
         mlflow.log_params({**result.params, "horizon": result.horizon,
                            "task": result.config.task, "trials": result.config.trials,
                            "n_folds": result.config.n_folds,
                            "tail_fraction": result.config.tail_fraction,
-                           "dead_zone": result.dead_zone,
-                           "fee_bps_per_side": result.config.costs.fee_bps_per_side})
+                           "dead_zone": result.dead_zone, "margin": result.config.margin,
+                           **{f"execution.{k}": v for k, v in
+                              result.config.execution.as_dict().items()}})
         for k, fold in enumerate(result.fold_metrics):
             ok, _ = _finite_metrics("cv_", fold)
             for key, value in ok.items():
@@ -223,6 +242,20 @@ def log_and_register(
         mlflow.log_dict(spec, "features.json")
         mlflow.log_dict({"partitions": result.partitions, **range_tags}, "data.json")
         mlflow.log_dict({"importance": result.importance}, "importance.json")
+        mlflow.log_table(pd.DataFrame(result.importance), "tables/importance.json")
+        mlflow.log_dict(rule, "decision_rule.json")
+        if result.top_k_report:
+            mlflow.log_table(pd.DataFrame(result.top_k_report).drop(columns="features"),
+                             "tables/top_k.json")
+            mlflow.log_dict({"top_k_report": result.top_k_report}, "top_k_report.json")
+        ic_tests = {name: t.as_dict() for name, t in (("tail", result.tail_ic_test),
+                                                      ("baseline", result.baseline_ic_test))
+                    if t is not None}
+        mlflow.log_dict(ic_tests, "ic_tests.json")
+        for name_, t in ic_tests.items():
+            ok, _ = _finite_metrics(f"{name_}_ic_", {"ci_low": t["ci_low"], "ci_high": t["ci_high"],
+                                                     "p_value": t["p_value"]})
+            mlflow.log_metrics(ok)
         mlflow.log_dict({"trials": result.trials}, "optuna_trials.json")
         for path, fig in _plots(result).items():
             mlflow.log_figure(fig, path)
@@ -234,7 +267,7 @@ def log_and_register(
         version = str(info.registered_model_version)
         client.set_model_version_tag(name, version, "horizon", result.horizon)
         client.set_model_version_tag(name, version, "tail_score", str(result.score))
-        for key, value in range_tags.items():
+        for key, value in {**contract_tags, **range_tags}.items():
             client.set_model_version_tag(name, version, key, value)
         client.set_registered_model_alias(name, CHALLENGER, version)
         return ModelRef(name=name, version=version, run_id=run.info.run_id, experiment_id=exp_id)
@@ -275,8 +308,11 @@ def champion_info(target: MlflowTarget, name: str) -> dict | None:
     if mv is None:
         return None
     meta = version_metadata(target, name, mv.version)
+    tags = dict(client.get_registered_model(name).tags or {})
     return {
         "version": str(mv.version), "run_id": mv.run_id,
         "created": dt.datetime.fromtimestamp(mv.creation_timestamp / 1000, tz=dt.UTC),
         **meta,
+        # walk-forward's recommendation for this name (trading/walkforward.py sets it)
+        "recommended_retrain_every": tags.get("recommended_retrain_every"),
     }

@@ -7,64 +7,64 @@ Flow (`train_model`):
    with an embargo >= the horizon.
 3. Each Optuna trial trains one booster per fold: fitted on the fold's fit rows, early-stopped
    on its inner validation slice, scored on its test block. Every statistic (LightGBM's bin
-   edges, the classification dead zone) comes from the fit rows only.
+   edges, the classification dead zone, the decision rule's spread cost and calibration)
+   comes from training-window rows only.
 4. The best parameters train the final model on the whole search region (early-stopped on its
-   last slice); the tail, never seen by the search, gives the reported scores, next to a naive
-   baseline (the sign of `order_book_imbalance`).
-5. Feature importance (gain and split) from the final model; optional `top_k` retrains on the
-   K most important features and reports the tail-score difference.
+   last slice); its decision rule (`decision.py`: costs from `ExecutionConfig`, a classifier's
+   calibration from the early-stopping slice) is fitted there too. The tail, never seen by
+   the search, gives the reported scores with block-bootstrap confidence intervals
+   (`significance.py`), next to a naive baseline (the sign of `order_book_imbalance`).
+5. Feature importance (gain, split, mean |SHAP|; `explain.py`); optional `top_k` retrains on
+   the k features with the largest mean |SHAP| and reports, per k, the tail IC and the
+   single-row inference time of the compiled model.
+
+`fit_window` is the same fit (search only when trials > 1, then the final model and its
+rule) on any training rows: walk-forward retrains with it.
 """
 
 import datetime as dt
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import polars as pl
 
 from trade_pipeline.errors import TradePipelineError
-from trade_pipeline.models import cv
+from trade_pipeline.market.execution_config import ExecutionConfig
+from trade_pipeline.models import cv, explain, significance
+from trade_pipeline.models.decision import DecisionRule, fit_rule, horizon_trades, signed_score
 from trade_pipeline.models.labels import (
     DEFAULT_DEAD_ZONE_FACTOR,
     dead_zone,
     direction_labels,
     forward_returns,
     horizon_name,
+    parse_horizon,
 )
 
 TASKS = ("regression", "classification")
 BASELINE_FEATURE = "order_book_imbalance"
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 # Absolute price levels are non-stationary (a model would learn "BTC was at 108k that day");
-# the feature tables keep them, the default model inputs leave them out (docs/FEATURES_REFERENCE.md allows it,
-# and the model records the columns it used).
+# the feature tables keep them, the default model inputs leave them out
+# (docs/FEATURES_REFERENCE.md allows it, and the model records the columns it used). So are the spread divided by the mid: with the
+# spread at one tick nearly all the time (BTCUSDT: 99.9 % of rows), their variation *is*
+# 1 / price level, and trees split it into price bands. Measured on a pure random walk (400,000
+# rows, one-tick spread): a model fed `spread_bps` learned spurious mean reversion and its
+# held-out IC passed a 5 % test in 4 of 7 seeds (Dickey-Fuller-like bias of a unit-root
+# predictor). The spread itself (`spread`, in price units: ticks) stays an input.
 PRICE_LEVEL_FEATURES: frozenset[str] = frozenset(
     [f"{side}_price_{i}" for side in ("bid", "ask") for i in range(1, 11)]
     + ["mid_price", "microprice", "weighted_mid_price", "weighted_bid_price",
-       "weighted_ask_price"]
+       "weighted_ask_price", "spread_bps", "bid_ask_spread_pct", "price_impact_1"]
 )
 
 
 class TrainingError(TradePipelineError, ValueError):
     """Training cannot run on this input; the message says why."""
-
-
-@dataclass(frozen=True)
-class Costs:
-    """Execution assumptions of the strategy return, spelled out (hftbacktest style).
-
-    A trade enters at a row and exits `horizon` later, both as a taker: it pays the fee on
-    each side and crosses the spread (enter at the ask / bid, exit at the bid / ask), i.e.
-    `spread / mid` at entry as an approximation of half a spread on each side."""
-
-    fee_bps_per_side: float = 5.5  # Bybit linear taker fee 0.055 %
-    pay_spread: bool = True
-
-    def round_trip(self, rel_spread: np.ndarray) -> np.ndarray:
-        cost = np.full(rel_spread.shape, 2 * self.fee_bps_per_side * 1e-4)
-        return cost + (rel_spread if self.pay_spread else 0.0)
 
 
 @dataclass(frozen=True)
@@ -83,24 +83,48 @@ class TrainConfig:
     # 2-core machine two threads ran 2-8x slower than one (measured); raise it on a free box.
     num_threads: int = 1
     seed: int = 7
-    top_k: int | None = None
+    # k of the top-k subset models: one int K (compares K/4, K/2 and K) or several.
+    top_k: int | tuple[int, ...] | None = None
     features: tuple[str, ...] | None = None  # None: catalog minus price levels
-    costs: Costs = field(default_factory=Costs)
+    # The one cost model (fees, cadence): training's scoring, the gate, walk-forward, backtest.
+    execution: ExecutionConfig = field(default_factory=ExecutionConfig)
+    margin: float = 0.0  # expected return required beyond the round-trip cost to trade
     min_rows: int = 50
     # Cap on the rows one booster is fitted on: evenly spaced rows of the fit window (time
     # order kept). 100 ms rows a few rows apart are near-duplicates, so thinning a day
     # (864,000 rows) to this many costs little signal and keeps a trial within budget.
     # None = every row.
     max_fit_rows: int | None = 150_000
+    shap_rows: int = explain.SHAP_ROWS
+    # Bootstrap draws of the held-out tail's descriptive intervals (the gate decides with
+    # its own, more numerous draws).
+    significance_reps: int = 200
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
             raise TrainingError(f"task must be one of {TASKS}, got {self.task!r}")
         if self.trials < 1:
             raise TrainingError(f"trials must be >= 1, got {self.trials}")
-        if self.top_k is not None and self.top_k < 1:
+        if self.top_k is not None and min(self.top_ks or (0,)) < 1:
             raise TrainingError(f"top_k must be >= 1, got {self.top_k}")
+        if not (math.isfinite(self.margin) and self.margin >= 0):
+            raise TrainingError(f"margin must be a finite number >= 0, got {self.margin}")
         horizon_name(self.horizon)  # validates
+
+    @property
+    def top_ks(self) -> tuple[int, ...]:
+        if self.top_k is None:
+            return ()
+        if isinstance(self.top_k, int):
+            k = self.top_k
+            return tuple(sorted({max(1, k // 4), max(1, k // 2), k}))
+        return tuple(sorted(set(int(k) for k in self.top_k)))
+
+    @property
+    def horizon_rows(self) -> int:
+        """Grid rows one label spans (its overlap with the next labels)."""
+        h_ms = parse_horizon(self.horizon) / dt.timedelta(milliseconds=1)
+        return max(1, math.ceil(h_ms / self.execution.cadence_ms))
 
 
 @dataclass
@@ -113,17 +137,22 @@ class TrainResult:
     fold_metrics: list[dict]
     tail_metrics: dict
     baseline_metrics: dict
-    importance: list[dict]  # [{feature, gain, split}] sorted by gain, descending
+    importance: list[dict]  # [{feature, gain, split, shap}] sorted by gain, descending
     dead_zone: float | None  # classification: the zone fitted on the final fit rows
+    rule: DecisionRule
     data_start: dt.datetime
     data_end: dt.datetime
     tail_start: dt.datetime
     tail_end: dt.datetime
     n_rows: int
     n_unlabelled: int
-    tail_predictions: np.ndarray
+    tail_predictions: np.ndarray  # signed score (predicted return, or P(up) - P(down))
     tail_returns: np.ndarray
-    top_k: dict | None = None
+    tail_ic_test: significance.ICTest | None = None
+    baseline_ic_test: significance.ICTest | None = None
+    feature_stamp: dict = field(default_factory=dict)  # features/provenance.py
+    top_k: dict | None = None  # the largest k's subset model (back-compatible summary)
+    top_k_report: list[dict] = field(default_factory=list)  # one row per k, and the full model
     trials: list[dict] = field(default_factory=list)
     elapsed_s: float = 0.0
     partitions: list[str] = field(default_factory=list)
@@ -134,7 +163,7 @@ class TrainResult:
 
     @property
     def score(self) -> float:
-        """The gate's figure on the tail: IC (regression) or -log loss (classification)."""
+        """The tail's IC (regression) or -log loss (classification)."""
         return tail_score(self.tail_metrics, self.config.task)
 
     def metrics(self) -> dict:
@@ -150,17 +179,49 @@ class TrainResult:
         }
         out.update({f"tail_{k}": v for k, v in self.tail_metrics.items()})
         out.update({f"baseline_{k}": v for k, v in self.baseline_metrics.items()})
+        for name, test in (("tail", self.tail_ic_test), ("baseline", self.baseline_ic_test)):
+            if test is not None:
+                out[f"{name}_ic_ci"] = test.ci
+                out[f"{name}_ic_p_value"] = test.p_value
+                out[f"{name}_independent_returns"] = round(test.n_independent, 1)
         for i, fm in enumerate(self.fold_metrics):
             out.update({f"fold{i}_{k}": v for k, v in fm.items()})
         out["top_features"] = [r["feature"] for r in self.importance[:10]]
+        out["decision_rule"] = self.rule.kind
+        out["decision_entry_threshold"] = self.rule.entry_threshold
+        out["decision_round_trip_cost"] = self.rule.round_trip_cost
+        out["feature_catalog_hash"] = self.feature_stamp.get("catalog_hash")
         if self.top_k:
             out.update({f"top_k_{k}": v for k, v in self.top_k.items() if k != "features"})
+        if self.top_k_report:
+            out["top_k_report"] = [{k: v for k, v in r.items() if k != "features"}
+                                   for r in self.top_k_report]
         return out
+
+    def version_metadata(self) -> dict:
+        """What the registered version records beside the feature spec: task, decision rule,
+        ranges, feature parameters (the serving contract reads these back)."""
+        return {
+            "horizon": self.horizon, "task": self.config.task, "dead_zone": self.dead_zone,
+            "tail_score": self.score, "decision_rule": self.rule.to_dict(),
+            "execution": self.config.execution.as_dict(),
+            "feature_params": self.feature_stamp.get("params"),
+            "feature_params_stamped": self.feature_stamp.get("stamped"),
+            "data_start": self.data_start.isoformat(), "data_end": self.data_end.isoformat(),
+            "tail_start": self.tail_start.isoformat(), "tail_end": self.tail_end.isoformat(),
+            "top_features": [r["feature"] for r in self.importance[:10]],
+            "partitions": self.partitions[:400],
+        }
 
 
 # ---- metrics ----------------------------------------------------------------------------
 
 def _corr(a: np.ndarray, b: np.ndarray) -> float | None:
+    """The IC: correlation about zero (`significance.corr`, see there why)."""
+    return significance.corr(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64))
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> float | None:
     if a.size < 3 or np.std(a) == 0 or np.std(b) == 0:
         return None  # undefined (constant input), not 0
     return float(np.corrcoef(a, b)[0, 1])
@@ -181,7 +242,7 @@ def hit_rate(pred: np.ndarray, realized: np.ndarray) -> float | None:
 def regression_metrics(pred: np.ndarray, realized: np.ndarray) -> dict:
     return {
         "ic": _corr(pred, realized),
-        "rank_ic": _corr(_rank(pred), _rank(realized)),
+        "rank_ic": _pearson(_rank(pred), _rank(realized)),
         "rmse": float(np.sqrt(np.mean((pred - realized) ** 2))),
         "hit_rate": hit_rate(pred, realized),
         "n": int(pred.size),
@@ -208,38 +269,7 @@ def classification_metrics(proba: np.ndarray, classes: np.ndarray) -> dict:
 
 def signal_of(pred: np.ndarray, task: str) -> np.ndarray:
     """Signed signal: the predicted return, or P(up) - P(down)."""
-    return pred if task == "regression" else pred[:, 2] - pred[:, 0]
-
-
-def strategy_return(
-    timestamps_us: np.ndarray, signal: np.ndarray, realized: np.ndarray, rel_spread: np.ndarray,
-    horizon: str, costs: Costs, threshold: np.ndarray | float,
-) -> dict:
-    """Cost-aware return of trading the signal on non-overlapping horizons.
-
-    From the first row, take a position sign(signal) when |signal| > threshold, hold it for
-    the horizon (the realized forward return), pay `costs.round_trip`, then look again at the
-    first row at or after the exit time. Returns summed (not compounded), in return units."""
-    from trade_pipeline.models.labels import parse_horizon
-
-    h_us = int(parse_horizon(horizon) / dt.timedelta(microseconds=1))
-    picks = []
-    i, n = 0, timestamps_us.size
-    while i < n:
-        picks.append(i)
-        i = int(np.searchsorted(timestamps_us, timestamps_us[i] + h_us, side="left"))
-    idx = np.asarray(picks, dtype=np.int64)
-    thr = threshold[idx] if isinstance(threshold, np.ndarray) else threshold
-    pos = np.where(np.abs(signal[idx]) > thr, np.sign(signal[idx]), 0.0)
-    traded = pos != 0
-    gross = pos * realized[idx]
-    net = gross - traded * costs.round_trip(rel_spread[idx])
-    return {
-        "strategy_return": float(net.sum()),
-        "strategy_gross_return": float(gross.sum()),
-        "strategy_trades": int(traded.sum()),
-        "strategy_opportunities": int(idx.size),
-    }
+    return signed_score(pred, task)
 
 
 def tail_score(metrics: dict, task: str) -> float:
@@ -261,6 +291,11 @@ class Prepared:
     features: list[str]
     n_unlabelled: int
 
+    def labelled_rows(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """The rows (of `rows`, default all) whose label is defined."""
+        rows = np.arange(self.returns.size) if rows is None else rows
+        return rows[np.isfinite(self.returns[rows])]
+
 
 def default_features(frame_columns) -> list[str]:
     from trade_pipeline.features.catalog import FEATURE_NAMES
@@ -271,8 +306,11 @@ def default_features(frame_columns) -> list[str]:
     return [n for n in FEATURE_NAMES if n not in PRICE_LEVEL_FEATURES]
 
 
-def prepare(frame: pl.DataFrame, horizon: str, features: list[str] | None) -> Prepared:
-    """Label the frame for `horizon`, drop unlabelled rows, sort by time, build the matrix."""
+def prepare(frame: pl.DataFrame, horizon: str, features: list[str] | None,
+            keep_unlabelled: bool = False) -> Prepared:
+    """Label the frame for `horizon`, drop unlabelled rows, sort by time, build the matrix.
+    `keep_unlabelled`: keep every row (return NaN where the label is null; walk-forward
+    predicts those rows too, and fits only on `labelled_rows()`)."""
     for col in ("timestamp", "session_id", "mid_price", "spread"):
         if col not in frame.columns:
             raise TrainingError(f"feature frame lacks column {col!r}")
@@ -284,7 +322,9 @@ def prepare(frame: pl.DataFrame, horizon: str, features: list[str] | None) -> Pr
     if unknown:
         raise TrainingError(f"unknown feature(s) {unknown[:5]}")
     ret = forward_returns(frame, horizon)
-    labelled = frame.with_columns(ret.alias("_ret")).filter(pl.col("_ret").is_not_null())
+    labelled = frame.with_columns(ret.alias("_ret"))
+    if not keep_unlabelled:
+        labelled = labelled.filter(pl.col("_ret").is_not_null())
     labelled = labelled.sort("timestamp", maintain_order=True)
     x = labelled.select(features).cast(pl.Float64).to_numpy()
     if not x.flags.c_contiguous:
@@ -292,11 +332,12 @@ def prepare(frame: pl.DataFrame, horizon: str, features: list[str] | None) -> Pr
     return Prepared(
         frame=labelled,
         x=x,
-        returns=labelled.get_column("_ret").to_numpy(),
+        returns=labelled.get_column("_ret").cast(pl.Float64).fill_null(np.nan).to_numpy(),
         ts_us=labelled.get_column("timestamp").dt.epoch("us").to_numpy(),
         rel_spread=(labelled.get_column("spread") / labelled.get_column("mid_price")).to_numpy(),
         features=features,
-        n_unlabelled=frame.height - labelled.height,
+        n_unlabelled=int(labelled.get_column("_ret").null_count()) if keep_unlabelled
+        else frame.height - labelled.height,
     )
 
 
@@ -384,101 +425,118 @@ def fit_booster(
 
 def evaluate(
     booster, prep: Prepared, rows: np.ndarray, config: TrainConfig, zone: float | None,
-    columns: list[int] | None = None,
+    rule: DecisionRule | None = None, columns: list[int] | None = None,
 ) -> tuple[dict, np.ndarray]:
     x = prep.x[np.ix_(rows, columns)] if columns is not None else prep.x[rows]
-    pred = booster.predict(x)
-    return evaluate_predictions(pred, prep, rows, config, zone), pred
+    pred = booster.predict(x, num_threads=config.num_threads)
+    return evaluate_predictions(pred, prep, rows, config, zone, rule), pred
 
 
 def evaluate_predictions(
-    pred: np.ndarray, prep: Prepared, rows: np.ndarray, config: TrainConfig, zone: float | None
+    pred: np.ndarray, prep: Prepared, rows: np.ndarray, config: TrainConfig, zone: float | None,
+    rule: DecisionRule | None = None,
 ) -> dict:
+    """IC and friends of a model output on `rows`; with a rule, the cost-aware strategy's
+    return too (`decision.horizon_trades`, costs from `config.execution`)."""
     realized = prep.returns[rows]
+    score = signed_score(pred, config.task)
     if config.task == "regression":
-        metrics = regression_metrics(pred, realized)
-        threshold = config.costs.round_trip(prep.rel_spread[rows])  # trade only past the cost
+        metrics = regression_metrics(score, realized)
     else:
         metrics = classification_metrics(pred, _classes(realized, zone))
-        signal = signal_of(pred, config.task)
         # IC of the signed score P(up) - P(down): comparable with regression and the baseline
-        metrics["ic"] = _corr(signal, realized)
-        metrics["rank_ic"] = _corr(_rank(signal), _rank(realized))
-        metrics["hit_rate"] = hit_rate(signal, realized)
-        threshold = 0.0
-        pred = np.where(pred.argmax(axis=1) == 1, 0.0, signal_of(pred, config.task))
-    metrics.update(strategy_return(
-        prep.ts_us[rows], signal_of(pred, "regression"), realized, prep.rel_spread[rows],
-        config.horizon, config.costs, threshold,
-    ))
+        metrics["ic"] = _corr(score, realized)
+        metrics["rank_ic"] = _pearson(_rank(score), _rank(realized))
+        metrics["hit_rate"] = hit_rate(score, realized)
+    if rule is not None:
+        metrics.update(horizon_trades(
+            prep.ts_us[rows], rule.expected_return(pred), realized, prep.rel_spread[rows],
+            config.horizon, config.execution, rule.entry_threshold,
+        ))
     return metrics
 
 
-def baseline_metrics(prep: Prepared, rows: np.ndarray, config: TrainConfig) -> dict:
-    """The naive model: sign(order_book_imbalance) as the direction, on the same rows."""
+def baseline_signal(prep: Prepared, rows: np.ndarray) -> np.ndarray | None:
+    """The naive model's signal, sign(order_book_imbalance), NaN where the feature is null."""
     if BASELINE_FEATURE not in prep.frame.columns:
+        return None
+    obi = prep.frame[rows].get_column(BASELINE_FEATURE).cast(pl.Float64).to_numpy()
+    return np.sign(obi)
+
+
+def baseline_metrics(prep: Prepared, rows: np.ndarray, config: TrainConfig) -> dict:
+    """The naive model on the same rows: sign(order_book_imbalance) as the direction,
+    always in the market (it has no notion of cost)."""
+    sig = baseline_signal(prep, rows)
+    if sig is None:
         return {}
     obi = prep.frame[rows].get_column(BASELINE_FEATURE).cast(pl.Float64).to_numpy()
     realized = prep.returns[rows]
     ok = np.isfinite(obi)
     out = {
         "ic": _corr(obi[ok], realized[ok]),
-        "hit_rate": hit_rate(np.sign(obi[ok]), realized[ok]),
+        "sign_ic": _corr(sig[ok], realized[ok]),
+        "hit_rate": hit_rate(sig[ok], realized[ok]),
         "n": int(ok.sum()),
     }
-    out.update(strategy_return(
-        prep.ts_us[rows], np.where(ok, np.sign(obi), 0.0), realized, prep.rel_spread[rows],
-        config.horizon, config.costs, 0.0,
+    out.update(horizon_trades(
+        prep.ts_us[rows], np.where(ok, sig, 0.0), realized, prep.rel_spread[rows],
+        config.horizon, config.execution, 0.0,
     ))
     return out
 
 
 def _to_dt(us: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(us / 1e6, tz=dt.UTC)
+    return EPOCH + dt.timedelta(microseconds=int(us))
 
 
-# ---- the entry point ---------------------------------------------------------------------
+def to_us(when: dt.datetime) -> int:
+    """Exact epoch microseconds of an aware (or UTC-naive) datetime."""
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return (when - EPOCH) // dt.timedelta(microseconds=1)
+
+
+# ---- fitting -----------------------------------------------------------------------------
 
 TrialCallback = Callable[[int, int, float | None, float | None], None]
 
 
-def train_model(
-    features_frame: pl.DataFrame,
-    config: TrainConfig | None = None,
-    *,
-    on_trial: TrialCallback | None = None,
-    partitions: list[str] | None = None,
-    **overrides,
-) -> TrainResult:
-    """Search, train and score one model. `overrides` set TrainConfig fields, e.g.
-    `train_model(frame, trials=5, horizon="5s", top_k=20)`.
+@dataclass
+class Fitted:
+    """One trained model with everything fitted on its training window."""
 
-    `on_trial(done, total, value, best)` is called after each Optuna trial (progress)."""
+    booster: object
+    params: dict
+    zone: float | None
+    rule: DecisionRule
+    fit: np.ndarray
+    valid: np.ndarray
+
+
+@dataclass
+class Search:
+    params: dict
+    cv_score: float
+    fold_metrics: list[dict]
+    trials: list[dict]
+
+
+def search_params(prep: Prepared, folds: list[cv.Fold], config: TrainConfig,
+                  on_trial: TrialCallback | None = None) -> Search:
+    """Optuna TPE over LightGBM parameters, each trial scored on the purged folds (the first
+    trial is `DEFAULT_SEARCH_POINT`)."""
     import optuna
 
-    config = config or TrainConfig()
-    if overrides:
-        from dataclasses import replace
-
-        config = replace(config, **overrides)
-    started = time.perf_counter()
-    prep = prepare(features_frame, config.horizon, list(config.features) if config.features else None)
-    if prep.x.shape[0] == 0:
-        raise TrainingError("no labelled rows: every session is shorter than the horizon")
-    split = cv.make_split(
-        prep.ts_us, config.horizon, n_folds=config.n_folds, tail_fraction=config.tail_fraction,
-        inner_valid_fraction=config.inner_valid_fraction, embargo=config.embargo,
-        min_rows=config.min_rows,
-    )
     zones = [
         _zone(prep, f.fit, config.dead_zone_factor) if config.task == "classification" else None
-        for f in split.folds
+        for f in folds
     ]
 
     def objective(trial) -> float:
         params = suggest_params(trial)
         scores, fold_metrics = [], []
-        for fold, zone in zip(split.folds, zones, strict=True):
+        for fold, zone in zip(folds, zones, strict=True):
             booster = fit_booster(prep, fold.fit, fold.valid, params, config, zone=zone)
             metrics, _ = evaluate(booster, prep, fold.test, config, zone)
             metrics["trees"] = booster.num_trees()
@@ -505,43 +563,143 @@ def train_model(
 
     study.optimize(objective, n_trials=config.trials, callbacks=[_progress])
     best = study.best_trial
-    params = dict(best.params)
+    return Search(
+        params=dict(best.params), cv_score=float(best.value),
+        fold_metrics=best.user_attrs["fold_metrics"],
+        trials=[{"number": t.number, "value": t.value, "params": t.params} for t in study.trials],
+    )
 
-    fit, valid = cv.final_fit_valid(prep.ts_us, split.search, config.horizon,
+
+def fit_final(prep: Prepared, rows: np.ndarray, params: dict, config: TrainConfig,
+              columns: list[int] | None = None) -> Fitted:
+    """The model on `rows` (its last slice, after a purge, early-stops it) and its decision
+    rule: the spread cost from the fit rows, a classifier's calibration from the
+    early-stopping rows (scores the trees were not fitted on)."""
+    fit, valid = cv.final_fit_valid(prep.ts_us, rows, config.horizon,
                                     config.inner_valid_fraction, config.embargo)
     zone = _zone(prep, fit, config.dead_zone_factor) if config.task == "classification" else None
-    booster = fit_booster(prep, fit, valid, params, config, zone=zone)
-    tail_metrics, tail_pred = evaluate(booster, prep, split.tail, config, zone)
-    importance = importance_ranking(booster)
+    booster = fit_booster(prep, fit, valid, params, config, columns=columns, zone=zone)
+    calib_score = calib_real = None
+    if config.task == "classification":
+        x = prep.x[np.ix_(valid, columns)] if columns is not None else prep.x[valid]
+        calib_score = signed_score(booster.predict(x, num_threads=config.num_threads),
+                                   config.task)
+        calib_real = prep.returns[valid]
+    rule = fit_rule(config.task, config.execution, prep.rel_spread[fit], calib_score,
+                    calib_real, margin=config.margin)
+    return Fitted(booster, params, zone, rule, fit, valid)
 
-    top_k = None
-    if config.top_k:
-        k = min(config.top_k, len(prep.features))
-        chosen = [prep.features.index(r["feature"]) for r in importance[:k]]
-        small = fit_booster(prep, fit, valid, params, config, columns=chosen, zone=zone)
-        small_metrics, _ = evaluate(small, prep, split.tail, config, zone, columns=chosen)
-        small_score = tail_score(small_metrics, config.task)
-        top_k = {
-            "k": k, "features": [prep.features[c] for c in chosen],
-            "tail_score": small_score,
-            "score_diff_vs_full": small_score - tail_score(tail_metrics, config.task),
-            **{f"tail_{m}": v for m, v in small_metrics.items()},
-        }
+
+def fit_window(prep: Prepared, rows: np.ndarray, config: TrainConfig,
+               on_trial: TrialCallback | None = None) -> tuple[Fitted, Search | None]:
+    """Walk-forward's retrain: search on purged folds of `rows` when trials > 1 (one trial
+    is the default point: no search, no folds to fit), then the final model on `rows`."""
+    search = None
+    params = dict(DEFAULT_SEARCH_POINT)
+    if config.trials > 1:
+        emb = cv.resolve_embargo(config.horizon, config.embargo)
+        folds = cv.folds_over(prep.ts_us, rows, emb, config.n_folds,
+                              config.inner_valid_fraction, config.min_rows)
+        search = search_params(prep, folds, config, on_trial)
+        params = search.params
+    return fit_final(prep, rows, params, config), search
+
+
+# ---- the entry point ---------------------------------------------------------------------
+
+def train_model(
+    features_frame: pl.DataFrame,
+    config: TrainConfig | None = None,
+    *,
+    on_trial: TrialCallback | None = None,
+    partitions: list[str] | None = None,
+    feature_stamp: dict | None = None,
+    **overrides,
+) -> TrainResult:
+    """Search, train and score one model. `overrides` set TrainConfig fields, e.g.
+    `train_model(frame, trials=5, horizon="5s", top_k=20)`. `feature_stamp`: the
+    parameters the features were computed with (`features.provenance`; None: the catalog
+    defaults, recorded as unstamped).
+
+    `on_trial(done, total, value, best)` is called after each Optuna trial (progress)."""
+    from trade_pipeline.features.provenance import stamp_of
+
+    config = config or TrainConfig()
+    if overrides:
+        config = replace(config, **overrides)
+    started = time.perf_counter()
+    prep = prepare(features_frame, config.horizon, list(config.features) if config.features else None)
+    if prep.x.shape[0] == 0:
+        raise TrainingError("no labelled rows: every session is shorter than the horizon")
+    split = cv.make_split(
+        prep.ts_us, config.horizon, n_folds=config.n_folds, tail_fraction=config.tail_fraction,
+        inner_valid_fraction=config.inner_valid_fraction, embargo=config.embargo,
+        min_rows=config.min_rows,
+    )
+    search = search_params(prep, split.folds, config, on_trial)
+    final = fit_final(prep, split.search, search.params, config)
+    tail_metrics, tail_pred = evaluate(final.booster, prep, split.tail, config, final.zone,
+                                       final.rule)
+    importance = explain.importance_table(final.booster, prep.x[final.valid], config.shap_rows)
+    tail_sig = signed_score(tail_pred, config.task)
+    tail_ret = prep.returns[split.tail]
+    reps, hr = config.significance_reps, config.horizon_rows
+    tail_test = significance.ic_test(tail_sig, tail_ret, hr, reps=reps, seed=config.seed)
+    base_sig = baseline_signal(prep, split.tail)
+    base_test = (significance.ic_test(base_sig, tail_ret, hr, reps=reps, seed=config.seed)
+                 if base_sig is not None else None)
+    top_k, report = (top_k_models(prep, split, final, tail_metrics, importance, config)
+                     if config.top_ks else (None, []))
 
     ts = prep.ts_us
+    stamp = feature_stamp or stamp_of(None) | {"stamped": False}
     return TrainResult(
-        booster=booster, config=config, features=prep.features, params=params,
-        cv_score=float(best.value), fold_metrics=best.user_attrs["fold_metrics"],
+        booster=final.booster, config=config, features=prep.features, params=search.params,
+        cv_score=search.cv_score, fold_metrics=search.fold_metrics,
         tail_metrics=tail_metrics, baseline_metrics=baseline_metrics(prep, split.tail, config),
-        importance=importance, dead_zone=zone,
+        importance=importance, dead_zone=final.zone, rule=final.rule,
         data_start=_to_dt(int(ts[0])), data_end=_to_dt(int(ts[-1])),
         tail_start=_to_dt(int(ts[split.tail[0]])), tail_end=_to_dt(int(ts[split.tail[-1]])),
         n_rows=int(ts.size), n_unlabelled=prep.n_unlabelled,
-        tail_predictions=signal_of(tail_pred, config.task), tail_returns=prep.returns[split.tail],
-        top_k=top_k,
-        trials=[{"number": t.number, "value": t.value, "params": t.params} for t in study.trials],
+        tail_predictions=tail_sig, tail_returns=tail_ret,
+        tail_ic_test=tail_test, baseline_ic_test=base_test, feature_stamp=stamp,
+        top_k=top_k, top_k_report=report, trials=search.trials,
         elapsed_s=time.perf_counter() - started, partitions=list(partitions or []),
     )
+
+
+def top_k_models(prep: Prepared, split: cv.Split, full: Fitted, full_metrics: dict,
+                 importance: list[dict], config: TrainConfig) -> tuple[dict, list[dict]]:
+    """Subset models on the k features with the largest mean |SHAP|, same parameters and
+    rows as the full model; per k the tail IC and the compiled single-row inference time.
+    Returns (summary of the largest k, the report with the full model last)."""
+    ranked = explain.by_shap(importance)
+    x_tail = prep.x[split.tail]
+    report = []
+    summary = None
+    full_score = tail_score(full_metrics, config.task)
+    for k in [k for k in config.top_ks if k < len(prep.features)] + [len(prep.features)]:
+        if k == len(prep.features):
+            booster, metrics, names = full.booster, full_metrics, list(prep.features)
+            cols = list(range(len(prep.features)))
+        else:
+            names = ranked[:k]
+            cols = [prep.features.index(f) for f in names]
+            small = fit_final(prep, split.search, full.params, config, columns=cols)
+            metrics, _ = evaluate(small.booster, prep, split.tail, config, small.zone,
+                                  small.rule, columns=cols)
+            booster = small.booster
+        timing = explain.inference_us(booster, x_tail[:, cols])
+        row = {"k": k, "features": names, "tail_ic": metrics.get("ic"),
+               "tail_score": tail_score(metrics, config.task),
+               "inference_p50_us": timing["p50_us"], "inference_p99_us": timing["p99_us"],
+               "trees": booster.num_trees()}
+        report.append(row)
+        if k == max(config.top_ks) or (summary is None and k == len(prep.features)):
+            summary = {"k": k, "features": names, "tail_score": row["tail_score"],
+                       "score_diff_vs_full": row["tail_score"] - full_score,
+                       **{f"tail_{m}": v for m, v in metrics.items()}}
+    return summary, report
 
 
 def importance_ranking(booster) -> list[dict]:
@@ -584,6 +742,15 @@ def load_feature_frame(
     return frame.sort("timestamp", maintain_order=True), [k.relpath("l2_features") for k in keys]
 
 
+def feature_stamp_of_partitions(settings, partitions: list[str]) -> dict:
+    """The provenance stamp shared by the `l2_features` partitions `partitions` (relative
+    paths as `load_feature_frame` returns them); ValueError if they differ."""
+    from trade_pipeline.features.provenance import combine, read_stamp
+
+    root = settings.lake_dir.rstrip("/")
+    return combine([read_stamp(f"{root}/{p}/part-0.parquet") for p in partitions])
+
+
 def tail_frame(frame: pl.DataFrame, result_or_bounds) -> pl.DataFrame:
     """Rows of `frame` in a result's held-out tail [tail_start, tail_end] (for the gate)."""
     start, end = (
@@ -593,6 +760,12 @@ def tail_frame(frame: pl.DataFrame, result_or_bounds) -> pl.DataFrame:
     return frame.filter(pl.col("timestamp").is_between(start, end, closed="both"))
 
 
+def rows_between(prep: Prepared, bounds: tuple[dt.datetime, dt.datetime]) -> np.ndarray:
+    """Indices of the prepared rows with bounds[0] <= time <= bounds[1] (µs, inclusive)."""
+    lo, hi = to_us(bounds[0]), to_us(bounds[1])
+    return np.flatnonzero((prep.ts_us >= lo) & (prep.ts_us <= hi))
+
+
 def score_on_tail(
     predict: Callable[[np.ndarray], np.ndarray],
     model_features: list[str],
@@ -600,15 +773,13 @@ def score_on_tail(
     bounds: tuple[dt.datetime, dt.datetime],
     config: TrainConfig,
     zone: float | None = None,
+    rule: DecisionRule | None = None,
 ) -> dict:
     """Metrics of any model (`predict(x) -> LightGBM-style output`) on the rows of `frame`
     within `bounds`, labelled on the whole frame (so the tail's last labels still see the
-    rows after it). The champion gate scores both models this way on the same rows."""
+    rows after it)."""
     prep = prepare(frame, config.horizon, model_features)
-    rows = np.flatnonzero(
-        (prep.ts_us >= int(bounds[0].timestamp() * 1e6 + 0.5) - 1)
-        & (prep.ts_us <= int(bounds[1].timestamp() * 1e6 + 0.5) + 1)
-    )
+    rows = rows_between(prep, bounds)
     if rows.size == 0:
         raise TrainingError(f"no labelled rows between {bounds[0]} and {bounds[1]}")
-    return evaluate_predictions(predict(prep.x[rows]), prep, rows, config, zone)
+    return evaluate_predictions(predict(prep.x[rows]), prep, rows, config, zone, rule)

@@ -9,6 +9,9 @@ Entry points:
   `service.record_backtest(settings, result, ...)`: warehouse rows + MLflow run + plot.
 - `paper.run_paper(settings, config=..., url=..., duration_s=..., model=..., shadow=...)`:
   the live loop (WebSocket -> book -> row -> features -> model -> signal -> engine).
+- `walkforward.walkforward_command(settings, wf_config=..., trading=...)`: walk-forward's
+  stitched out-of-sample predictions (`models/walkforward.py`) traded through the same
+  engine, stored in the lake, the warehouse and MLflow.
 - `engine.TradingConfig.load("exec.toml")`: every execution assumption
   (`execution.ExecutionConfig`) and the strategy limits (`strategy.StrategyConfig`).
 - `event_backtest.run_event_backtest(events, EventBacktestConfig, signals=...)`: the

@@ -3,8 +3,8 @@
 Entry point: `run_backtest(snapshots, predictions, config) -> BacktestResult`.
 
 `predictions` is a frame with `timestamp` and either `signal` (the target position sign,
--1/0/+1, used as given) or `prediction` (a model output, turned into signals by
-`strategy.next_signal`). It is joined to the grid on the timestamp; a grid row without a
+-1/0/+1, used as given) or `prediction` (an expected return, turned into signals by
+`strategy.next_signal` with the thresholds of `strategy.resolve_thresholds`). It is joined to the grid on the timestamp; a grid row without a
 prediction makes no new decision (the previous target stays). Predictions whose timestamp
 is not on the grid are counted in `unmatched_predictions`.
 """
@@ -18,7 +18,7 @@ import polars as pl
 from trade_pipeline.market.schema import ASK_PRICE, ASK_SIZE, BID_PRICE, BID_SIZE
 from trade_pipeline.trading.engine import Trade, TradingConfig, TradingEngine
 from trade_pipeline.trading.metrics import compute_metrics
-from trade_pipeline.trading.strategy import next_signal
+from trade_pipeline.trading.strategy import Thresholds, next_signal, resolve_thresholds
 
 TRADE_SCHEMA = {
     "decided_at": pl.Datetime("us", "UTC"),
@@ -72,6 +72,9 @@ class BacktestResult:
     metrics: dict
     config: TradingConfig
     counts: dict = field(default_factory=dict)
+    # Where the run's inputs come from: thresholds and their source, the out-of-sample
+    # check, the features' provenance (stored with the metrics).
+    provenance: dict = field(default_factory=dict)
 
     def trades_frame(self) -> pl.DataFrame:
         return trades_frame(self.trades)
@@ -84,6 +87,7 @@ class BacktestResult:
         return {
             "metrics": self.metrics,
             "counts": self.counts,
+            "provenance": self.provenance,
             "config": self.config.as_dict(),
             "trades": [_trade_json(t) for t in self.trades],
         }
@@ -141,8 +145,10 @@ def _epoch_us(frame: pl.DataFrame) -> np.ndarray:
     return frame.get_column("timestamp").dt.replace_time_zone("UTC").dt.epoch("us").to_numpy()
 
 
-def align_signals(snapshots: pl.DataFrame, predictions: pl.DataFrame, config: TradingConfig) -> tuple[np.ndarray, dict]:
-    """Per grid row, the target sign (-1/0/+1) as `next_signal` sees it; plus counts."""
+def align_signals(snapshots: pl.DataFrame, predictions: pl.DataFrame, config: TradingConfig,
+                  thresholds: Thresholds | None = None) -> tuple[np.ndarray, dict]:
+    """Per grid row, the target sign (-1/0/+1) as `next_signal` sees it; plus counts.
+    `thresholds`: for a `prediction` column (default: `resolve_thresholds` without a model)."""
     has_signal = "signal" in predictions.columns
     has_pred = "prediction" in predictions.columns
     if has_signal == has_pred:
@@ -172,7 +178,9 @@ def align_signals(snapshots: pl.DataFrame, predictions: pl.DataFrame, config: Tr
                 prev = int(v)
             out[i] = prev
     else:
-        entry, exit_ = config.strategy.entry_threshold, config.strategy.exit_threshold
+        thr = thresholds or resolve_thresholds(config.strategy, config.execution)
+        entry, exit_ = thr.entry, thr.exit
+        counts["entry_threshold"], counts["threshold_source"] = entry, thr.source
         for i, v in enumerate(values.tolist()):
             prev = next_signal(prev, v, entry, exit_)
             out[i] = prev

@@ -2,8 +2,10 @@
 
 `load_model(settings, "btc_l2_5s@champion")` loads a registered model through
 `trade_pipeline.models.serving` (the compiled numba evaluator, refusing a model whose
-features differ from the catalog). The backtest's batch predictions call the same per-row
-evaluator as paper trading, so both see bit-identical predictions for identical features.
+features, catalog hash, task or priced fee do not match). The backtest's batch predictions
+call the same per-row evaluator as paper trading, so both see bit-identical predictions for
+identical features. What both trade is the model's expected return (`expected_return_row`:
+a classifier's score through the calibration recorded with it).
 """
 
 from dataclasses import dataclass, field
@@ -27,15 +29,39 @@ class LoadedModel:
     version: int
     alias: str | None
     feature_names: list[str]
-    evaluator: object  # has predict_row(np.ndarray) -> float
+    evaluator: object  # serving.CompiledModel
     info: dict = field(default_factory=dict)
 
     @property
     def label(self) -> str:
         return f"{self.name}@{self.alias}" if self.alias else f"{self.name}/{self.version}"
 
+    @property
+    def metadata(self) -> dict:
+        return dict(getattr(self.evaluator, "metadata", {}) or {})
+
+    @property
+    def rule(self):
+        """The decision rule recorded with the version, or None."""
+        return getattr(self.evaluator, "rule", None)
+
+    @property
+    def feature_params(self) -> dict:
+        return self.evaluator.feature_params
+
+    def oos_guard(self, allow: bool = False):
+        """The out-of-sample guard of this model's training range (`models/oos.py`)."""
+        from trade_pipeline.models.oos import OutOfSampleGuard
+
+        return OutOfSampleGuard.for_model(self.label, self.metadata, allow)
+
     def predict_row(self, x: np.ndarray) -> float:
-        return self.evaluator.predict_row(x)
+        """The expected return of one row (what the strategy trades)."""
+        return self.evaluator.expected_return_row(x)
+
+    def row_function(self):
+        """The fastest callable x -> expected return, for the live hot path."""
+        return self.evaluator.row_function()
 
     def matrix(self, features: pl.DataFrame) -> np.ndarray:
         missing = [c for c in self.feature_names if c not in features.columns]
@@ -46,27 +72,32 @@ class LoadedModel:
     def predict_frame(self, features: pl.DataFrame) -> np.ndarray:
         """One prediction per row, through the same per-row evaluator as live (NaN = null)."""
         x = np.ascontiguousarray(self.matrix(features))
-        predict = self.evaluator.predict_row
+        predict = self.row_function()
         return np.fromiter((predict(x[i]) for i in range(x.shape[0])), dtype=np.float64, count=x.shape[0])
 
 
-def wrap_booster(booster, name: str, version: int, alias: str | None = None) -> LoadedModel:
-    """A LightGBM booster compiled with the serving evaluator (tests, tools)."""
-    from trade_pipeline.models.compiled import CompiledBooster
+def wrap_booster(booster, name: str, version: int, alias: str | None = None,
+                 metadata: dict | None = None) -> LoadedModel:
+    """A LightGBM booster compiled with the serving evaluator (tests, tools); `metadata` as a
+    registered version records it (training range, decision rule, feature parameters)."""
+    from trade_pipeline.models import serving
 
-    return LoadedModel(name, version, alias, list(booster.feature_name()),
-                       CompiledBooster.from_booster(booster))
+    served = serving.compile_booster(booster, name, str(version), metadata, alias)
+    return LoadedModel(name, version, alias, list(booster.feature_name()), served,
+                       info={"horizon": served.horizon, "task": served.task})
 
 
-def load_model(settings: Settings, ref: str, tracking_uri: str | None = None) -> LoadedModel:
+def load_model(settings: Settings, ref: str, tracking_uri: str | None = None,
+               execution=None) -> LoadedModel:
     """A registered model by `NAME@ALIAS` (or `NAME/VERSION`) via the serving module: the
-    registry alias, the catalog check and the compiled evaluator are all serving's."""
+    registry alias, the contract checks and the compiled evaluator are all serving's
+    (`execution`: also refuse a model whose threshold was priced with another fee)."""
     from trade_pipeline.models import serving
 
     if "@" not in ref and "/" not in ref:
         parse_ref(ref)  # raises the NAME@ALIAS error
     try:
-        served = serving.load(settings, ref, tracking_uri=tracking_uri)
+        served = serving.load(settings, ref, tracking_uri=tracking_uri, execution=execution)
     except serving.ServingError as exc:
         raise SettingsError(f"cannot load model {ref}: {exc}") from exc
     return LoadedModel(served.name, int(served.version), served.alias, list(served.feature_names),

@@ -130,7 +130,8 @@ async def _run_stream(trader: PaperTrader, url: str, symbol: str, duration_s: fl
 
 # ---- a session ------------------------------------------------------------------------------------
 def build_trader(settings: Settings, config: TradingConfig, model: LoadedModel,
-                 shadow: LoadedModel | None = None, online_store=None, events=None) -> PaperTrader:
+                 shadow: LoadedModel | None = None, online_store=None, events=None,
+                 allow_in_sample: bool = False) -> PaperTrader:
     """A trader on the Bybit wire format; `events` (an EventBacktestConfig) selects event
     execution (limit orders) instead of the grid engine."""
     from trade_pipeline.features.catalog import FEATURE_NAMES
@@ -139,9 +140,11 @@ def build_trader(settings: Settings, config: TradingConfig, model: LoadedModel,
 
     sampler = LiveSampler(fmt="bybit_raw", symbol=settings.symbol,
                           cadence=f"{config.execution.cadence_ms}ms")
-    return PaperTrader(sampler=sampler, features=OnlineFeatures(), feature_names=list(FEATURE_NAMES),
-                       model=model, config=config, shadow=shadow, online_store=online_store,
-                       exchange=settings.exchange, symbol=settings.symbol, events=events)
+    # The model's own feature parameters (serving checked them against the catalog).
+    return PaperTrader(sampler=sampler, features=OnlineFeatures(model.feature_params),
+                       feature_names=list(FEATURE_NAMES), model=model, config=config,
+                       shadow=shadow, online_store=online_store, exchange=settings.exchange,
+                       symbol=settings.symbol, events=events, allow_in_sample=allow_in_sample)
 
 
 def run_paper(settings: Settings, paper: PaperConfig, *, trading: TradingConfig, model: LoadedModel,
@@ -162,7 +165,8 @@ def run_paper(settings: Settings, paper: PaperConfig, *, trading: TradingConfig,
 
         redis_client = redis.Redis.from_url(paper.redis_url)
         online = OnlineStore(redis_client, paper.redis_prefix, list(FEATURE_NAMES), paper.ttl_s)
-    trader = build_trader(settings, trading, model, shadow, online, events=events)
+    trader = build_trader(settings, trading, model, shadow, online, events=events,
+                          allow_in_sample=paper.allow_in_sample)
     flusher = None
     if paper.store:
         from trade_pipeline.lake.warehouse import ensure_warehouse

@@ -32,6 +32,9 @@ class PaperConfig:
     artifact_uri: str | None = None
     flush_every_s: float = 5.0  # rows reach the warehouse while the session runs
     max_reconnects: int = 10
+    # Trade even rows inside the model's training range (a replayed capture it was trained
+    # on); the run is labelled in-sample instead of refused.
+    allow_in_sample: bool = False
 
     def __post_init__(self) -> None:
         if not self.duration_s > 0:

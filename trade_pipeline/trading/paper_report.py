@@ -85,6 +85,8 @@ def summary(trader, loop, run_id: str) -> dict:
         **latency_figures(trader),
         "metrics": metrics,
         "halted": halted,
+        "in_sample": trader.in_sample,
+        "thresholds": trader.thresholds.as_dict(),
         "ab": ab_comparison(trader),
         "online_store_writes": trader.online_store.writes if trader.online_store else 0,
         "trades": trades,
@@ -124,5 +126,6 @@ def log_session(settings: Settings, trader, out: dict, run_id: str, *, tracking_
         settings, run_name=run_id, kind="paper", params=params, metrics=flat,
         pngs={"equity_drawdown.png": png}, tables={"side_by_side.csv": side_by_side(trader)},
         tags={"model": trader.main.model.label, "run_id": run_id,
+              "in_sample": str(out["in_sample"]),
               "shadow": trader.shadow.model.label if trader.shadow else ""},
         tracking_uri=tracking_uri, artifact_uri=artifact_uri)

@@ -24,7 +24,7 @@ import numpy as np
 from trade_pipeline.market.schema import BOOK_COLUMNS
 from trade_pipeline.trading.engine import Book, TradingConfig, TradingEngine
 from trade_pipeline.trading.model_adapter import LoadedModel
-from trade_pipeline.trading.strategy import next_signal
+from trade_pipeline.trading.strategy import next_signal, resolve_thresholds
 
 # `_process` slices a sampler row (BOOK_COLUMNS order) into a Book by position.
 if list(BOOK_COLUMNS[:4]) != ["bid_price_1", "bid_size_1", "bid_price_2", "bid_size_2"] or \
@@ -45,9 +45,9 @@ class ModelTrack:
     signals: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        # Bound once: the compiled evaluator's row entry, skipping the adapter layers.
-        ev = getattr(self.model, "evaluator", None)
-        self._row = getattr(getattr(ev, "evaluator", ev), "predict_row", None) or self.model.predict_row
+        # Bound once: the compiled evaluator's row entry (expected return), skipping the
+        # adapter layers.
+        self._row = self.model.row_function()
         self._sel = np.empty(len(self.index), dtype=np.float64) if self.index is not None else None
 
     def predict(self, x: np.ndarray) -> float:
@@ -121,7 +121,8 @@ class PaperTrader:
 
     def __init__(self, *, sampler, features, feature_names: list[str], model: LoadedModel,
                  config: TradingConfig, shadow: LoadedModel | None = None, online_store=None,
-                 exchange: str = "bybit", symbol: str = "BTCUSDT", events=None):
+                 exchange: str = "bybit", symbol: str = "BTCUSDT", events=None,
+                 allow_in_sample: bool = False):
         self.sampler = sampler
         self.features = features
         self.feature_names = list(feature_names)
@@ -139,8 +140,14 @@ class PaperTrader:
         self.messages = 0
         self.rows = 0
         self.last_x: np.ndarray | None = None
-        self._entry = config.strategy.entry_threshold
-        self._exit = config.strategy.exit_threshold
+        # The model's decision rule (or an explicit [strategy] threshold), and its own for
+        # the shadow; the out-of-sample guard of the traded model's training range.
+        self.thresholds = resolve_thresholds(config.strategy, config.execution, model.rule)
+        self._entry, self._exit = self.thresholds.entry, self.thresholds.exit
+        self._shadow_thr = (resolve_thresholds(config.strategy, config.execution, shadow.rule)
+                            if shadow is not None else None)
+        self.guard = model.oos_guard(allow_in_sample)
+        self.in_sample = False
 
     @property
     def engine(self) -> TradingEngine:
@@ -187,6 +194,8 @@ class PaperTrader:
         ts_list = out_i[:, 0].tolist()
         sid_list = out_i[:, 3].tolist()
         n = len(ts_list)
+        if self.guard.check_span(ts_list[0], ts_list[-1]):
+            self.in_sample = True
         xs = []
         preds = []
         sigs = []
@@ -215,7 +224,8 @@ class PaperTrader:
             main.signals.append(sig)
             if shadow is not None and grid:
                 sp = shadow.predict(x)
-                shadow.signal = next_signal(shadow.signal, sp, entry, exit_)
+                shadow.signal = next_signal(shadow.signal, sp, self._shadow_thr.entry,
+                                            self._shadow_thr.exit)
                 shadow.engine.on_row(ts, book, shadow.signal)
                 shadow.ts_us.append(ts)
                 shadow.predictions.append(sp)

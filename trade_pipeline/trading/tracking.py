@@ -1,5 +1,6 @@
 """MLflow logging of backtests and paper runs (explicit tracking and artifact URIs)."""
 
+import json
 import math
 import tempfile
 from pathlib import Path
@@ -33,8 +34,9 @@ def _client(settings: Settings, tracking_uri: str | None):
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
-def experiment_id(client, settings: Settings, artifact_uri: str | None = None) -> str:
-    name = f"{EXPERIMENT_PREFIX}/{settings.exchange}/{settings.symbol}"
+def experiment_id(client, settings: Settings, artifact_uri: str | None = None,
+                  prefix: str = EXPERIMENT_PREFIX) -> str:
+    name = f"{prefix}/{settings.exchange}/{settings.symbol}"
     exp = client.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
@@ -45,14 +47,16 @@ def experiment_id(client, settings: Settings, artifact_uri: str | None = None) -
 def log_run(settings: Settings, *, run_name: str, kind: str, params: dict, metrics: dict,
             pngs: dict[str, bytes] | None = None, tables: dict | None = None,
             tags: dict | None = None, tracking_uri: str | None = None,
-            artifact_uri: str | None = None) -> str:
-    """One MLflow run holding a backtest's or a paper session's figures; returns its id."""
+            artifact_uri: str | None = None, experiment_prefix: str = EXPERIMENT_PREFIX,
+            json_files: dict | None = None) -> str:
+    """One MLflow run holding a backtest's or a paper session's figures; returns its id.
+    `json_files`: name -> JSON-able object, logged as artifacts."""
     import time
 
     from mlflow.entities import Metric, Param, RunTag
 
     client = _client(settings, tracking_uri)
-    exp = experiment_id(client, settings, artifact_uri)
+    exp = experiment_id(client, settings, artifact_uri, experiment_prefix)
     run = client.create_run(exp, run_name=run_name,
                             tags={"kind": kind, **{k: str(v) for k, v in (tags or {}).items()}})
     run_id = run.info.run_id
@@ -74,6 +78,10 @@ def log_run(settings: Settings, *, run_name: str, kind: str, params: dict, metri
                 path = Path(tmp) / name
                 frame.write_csv(path)
                 client.log_artifact(run_id, str(path), artifact_path="tables")
+            for name, obj in (json_files or {}).items():
+                path = Path(tmp) / name
+                path.write_text(json.dumps(obj, indent=1, default=str))
+                client.log_artifact(run_id, str(path))
     except BaseException:
         client.set_terminated(run_id, status="FAILED")
         raise

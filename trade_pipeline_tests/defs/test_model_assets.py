@@ -29,9 +29,10 @@ DAYS = ["2025-07-07", "2025-07-08"]
 POLICY = RetrainPolicy(horizon="1s", new_partitions=2, psi_threshold=0.25, trials=1)
 
 
-def write_day(settings: Settings, day: str, seed: int, shift: float = 0.0) -> None:
+def write_day(settings: Settings, day: str, seed: int, shift: float = 0.0,
+              lean: float = 0.4) -> None:
     start = dt.datetime.fromisoformat(day).replace(tzinfo=dt.UTC)
-    frame = feature_frame(2500, sessions=1, seed=seed, start=start)
+    frame = feature_frame(2500, sessions=1, seed=seed, start=start, lean=lean)
     if shift:
         frame = frame.with_columns(pl.col("order_book_imbalance") + shift,
                                    pl.col("spread_bps") * (1 + shift))
@@ -39,8 +40,9 @@ def write_day(settings: Settings, day: str, seed: int, shift: float = 0.0) -> No
                     PartitionKey(settings.exchange, settings.symbol, day))
 
 
-def materialize(settings: Settings, margin: float = 0.0, raise_on_error: bool = True):
-    config = {"trials": 1, "horizon": "1s", "start_date": DAYS[0], "end_date": DAYS[-1],
+def materialize(settings: Settings, margin: float = 0.0, raise_on_error: bool = True,
+                days: list[str] = DAYS):
+    config = {"trials": 1, "horizon": "1s", "start_date": days[0], "end_date": days[-1],
               "margin": margin}
     return dg.materialize(
         [l2_model], resources=build_resources(str(settings.home)),
@@ -83,6 +85,7 @@ def test_materialize_registers_and_gates(template) -> None:
     mat = result.asset_materializations_for_node("l2_model")[0]
     md = mat.metadata
     assert md["model_name"].value == "btc_l2_1s" and md["promoted"].value is True
+    assert md["gate_p_value"].value < 0.05 and "promoted" in md["gate_reason"].value
     for key in ("tail_ic", "tail_hit_rate", "baseline_ic", "cv_score", "tail_strategy_return"):
         assert key in md, key
     checks = result.get_asset_check_evaluations()
@@ -97,11 +100,16 @@ def test_materialize_registers_and_gates(template) -> None:
     assert WAREHOUSE_READY in [d.asset_key for d in spec.deps]
 
 
-def test_gate_blocks_a_challenger_that_does_not_beat_the_champion(home) -> None:
-    result = materialize(home, margin=10.0, raise_on_error=False)
+def test_not_promoted_is_a_passed_gate_with_the_reason(home) -> None:
+    """A challenger trained on the champion's own days has no row neither model saw: it is
+    not promoted, and that is the gate working (its blocking check passes)."""
+    result = materialize(home, margin=10.0)
+    assert result.success
     checks = result.get_asset_check_evaluations()
-    assert len(checks) == 1 and not checks[0].passed
-    assert checks[0].severity == dg.AssetCheckSeverity.ERROR
+    assert len(checks) == 1 and checks[0].passed
+    md = result.asset_materializations_for_node("l2_model")[0].metadata
+    assert md["promoted"].value is False and "neither model" in md["gate_reason"].value
+    assert md["gate_p_value"].value == 1.0
     client = MlflowTarget.from_settings(home).client()
     assert str(get_by_alias(client, "btc_l2_1s", "champion").version) == "1"
     assert str(get_by_alias(client, "btc_l2_1s", "challenger").version) == "2"
@@ -110,8 +118,15 @@ def test_gate_blocks_a_challenger_that_does_not_beat_the_champion(home) -> None:
 
 
 def test_promotion_moves_the_champion_alias_in_the_warehouse(home) -> None:
-    result = materialize(home, margin=-10.0)  # any challenger beats the champion
+    """Two later days where the market leans the other way: the champion's IC turns
+    negative, the new model's difference is significant on rows neither saw."""
+    later = ["2025-07-09", "2025-07-10"]
+    for i, day in enumerate(later):
+        write_day(home, day, seed=10 + i, lean=-0.4)
+    result = materialize(home, days=later)
     assert result.get_asset_check_evaluations()[0].passed
+    md = result.asset_materializations_for_node("l2_model")[0].metadata
+    assert md["promoted"].value is True, md["gate_reason"].value
     aliases = [(r["version"], r["alias"]) for r in read_models(home, "btc_l2_1s")]
     # v2 holds both MLflow aliases: the column shows the strongest; v1 lost champion -> NULL
     assert aliases == [(1, None), (2, "champion")]
@@ -185,3 +200,24 @@ def test_daily_schedule_targets_snapshots_and_features() -> None:
     assert [r.partition_key for r in requests] == ["2025-07-07"]
     assert np.all([s.default_status == dg.DefaultSensorStatus.RUNNING
                    for s in build_retrain_sensors()])
+
+
+def test_walkforward_asset_over_the_lake(home) -> None:
+    from trade_pipeline.defs.models import walkforward_results
+    from trade_pipeline.storage.layout import list_partitions
+
+    config = {"start_date": DAYS[0], "end_date": DAYS[-1], "train": "2m", "test": "1m",
+              "horizon": "1s", "max_age": 2}
+    result = dg.materialize(
+        [walkforward_results], resources=build_resources(str(home.home)),
+        run_config={"ops": {"walkforward_results": {"config": config}}},
+        instance=dg.DagsterInstance.ephemeral())
+    assert result.success
+    md = result.asset_materializations_for_node("walkforward_results")[0].metadata
+    assert md["windows"].value >= 4 and md["dagster/row_count"].value == md["oos_n"].value > 0
+    assert md["oos_ic"].value > 0.2 and len(md["oos_ic_ci"].value) == 2
+    for plot in ("ic_per_window", "cumulative_net_pnl", "ic_decay"):
+        assert md[plot].value.startswith(f"![{plot}](data:image/png;base64,")
+    days = [k.date for k in list_partitions(home.lake_dir, "walkforward_predictions")]
+    assert days == DAYS  # one lake partition per tested day
+    assert walkforward_results.op.pool == DUCKDB_POOL

@@ -31,7 +31,9 @@ def test_backtest_results_asset(bybit_delta_files, tmp_path):
     home = tmp_path / "home"
     settings = Settings.load(home=home).ensure_dirs()
     train = build_snapshots([next(p for p in bybit_delta_files if "20250707_052632" in p.name)]).frame
-    register(settings, train_booster(compute_features(train), 1, 40), "btc_l2_1s", "champion")
+    train_features = compute_features(train)
+    register(settings, train_booster(train_features, 1, 40), "btc_l2_1s", "champion",
+             train_features)
     day = build_snapshots([next(p for p in bybit_delta_files if "20250707_104036" in p.name)]).frame
     write_partition(day, settings.lake_dir, "l2_snapshots", PartitionKey("bybit", "BTCUSDT", DAY))
     exec_toml = tmp_path / "exec.toml"

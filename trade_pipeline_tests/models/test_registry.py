@@ -54,8 +54,13 @@ def test_logged_run_and_aliases(store) -> None:
     assert [r.name for r in refs] == ["btc_l2_1s", "btc_l2_1s"]
     assert str(client.get_model_version_by_alias("btc_l2_1s", "challenger").version) == refs[1].version
     assert str(client.get_model_version_by_alias("btc_l2_1s", "champion").version) == refs[0].version
-    assert gates[0].promoted and gates[0].reason == "no champion yet"
+    # The first model is promoted only because its held-out IC is significant (there is
+    # no champion to beat); the second saw the same rows as the champion: nothing to score.
+    assert gates[0].promoted and gates[0].reason.startswith("promoted (no serving champion)")
+    assert gates[0].p_value < 0.05 and gates[0].rows == store_results(store)[0].tail_metrics["n"]
     assert not gates[1].promoted and gates[1].champion_version == refs[0].version
+    assert "neither model was trained on" in gates[1].reason and gates[1].p_value == 1.0
+    assert client.get_model_version(refs[1].name, refs[1].version).tags["gate"] == "rejected"
     run = client.get_run(refs[0].run_id)
     assert run.data.tags["feature_catalog_hash"]
     assert "cv_ic" in run.data.metrics and "tail_ic" in run.data.metrics
@@ -74,14 +79,45 @@ def test_logged_run_and_aliases(store) -> None:
 
 
 @pytest.mark.slow
-def test_gate_compares_on_the_same_tail(store, frame, results) -> None:
+def test_gate_scores_rows_neither_model_saw_and_needs_a_significant_difference(
+        store, frame) -> None:
+    import datetime as dt
+
     _settings, target, refs, _gates, _ = store
-    # v2 re-gated with no margin: promoted only if it really scores >= v1 on v2's tail
-    decision = gatekeeper.champion_gate(target, refs[1].name, refs[1].version, frame, margin=0.0)
-    assert decision.challenger_score == pytest.approx(results[1].score)
-    assert decision.promoted == (decision.challenger_score >= decision.champion_score)
+    client = target.client()
+    start = frame["timestamp"].max() + dt.timedelta(hours=1)
+    later = feature_frame(5000, sessions=2, seed=9, start=start)
+    both = pl.concat([frame, later])
+    # A model of the same market trained on later rows only: its whole tail lies after the
+    # champion's data end, so the gate scores both models on exactly that tail.
+    result = train_model(later, trials=1, horizon="1s", seed=3)
+    ref = registry.log_and_register(result, target, "bybit", "BTCUSDT")
+    decision = gatekeeper.champion_gate(target, ref.name, ref.version, both)
+    assert decision.rows == result.tail_metrics["n"]
+    assert decision.challenger_score == pytest.approx(result.tail_metrics["ic"], rel=1e-9)
+    assert decision.champion_score is not None and decision.champion_version == refs[0].version
+    assert decision.p_value == max(decision.p_value_ic, decision.p_value_vs_champion)
+    assert decision.p_value_ic < 0.05  # it predicts...
+    assert not decision.promoted and "not significant" in decision.reason  # ...but not better
+    assert str(get_champion(client).version) == refs[0].version
+
+    # Against a champion that learned nothing (noise features), the same challenger's IC
+    # difference is significant: it replaces it.
+    weak = train_model(frame, trials=1, horizon="1s", seed=5,
+                       features=("ofi_10s", "l2_volatility_10", "spread_bps"))
+    weak_ref = registry.log_and_register(weak, target, "bybit", "BTCUSDT")
+    client.set_registered_model_alias("btc_l2_1s", "champion", weak_ref.version)
+    decision = gatekeeper.champion_gate(target, ref.name, ref.version, both)
+    assert decision.promoted and decision.champion_version == weak_ref.version
+    assert decision.p_value_vs_champion < 0.05 and decision.ic_difference > 0.2
+    assert decision.baseline_ic is not None and len(decision.baseline_ic_ci) == 2
+    assert str(get_champion(client).version) == ref.version
     # restore the fixture's state for the other tests
-    target.client().set_registered_model_alias("btc_l2_1s", "champion", refs[0].version)
+    client.set_registered_model_alias("btc_l2_1s", "champion", refs[0].version)
+
+
+def get_champion(client):
+    return registry.get_by_alias(client, "btc_l2_1s", "champion")
 
 
 @pytest.mark.slow
@@ -137,3 +173,85 @@ def test_postgres_backend(pg_dsn, tmp_path, frame, results) -> None:
     model = serving.load(ref=f"{ref.name}@champion", target=target)
     x = frame.select(model.feature_names).to_numpy()[:100]
     assert np.max(np.abs(model.predict(x) - results[0].booster.predict(x))) < 1e-9
+
+
+@pytest.mark.slow
+def test_serving_refuses_a_fee_the_threshold_was_not_priced_with(store) -> None:
+    from trade_pipeline.market.execution_config import ExecutionConfig
+
+    settings = store[0]
+    with pytest.raises(serving.ServingError, match="taker fee"):
+        serving.load(settings, "btc_l2_1s@champion", execution=ExecutionConfig(taker_fee=0.001))
+    model = serving.load(settings, "btc_l2_1s@champion", execution=ExecutionConfig())
+    rule = model.rule
+    assert rule.task == "regression" and rule.calibration is None
+    assert rule.entry_threshold == pytest.approx(2 * 0.00055 + rule.spread_cost)
+    meta = model.metadata
+    assert meta["data_start"] < meta["tail_start"] < meta["data_end"]
+    assert meta["feature_params"] and meta["execution"]["taker_fee"] == 0.00055
+
+
+def test_contract_refusals_without_mlflow(monkeypatch) -> None:
+    from trade_pipeline.features import catalog
+    from trade_pipeline.features.provenance import stamp_of
+
+    meta = {**contract.feature_spec(["order_book_imbalance", "spread"]), "task": "regression",
+            "feature_params": stamp_of(None)["params"]}
+    serving.check_contract("btc_l2_1s", meta)
+    with pytest.raises(serving.ServingError, match="two tasks never share"):
+        serving.check_contract("btc_l2_1s", {**meta, "task": "classification"})
+    with pytest.raises(serving.ServingError, match="two tasks never share"):
+        serving.check_contract("btc_l2_1s_cls", meta)
+    contract.check_feature_source(meta, stamp_of(None))
+    with pytest.raises(serving.ServingError, match="impact_qty"):
+        contract.check_feature_source(meta, stamp_of({"impact_qty": 7.0}))
+    changed = tuple(dataclasses.replace(s, definition=s.definition + " (changed)")
+                    if s.name == "ofi_10s" else s for s in catalog.CATALOG)
+    monkeypatch.setattr(catalog, "CATALOG", changed)
+    with pytest.raises(serving.ServingError, match="catalog changed"):
+        contract.check_feature_source(meta)
+
+
+@pytest.mark.slow
+def test_classifier_trades_its_calibrated_expected_return(tmp_path, frame) -> None:
+    from trade_pipeline.trading.model_adapter import load_model
+
+    settings = Settings.load(home=tmp_path / "home").ensure_dirs()
+    target = registry.MlflowTarget.from_settings(settings)
+    result = train_model(frame, trials=1, horizon="1s", task="classification", n_folds=1)
+    ref = registry.log_and_register(result, target, "bybit", "BTCUSDT")
+    assert ref.name == "btc_l2_1s_cls"  # never shares the regression name
+    cal = result.rule.calibration
+    assert list(cal.values) == sorted(cal.values) and len(cal.values) >= 2
+    model = load_model(settings, f"{ref.name}/{ref.version}")
+    x = frame.select(model.feature_names).to_numpy()[:500]
+    score = np.array([model.evaluator.predict_row(r) for r in x])
+    expected = model.predict_frame(frame.head(500))
+    assert np.allclose(expected, cal(score)) and set(np.unique(expected)) <= set(cal.values)
+    # what the strategy compares with its cost: the calibrated return, not P(up) - P(down)
+    assert np.abs(expected).max() < 0.01 < np.abs(score).max()
+
+
+@pytest.mark.slow
+def test_importance_table_shap_and_top_k_report_in_mlflow(tmp_path, frame) -> None:
+    settings = Settings.load(home=tmp_path / "home").ensure_dirs()
+    target = registry.MlflowTarget.from_settings(settings)
+    result = train_model(frame, trials=1, horizon="1s", top_k=(2, 5), n_folds=1)
+    assert [r["k"] for r in result.top_k_report] == [2, 5, len(result.features)]
+    assert all(r["inference_p50_us"] > 0 and r["tail_ic"] is not None
+               for r in result.top_k_report)
+    assert max(result.importance, key=lambda r: r["shap"])["feature"] == "order_book_imbalance"
+    assert result.top_k["k"] == 5 and result.top_k["features"][0] == "order_book_imbalance"
+    ref = registry.log_and_register(result, target, "bybit", "BTCUSDT")
+    client = target.client()
+    tables = {a.path for a in client.list_artifacts(ref.run_id, "tables")}
+    assert tables == {"tables/importance.json", "tables/top_k.json"}
+    plots = {a.path for a in client.list_artifacts(ref.run_id, "plots")}
+    assert {"plots/importance.png", "plots/top_k.png"} <= plots
+    import json
+    from pathlib import Path
+
+    path = client.download_artifacts(ref.run_id, "tables/importance.json", str(tmp_path))
+    table = json.loads(Path(path).read_text())
+    assert {"feature", "gain", "split", "shap"} <= set(table["columns"])
+    assert len(table["data"]) == len(result.features)

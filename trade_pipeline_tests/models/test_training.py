@@ -9,7 +9,6 @@ from trade_pipeline.models.training import (
     TrainConfig,
     TrainingError,
     score_on_tail,
-    strategy_return,
     train_model,
 )
 from trade_pipeline_tests.models.synthetic import feature_frame
@@ -80,13 +79,14 @@ def test_score_on_tail_matches_training_figures(frame) -> None:
 
 
 def test_strategy_return_costs_and_non_overlap() -> None:
-    from trade_pipeline.models.training import Costs
+    from trade_pipeline.market.execution_config import ExecutionConfig
+    from trade_pipeline.models.decision import horizon_trades
 
     ts = np.arange(10) * 1_000_000  # 1 s rows
     signal = np.array([1.0, -1, 1, -1, 1, -1, 1, -1, 1, -1])
     realized = np.full(10, 0.001)
-    out = strategy_return(ts, signal, realized, np.full(10, 1e-4), "2s",
-                          Costs(fee_bps_per_side=1.0), 0.0)
+    out = horizon_trades(ts, signal, realized, np.full(10, 1e-4), "2s",
+                         ExecutionConfig(taker_fee=1e-4), 0.0)
     # trades at rows 0, 2, 4, 6, 8 (every 2 s), all long: 5 * (0.001 - 2e-4 - 1e-4)
     assert out["strategy_trades"] == 5
     assert out["strategy_return"] == pytest.approx(5 * (0.001 - 3e-4))

@@ -3,7 +3,7 @@ serving evaluator (used where a registered model is not needed)."""
 
 import pytest
 
-from .helpers import train_booster
+from .helpers import model_metadata, train_booster
 
 
 @pytest.fixture(autouse=True)
@@ -30,9 +30,12 @@ def test_boosters(train_features):
 
 
 @pytest.fixture(scope="session")
-def test_models(test_boosters):
-    """The two boosters compiled with the serving evaluator, wrapped for trading."""
+def test_models(test_boosters, train_features):
+    """The two boosters compiled with the serving evaluator, wrapped for trading, with the
+    metadata a registered version carries (training range, decision rule)."""
     from trade_pipeline.trading.model_adapter import wrap_booster
 
-    return (wrap_booster(test_boosters[0], "btc_l2_1s", 1, "champion"),
-            wrap_booster(test_boosters[1], "btc_l2_1s", 2, "challenger"))
+    return (wrap_booster(test_boosters[0], "btc_l2_1s", 1, "champion",
+                         model_metadata(train_features, test_boosters[0])),
+            wrap_booster(test_boosters[1], "btc_l2_1s", 2, "challenger",
+                         model_metadata(train_features, test_boosters[1])))

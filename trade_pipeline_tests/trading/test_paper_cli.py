@@ -13,10 +13,10 @@ from .helpers import register
 
 
 @pytest.fixture
-def registered(settings, test_boosters):
+def registered(settings, test_boosters, train_features):
     champion, challenger = test_boosters
-    register(settings, champion, "btc_l2_1s", "champion")
-    register(settings, challenger, "btc_l2_1s", "challenger")
+    register(settings, champion, "btc_l2_1s", "champion", train_features)
+    register(settings, challenger, "btc_l2_1s", "challenger", train_features)
     return settings
 
 
@@ -62,3 +62,46 @@ def test_backtest_cli_with_registered_model(registered, bybit_delta_files, tmp_p
     assert set(stored["predictions"]["signal"].unique().to_list()) <= {-1, 0, 1}
     assert stored["predictions"]["source"].unique().to_list() == ["backtest"]
     assert stored["predictions"]["role"].unique().to_list() == [None]  # no A/B in a backtest
+
+
+@pytest.mark.slow
+def test_backtest_refuses_the_training_rows_unless_allowed(registered, bybit_delta_files,
+                                                          tmp_path, capsys):
+    """The registered models were trained on the 05:26 capture: backtesting it is refused,
+    --allow-in-sample runs it and says so."""
+    from trade_pipeline.market.snapshots import build_snapshots
+
+    settings = registered
+    path = next(p for p in bybit_delta_files if "20250707_052632" in p.name)
+    frame = build_snapshots([path]).frame
+    frame.write_parquet(tmp_path / "s.parquet")
+    args = ["--home", str(settings.home), "backtest", "--model", "btc_l2_1s@champion",
+            "--snapshots", str(tmp_path / "s.parquet"), "--json"]
+    assert main([*args, "--no-store"]) == 2
+    err = capsys.readouterr().err
+    assert "inside the training range" in err and "--allow-in-sample" in err
+    assert len(err.strip().splitlines()) == 1
+    assert main([*args, "--allow-in-sample"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    oos = out["provenance"]["out_of_sample"]
+    assert oos["in_sample"] and oos["in_sample_rows"] == frame.height == out["metrics"]["rows"]
+    assert out["provenance"]["thresholds"]["source"] == "model"
+    from trade_pipeline.trading.store import read_run
+
+    stored = json.loads(read_run(settings, out["run_id"])["result"]["metrics"][0])
+    assert stored["in_sample"] is True
+
+
+@pytest.mark.slow
+def test_paper_refuses_a_replay_of_its_training_data(registered, bybit_delta_files, capsys):
+    settings = registered
+    path = next(p for p in bybit_delta_files if "20250707_052632" in p.name)
+    old = signal.getsignal(signal.SIGUSR1)
+    try:
+        with ReplayServerThread([path], speed=0) as srv:
+            rc = main(["--home", str(settings.home), "paper", "--duration", "5", "--url",
+                       srv.url, "--model", "btc_l2_1s@champion", "--no-redis"])
+    finally:
+        signal.signal(signal.SIGUSR1, old)
+    assert rc == 2
+    assert "inside the training range" in capsys.readouterr().err
