@@ -21,12 +21,7 @@ from trade_pipeline.defs.partitions import DAILY
 from trade_pipeline.defs.resources import PipelineResource
 from trade_pipeline.market.schema import TRADE_SCHEMA
 from trade_pipeline.storage import raw_store
-from trade_pipeline.storage.layout import (
-    PartitionKey,
-    partition_file,
-    read_partition,
-    write_partition,
-)
+from trade_pipeline.storage.layout import PartitionKey, read_partition, write_partition
 
 TRADES_TABLE = "l2_trades"
 PREVIEW_ROWS = 5
@@ -57,6 +52,18 @@ def _preview(frame: pl.DataFrame) -> str:
     description="Public trades (taker side, price, size, exchange and receive times) of one "
     "UTC day of raw captures, in order of receipt: Parquet zstd in the lake's hive layout; "
     "bad trades and repeated ids counted, never kept.",
+    check_specs=[
+        dg.AssetCheckSpec("schema", asset=TRADES_TABLE, blocking=True,
+                          description="exact column names, order and types of the contract"),
+        dg.AssetCheckSpec("row_count", asset=TRADES_TABLE, blocking=True,
+                          description="the partition has trades when the captures carry a trade "
+                          "feed (warns when they carry none)"),
+        dg.AssetCheckSpec("duplicates", asset=TRADES_TABLE, blocking=True,
+                          description="every trade id appears once in the partition"),
+        dg.AssetCheckSpec("bad_lines", asset=TRADES_TABLE,
+                          description="trades that could not be read (warns when any; counts "
+                          "per reason)"),
+    ],
 )
 def l2_trades(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
     from trade_pipeline.market.trades import PARQUET_OPTIONS, day_trades
@@ -100,102 +107,52 @@ def l2_trades(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> 
             "preview": dg.MetadataValue.md(_preview(frame)),
             "path": dg.MetadataValue.path(path),
             "dagster/row_count": frame.height,
-        }
+        },
+        check_results=check_results(frame, report),
     )
 
 
-# ---- checks ----------------------------------------------------------------------------------
+# ---- checks: computed on what the materialization wrote, emitted with it ----------------------
 
-def _read(context, pipeline: PipelineResource):
-    settings = pipeline.settings()
-    key = _key(settings, context.partition_key)
-    return settings, key, read_partition(settings.lake_dir, TRADES_TABLE, key)
-
-
-def _absent(settings, key) -> dg.AssetCheckResult:
-    return dg.AssetCheckResult(
-        passed=False, severity=dg.AssetCheckSeverity.ERROR,
-        description=f"no partition file {partition_file(settings.lake_dir, TRADES_TABLE, key)}")
-
-
-def _latest_metadata(context: dg.AssetCheckExecutionContext) -> dict:
-    record = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(TRADES_TABLE),
-                              asset_partitions=[context.partition_key]),
-        limit=1,
-    ).records
-    if not record:
-        return {}
-    return {k: getattr(v, "value", v) for k, v in
-            record[0].asset_materialization.metadata.items()}
-
-
-@dg.asset_check(asset=TRADES_TABLE, name="schema", partitions_def=DAILY, blocking=True,
-                description="l2_trades: exact column names, order and types of the contract")
-def trades_schema_check(context: dg.AssetCheckExecutionContext, pipeline: PipelineResource):
-    settings, key, frame = _read(context, pipeline)
-    if frame is None:
-        return _absent(settings, key)
+def check_results(frame: pl.DataFrame, report: dict) -> list[dg.AssetCheckResult]:
+    """`schema`, `row_count`, `duplicates` and `bad_lines` of one written partition (`report`:
+    the trade reader's counts)."""
     expected = list(TRADE_SCHEMA.items())
     actual = list(frame.schema.items())
     problems = [] if actual == expected else [f"columns {actual} != contract {expected}"]
     sides = set(frame["side"].unique().to_list()) - {"buy", "sell"} if frame.height else set()
     if sides:
         problems.append(f"unknown sides {sorted(sides)}")
-    return dg.AssetCheckResult(passed=not problems,
-                               description="; ".join(problems) or "matches the contract",
-                               metadata={"columns": frame.width})
+    schema = dg.AssetCheckResult(check_name="schema", passed=not problems,
+                                 description="; ".join(problems) or "matches the contract",
+                                 metadata={"columns": frame.width})
 
-
-@dg.asset_check(asset=TRADES_TABLE, name="row_count", partitions_def=DAILY, blocking=True,
-                description="l2_trades: the partition has trades when the captures carry a "
-                "trade feed (warns when they carry none)")
-def trades_row_count_check(context: dg.AssetCheckExecutionContext, pipeline: PipelineResource):
-    settings, key, frame = _read(context, pipeline)
-    if frame is None:
-        return _absent(settings, key)
-    lines = _latest_metadata(context).get("trade_lines")
+    lines = report["trade_lines"]
     if frame.height == 0 and lines == 0:
-        return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.WARN,
+        rows = dg.AssetCheckResult(check_name="row_count", passed=False,
+                                   severity=dg.AssetCheckSeverity.WARN,
                                    description="the day's captures carry no trade feed",
                                    metadata={"rows": 0, "trade_lines": 0})
-    return dg.AssetCheckResult(passed=frame.height > 0, description=f"{frame.height} trades",
-                               metadata={"rows": frame.height, "trade_lines": lines})
+    else:
+        rows = dg.AssetCheckResult(check_name="row_count", passed=frame.height > 0,
+                                   description=f"{frame.height} trades",
+                                   metadata={"rows": frame.height, "trade_lines": lines})
 
-
-@dg.asset_check(asset=TRADES_TABLE, name="duplicates", partitions_def=DAILY, blocking=True,
-                description="l2_trades: every trade id appears once in the partition")
-def trades_duplicates_check(context: dg.AssetCheckExecutionContext, pipeline: PipelineResource):
-    settings, key, frame = _read(context, pipeline)
-    if frame is None:
-        return _absent(settings, key)
     repeated = frame.height - frame["trade_id"].n_unique() if frame.height else 0
-    meta = _latest_metadata(context)
-    return dg.AssetCheckResult(
-        passed=repeated == 0,
+    duplicates = dg.AssetCheckResult(
+        check_name="duplicates", passed=repeated == 0,
         description=f"{repeated} repeated trade ids" if repeated else
-        f"unique ids; {meta.get('duplicates', 0)} repeats in the captures were kept once",
-        metadata={"repeated_ids": repeated, "duplicates_read": meta.get("duplicates", 0),
-                  "duplicates_of_previous_day": meta.get("duplicates_of_previous_day", 0)})
+        f"unique ids; {report['duplicates']} repeats in the captures were kept once",
+        metadata={"repeated_ids": repeated, "duplicates_read": report["duplicates"],
+                  "duplicates_of_previous_day": report["known_duplicates"]})
 
-
-@dg.asset_check(asset=TRADES_TABLE, name="bad_lines", partitions_def=DAILY,
-                description="l2_trades: trades that could not be read (warns when any; "
-                "counts per reason)")
-def trades_bad_lines_check(context: dg.AssetCheckExecutionContext):
-    meta = _latest_metadata(context)
-    bad = meta.get("bad_trades")
-    reasons = meta.get("bad_by_reason") or {}
-    reasons = getattr(reasons, "data", reasons)
-    return dg.AssetCheckResult(
-        passed=bad == 0, severity=dg.AssetCheckSeverity.WARN,
-        description="no materialization" if bad is None else
-        (f"{bad} bad trades: " + ", ".join(f"{k} {v}" for k, v in reasons.items()))
+    bad, reasons = report["bad_trades"], report["bad_by_reason"] or {}
+    bad_lines = dg.AssetCheckResult(
+        check_name="bad_lines", passed=bad == 0, severity=dg.AssetCheckSeverity.WARN,
+        description=(f"{bad} bad trades: " + ", ".join(f"{k} {v}" for k, v in reasons.items()))
         if bad else "no bad trade",
         metadata={"bad_trades": bad, "bad_by_reason": dg.MetadataValue.json(reasons)})
+    return [schema, rows, duplicates, bad_lines]
 
 
-CHECKS = [trades_schema_check, trades_row_count_check, trades_duplicates_check,
-          trades_bad_lines_check]
-
-defs = dg.Definitions(assets=[l2_trades], asset_checks=CHECKS)
+defs = dg.Definitions(assets=[l2_trades])

@@ -10,14 +10,14 @@ import pytest
 from trade_pipeline.defs import warehouse as wh
 from trade_pipeline.defs.ingest import raw_l2_captures
 from trade_pipeline.defs.resources import build_resources
-from trade_pipeline.defs.trades import CHECKS, l2_trades
+from trade_pipeline.defs.trades import l2_trades
 from trade_pipeline.lake import warehouse
 from trade_pipeline.market.schema import TRADE_SCHEMA
 from trade_pipeline.market.trades import read_trades
 from trade_pipeline.settings import Settings
 from trade_pipeline.storage import raw_store
 from trade_pipeline.storage.layout import PartitionKey, read_partition
-from trade_pipeline_tests.market.streams import rec, trade_rec, write_lines
+from trade_pipeline_tests.market.streams import T0_MS, rec, trade_rec, write_lines
 
 DAY = "2025-07-07"
 DAY2 = "2025-07-08"
@@ -27,7 +27,7 @@ T0 = int(dt.datetime(2025, 7, 7, 12, tzinfo=dt.UTC).timestamp() * 1000)
 def _run(home, partition, raw_config=None, selection=None, instance=None):
     run_config = {"ops": {"raw_l2_captures": {"config": raw_config}}} if raw_config else None
     return dg.materialize(
-        [raw_l2_captures, l2_trades, *CHECKS],
+        [raw_l2_captures, l2_trades],
         partition_key=partition,
         resources=build_resources(str(home)),
         instance=instance or dg.DagsterInstance.ephemeral(),
@@ -84,7 +84,7 @@ def test_book_only_captures_warn_and_damaged_trades_are_counted(tmp_path, bybit_
     assert "no trade feed" in row_count.description
     # a capture with trades, some of them bad or repeated
     home2 = tmp_path / "home2"
-    lines = [rec(T0, "snapshot", 1, bids=[(100.0, 1.0)], asks=[(100.1, 1.0)]),
+    lines = [rec(T0 - T0_MS, "snapshot", 1, bids=[(100.0, 1.0)], asks=[(100.1, 1.0)]),
              trade_rec(T0 + 1, "a"), trade_rec(T0 + 2, "b", price="x"),
              trade_rec(T0 + 3, "c", side="up"), trade_rec(T0 + 4, "a"), trade_rec(T0 + 5, "d")]
     path = write_lines(tmp_path / "l2_data_BTC_USDT_USDT_20250707_120000.jsonl.gz", lines)
@@ -121,7 +121,7 @@ def test_midnight_trades_land_in_exactly_one_day(tmp_path):
     folder = raw_store.day_dir(settings.raw_dir, "bybit", "BTCUSDT", DAY2)
     recv_ns = int(dt.datetime(2025, 7, 8, 0, 0, 30, tzinfo=dt.UTC).timestamp() * 1e9)
     write_lines(folder / "000030000000-ffffffff.raw.gz", [wire_trade_line(recv_ns, replay)])
-    second = _run(home, DAY2, selection=[l2_trades, *CHECKS])
+    second = _run(home, DAY2, selection=[l2_trades])
     assert second.success
     meta2 = _meta(second)
     assert meta2["duplicates_of_previous_day"] == 5

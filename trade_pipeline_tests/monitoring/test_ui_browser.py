@@ -302,7 +302,8 @@ def test_ui_lists_everything_and_screenshots(tmp_path):
             if models:
                 name = models[0].name
                 aliases = sorted(client.get_registered_model(name).aliases)
-                assert "champion" in aliases, aliases
+                # every new version is the challenger; champion only if the gate promoted it
+                assert "challenger" in aliases, aliases
                 page.goto(f"http://127.0.0.1:{mlflow_port}/#/models/{name}")
                 page.wait_for_text(name, "Version", "Aliases", *aliases)
                 time.sleep(3)
