@@ -19,7 +19,8 @@ DEFAULT_HOME = Path("~/.trade-pipeline")
 SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,20}$")
 EXCHANGE_RE = re.compile(r"^[a-z0-9_]{2,20}$")
 DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-EXECUTORS = ("in_process", "multiprocess", "k8s")
+EXECUTORS = ("in_process", "multiprocess", "k8s", "dask")
+DEFAULT_TRAIN_MEMORY_GB = 8.0
 
 
 class SettingsError(TradePipelineError, ValueError):
@@ -54,6 +55,19 @@ def check_date(day: str) -> str:
     return day
 
 
+def _positive_float(env, name: str, default: float) -> float:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r}: expected a number") from None
+    if not value > 0:
+        raise SettingsError(f"{name}={raw!r}: expected a positive number")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -63,8 +77,14 @@ class Settings:
     bybit_ws_url: str = "wss://stream.bybit.com/v5/public/linear"
     redis_url: str = "redis://127.0.0.1:6379/0"
     # How Dagster runs the steps of a run: in one process (local default), one process per
-    # step, or one Kubernetes pod per step (deployment; docs/DEPLOYMENT.md).
+    # step, one Kubernetes pod per step, or on a Dask cluster (deployment; docs/DEPLOYMENT.md).
     executor: str = "in_process"
+    # The Dask scheduler the `dask` executor and distributed training connect to
+    # (tcp://host:8786); required with executor "dask".
+    dask_scheduler: str | None = None
+    # Memory one training process may plan to use (models/dataset.py refuses a larger request
+    # with the figure, before loading anything).
+    train_memory_gb: float = DEFAULT_TRAIN_MEMORY_GB
     # Optional overrides (None: derived from home).
     mlflow_tracking_uri_override: str | None = None
     mlflow_artifact_uri_override: str | None = None
@@ -80,6 +100,13 @@ class Settings:
             raise SettingsError(
                 f"invalid executor {self.executor!r}: expected one of {', '.join(EXECUTORS)}"
             )
+        if self.executor == "dask" and not self.dask_scheduler:
+            raise SettingsError(
+                "executor 'dask' needs the scheduler address: set TRADE_PIPELINE_DASK_SCHEDULER "
+                "(e.g. tcp://dask-scheduler:8786)"
+            )
+        if not self.train_memory_gb > 0:
+            raise SettingsError(f"train_memory_gb must be positive, got {self.train_memory_gb}")
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
@@ -94,6 +121,9 @@ class Settings:
             "mlflow_artifact_uri_override": env.get("TRADE_PIPELINE_MLFLOW_ARTIFACTS") or None,
             "lake_uri_override": env.get("TRADE_PIPELINE_LAKE") or None,
             "executor": env.get("TRADE_PIPELINE_EXECUTOR") or "in_process",
+            "dask_scheduler": env.get("TRADE_PIPELINE_DASK_SCHEDULER") or None,
+            "train_memory_gb": _positive_float(env, "TRADE_PIPELINE_TRAIN_MEMORY_GB",
+                                               DEFAULT_TRAIN_MEMORY_GB),
         }
         opts.update({k: v for k, v in overrides.items() if v is not None})
         return cls(home=Path(raw_home).expanduser().resolve(), **opts)

@@ -33,6 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--task", choices=("regression", "classification"), default="regression",
                    help="regression on the forward return (default) or 3-class direction")
     p.add_argument("--folds", type=int, default=3, help="walk-forward folds (default 3)")
+    p.add_argument("--stride", type=_stride, default=None,
+                   help="keep every Nth 100 ms row after labelling (lake only; default auto: "
+                   "every row below 1M rows, else one row per horizon/5, e.g. 10 for 5s)")
     p.add_argument("--threads", type=int, default=1, help="LightGBM threads (default 1)")
     p.add_argument("--margin", type=float, default=None,
                    help="score margin the challenger needs over the champion (default 0.005)")
@@ -40,6 +43,18 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="train and score only; do not log to MLflow")
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     p.set_defaults(func=handle)
+
+
+def _stride(text: str) -> int | None:
+    if text == "auto":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'auto', got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'auto', got {text!r}")
+    return value
 
 
 def handle(args: argparse.Namespace, settings) -> int:
@@ -73,7 +88,8 @@ def handle(args: argparse.Namespace, settings) -> int:
                 )
             partitions = [str(args.features)]
         else:
-            frame, partitions = load_feature_frame(settings, args.start, args.end)
+            frame, partitions = load_feature_frame(settings, args.start, args.end,
+                                                   horizon=horizon, stride=args.stride)
         config = TrainConfig(horizon=horizon, trials=args.trials, task=args.task,
                              top_k=args.top_k, n_folds=args.folds, num_threads=args.threads)
     except (LabelError, TrainingError) as exc:

@@ -35,6 +35,7 @@ class ModelConfig(dg.Config):
     top_k: int | None = None
     threads: int = 1
     margin: float = 0.005  # score the challenger needs over the champion to be promoted
+    stride: int | None = None  # keep every Nth grid row after labelling; None: auto (dataset.py)
 
 
 def _target(mlflow: MlflowResource):
@@ -79,7 +80,8 @@ def l2_model(context: dg.AssetExecutionContext, config: ModelConfig,
     from trade_pipeline.models.training import TrainConfig, load_feature_frame
 
     settings = pipeline.settings().ensure_dirs()
-    frame, partitions = load_feature_frame(settings, config.start_date, config.end_date)
+    frame, partitions = load_feature_frame(settings, config.start_date, config.end_date,
+                                           horizon=config.horizon, stride=config.stride)
     train_config = TrainConfig(horizon=config.horizon, trials=config.trials, task=config.task,
                                top_k=config.top_k, num_threads=config.threads)
 
