@@ -429,7 +429,7 @@ class RowSequence(lgb.Sequence):
                 self._block = self.matrix.take(self.rows[start:start + self.batch_size],
                                                self.cols)
                 self._block_start = start
-            return self._block[i - start]
+            return self._block[i - start].astype(np.float64)  # LightGBM samples in double
         if isinstance(idx, slice):
             return self.matrix.take(self.rows[idx], self.cols)
         return self.matrix.take(self.rows[np.asarray(idx, dtype=np.int64)], self.cols)

@@ -1,0 +1,278 @@
+"""Training with bounded memory: rows, seconds and peak RSS of `trade-pipeline train` on 1, 7
+and 30 days of `l2_features` from the lake.
+
+`trade-pipeline bench training --json [--days 1,7,30] [--strides auto,1] [--trials 1]
+[--base-days 3] [--bench-home DIR] [--register] [--stride-ic]`
+
+How the days are built (once; reused from `--bench-home`, default `<home>/bench-training`):
+
+- `--base-days` distinct UTC days are simulated in full (86,400 s each, seeds 1..N, the
+  embedded queue-reactive simulator), rebuilt into the 100 ms grid by the real snapshot
+  builder and turned into the 118 features by the real batch engine: 864,000 rows a day.
+- Day k of a longer range is base day `k mod N` shifted by k whole days: timestamps + k days,
+  `session_id` (the session's start time in us) + k days, so sessions stay unique and no label
+  crosses a seam. Written to the lake like `l2_features` (zstd level 3 to keep the build
+  short; the reader does not care). 30 days take ~7 GB of disk.
+
+Each measurement is a fresh process (`trade-pipeline train --trials 1 --start --end --stride
+... --json`, MLflow registration and the gate too with `--register`), timed from outside:
+wall time, CPU time (user + system of the child) and its peak RSS (`wait4` rusage). A
+request that the memory budget refuses is reported with the message and the time it took to
+refuse. Before each run the machine's available memory must exceed the request's own
+estimate plus a 2 GB margin, or the run is skipped with the reason: the bench never puts a
+shared machine at risk.
+
+`--stride-ic`: the stride's effect on out-of-sample IC. On the distinct base days (no tiling:
+the held-out tail must never repeat a training day), models are trained at strides 1, 2, 5,
+10, 25 and 50 (default search point, `max_fit_rows` off so the stride is the only thinning)
+and every model is scored on the same full-resolution tail, with the IC difference to
+stride 1 and a moving-block bootstrap (blocks of 10 label windows) of that paired difference.
+"""
+
+import argparse
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+DAY0 = dt.date(2025, 1, 1)
+TABLE = "l2_features"
+MARGIN_BYTES = 2 * 2**30
+
+
+def _load() -> list[float]:
+    return [round(v, 2) for v in os.getloadavg()]
+
+
+def build_base_day(settings, bench, day: dt.date, seed: int) -> dict:
+    """Simulate one full day and write its features into the bench lake."""
+    from trade_pipeline.features.batch import compute_features
+    from trade_pipeline.market.simulator import SimulatorConfig, simulate_to_store
+    from trade_pipeline.market.snapshots import build_snapshots
+    from trade_pipeline.settings import Settings
+    from trade_pipeline.storage.layout import PartitionKey, write_partition
+    from trade_pipeline.storage.raw_store import raw_files_for_day
+
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench-raw-", dir=bench.home) as tmp:
+        raw_home = Settings.load(home=tmp).ensure_dirs()
+        start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+        sim = simulate_to_store(raw_home, SimulatorConfig(start=start, duration_s=86_400,
+                                                          seed=seed))
+        files = raw_files_for_day(raw_home, raw_home.exchange, raw_home.symbol, day.isoformat())
+        snaps = build_snapshots(files).frame
+    snaps = snaps.filter(pl.col("timestamp").dt.date() == day)
+    features = compute_features(snaps)
+    del snaps
+    key = PartitionKey(bench.exchange, bench.symbol, day.isoformat())
+    write_partition(features, bench.lake_dir, TABLE, key, compression_level=3)
+    return {"day": day.isoformat(), "rows": features.height, "messages": sim["messages"],
+            "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def tile_day(bench, base: dt.date, day: dt.date) -> int:
+    from trade_pipeline.storage.layout import PartitionKey, read_partition, write_partition
+
+    shift = day - base
+    frame = read_partition(bench.lake_dir, TABLE, PartitionKey(bench.exchange, bench.symbol,
+                                                                base.isoformat()))
+    frame = frame.with_columns(
+        pl.col("timestamp") + shift,
+        pl.col("session_id") + int(shift / dt.timedelta(microseconds=1)),
+    )
+    write_partition(frame, bench.lake_dir, TABLE,
+                    PartitionKey(bench.exchange, bench.symbol, day.isoformat()),
+                    compression_level=3)
+    return frame.height
+
+
+def ensure_days(bench, n_days: int, base_days: int, log) -> list[dict]:
+    from trade_pipeline.storage.layout import list_partitions
+
+    have = {k.date for k in list_partitions(bench.lake_dir, TABLE)}
+    built = []
+    for i in range(min(base_days, n_days)):
+        day = DAY0 + dt.timedelta(days=i)
+        if day.isoformat() not in have:
+            built.append(build_base_day(bench.settings, bench, day, seed=i + 1))
+            log(f"simulated base day {built[-1]}")
+    for i in range(base_days, n_days):
+        day = DAY0 + dt.timedelta(days=i)
+        if day.isoformat() not in have:
+            rows = tile_day(bench, DAY0 + dt.timedelta(days=i % base_days), day)
+            built.append({"day": day.isoformat(), "rows": rows, "tiled_from": i % base_days})
+            log(f"tiled {day} ({rows} rows)")
+    return built
+
+
+class Bench:
+    def __init__(self, home: Path):
+        from trade_pipeline.settings import Settings
+
+        self.home = home
+        self.settings = Settings.load(home=home).ensure_dirs()
+        self.lake_dir = self.settings.lake_dir
+        self.exchange, self.symbol = self.settings.exchange, self.settings.symbol
+
+
+def run_train(bench: Bench, days: int, stride: str, trials: int, register: bool,
+              budget_gb: float | None) -> dict:
+    from trade_pipeline.features.catalog import FEATURE_NAMES
+    from trade_pipeline.models.dataset import auto_stride, available_bytes, estimate_bytes
+    from trade_pipeline.models.training import PRICE_LEVEL_FEATURES
+
+    end = DAY0 + dt.timedelta(days=days - 1)
+    rows_in = days * 864_000
+    s = auto_stride("5s", 100, rows_in) if stride == "auto" else int(stride)
+    n_features = len([n for n in FEATURE_NAMES if n not in PRICE_LEVEL_FEATURES])
+    estimate = estimate_bytes(-(-rows_in // s), n_features)
+    out = {"days": days, "stride": s, "stride_arg": stride, "estimated_gb": round(estimate / 2**30, 2)}
+    free = available_bytes()
+    budget = (budget_gb or bench.settings.train_memory_gb) * 2**30
+    if estimate <= budget and estimate + MARGIN_BYTES > free:
+        out["skipped"] = (f"needs ~{estimate / 2**30:.1f} GB + 2 GB margin, the machine has "
+                          f"{free / 2**30:.1f} GB available now")
+        return out
+    cmd = [sys.executable, "-m", "trade_pipeline.cli", "--home", str(bench.home), "train",
+           "--trials", str(trials), "--horizon", "5s", "--start", DAY0.isoformat(),
+           "--end", end.isoformat(), "--stride", stride, "--json"]
+    if not register:
+        cmd.append("--no-register")
+    env = dict(os.environ)
+    if budget_gb:
+        env["TRADE_PIPELINE_TRAIN_MEMORY_GB"] = str(budget_gb)
+    load_before = _load()
+    t0 = time.perf_counter()
+    with tempfile.TemporaryFile() as so, tempfile.TemporaryFile() as se:
+        proc = subprocess.Popen(cmd, stdout=so, stderr=se, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - t0
+        so.seek(0)
+        se.seek(0)
+        stdout, stderr = so.read().decode(), se.read().decode()
+    out.update(
+        exit_code=proc.returncode, wall_s=round(wall, 1),
+        cpu_s=round(usage.ru_utime + usage.ru_stime, 1),
+        peak_rss_gb=round(usage.ru_maxrss * 1024 / 2**30, 2),
+        load_before=load_before, load_after=_load(),
+    )
+    if proc.returncode == 0:
+        metrics = json.loads(stdout)
+        out.update(rows_in=rows_in, rows_trained=metrics["rows"],
+                   tail_ic=metrics.get("tail_ic"), baseline_ic=metrics.get("baseline_ic"),
+                   train_elapsed_s=metrics.get("elapsed_s"))
+    else:
+        lines = [ln for ln in stderr.strip().splitlines() if ln.strip()]
+        out["error"] = lines[-1][:400] if lines else f"exit {proc.returncode}"
+    return out
+
+
+# ---- stride vs out-of-sample IC ---------------------------------------------------------------
+
+def stride_ic(bench: Bench, base_days: int, strides=(1, 2, 5, 10, 25, 50)) -> dict:
+    """Train at each stride on the distinct base days; score all on the same full tail."""
+    from arch.bootstrap import MovingBlockBootstrap
+
+    from trade_pipeline.models.training import (
+        TrainConfig,
+        load_feature_frame,
+        score_on_tail,
+        train_model,
+    )
+
+    start, end = DAY0.isoformat(), (DAY0 + dt.timedelta(days=base_days - 1)).isoformat()
+    full, _ = load_feature_frame(bench.settings, start, end, horizon="5s", stride=1)
+    config = TrainConfig(horizon="5s", trials=1, n_folds=1, max_fit_rows=None, num_threads=1)
+    rows, preds, bounds = {}, {}, None
+    for s in strides:
+        frame = full if s == 1 else full.filter(
+            pl.col("timestamp").dt.epoch("ms") % (100 * s) == 0)
+        t0 = time.perf_counter()
+        result = train_model(frame, config)
+        seconds = time.perf_counter() - t0
+        if bounds is None:  # stride 1's tail: the common scoring window
+            bounds = (result.tail_start, result.tail_end)
+        rows[s] = {"rows": frame.height, "train_s": round(seconds, 1),
+                   "trees": result.booster.num_trees()}
+
+        captured: list[np.ndarray] = []
+
+        def predict(x, booster=result.booster, captured=captured):
+            captured.append(booster.predict(x))
+            return captured[-1]
+
+        metrics = score_on_tail(predict, result.features, full, bounds, config)
+        preds[s] = captured[-1]
+        rows[s].update(tail_ic=metrics["ic"], tail_rank_ic=metrics["rank_ic"],
+                       tail_rows=metrics["n"])
+    # the realized returns of the common tail, for the paired bootstrap
+    tail = full.filter(pl.col("timestamp").is_between(*bounds, closed="both"))
+    realized = tail.get_column("fwd_return_5s").to_numpy()
+    block = 10 * 50  # 10 label windows of 50 rows
+    for s in strides:
+        if s == 1:
+            continue
+
+        def diff(a, b, y):
+            return np.corrcoef(a, y)[0, 1] - np.corrcoef(b, y)[0, 1]
+
+        bs = MovingBlockBootstrap(block, preds[s], preds[1], realized, seed=7)
+        draws = bs.apply(diff, reps=200).ravel()
+        rows[s]["ic_minus_stride1"] = round(float(diff(preds[s], preds[1], realized)), 5)
+        rows[s]["diff_ci95"] = [round(float(np.percentile(draws, q)), 5) for q in (2.5, 97.5)]
+    return {"tail_rows": int(realized.size), "independent_labels": int(realized.size // 50),
+            "tail": [b.isoformat() for b in bounds], "strides": rows}
+
+
+def run(settings, argv: list[str]) -> dict:
+    p = argparse.ArgumentParser(prog="bench training")
+    p.add_argument("--days", default="1,7,30")
+    p.add_argument("--strides", default="auto,1", help="comma list; 'auto' or integers")
+    p.add_argument("--trials", type=int, default=1)
+    p.add_argument("--base-days", type=int, default=3)
+    p.add_argument("--bench-home", type=Path, default=None)
+    p.add_argument("--register", action="store_true",
+                   help="also log + register in MLflow and run the gate (as `train` does)")
+    p.add_argument("--budget-gb", type=float, default=None)
+    p.add_argument("--stride-ic", action="store_true")
+    p.add_argument("--skip-train", action="store_true")
+    args = p.parse_args(argv)
+    home = args.bench_home or Path(settings.home) / "bench-training"
+    bench = Bench(home)
+
+    def log(msg: str) -> None:
+        print(f"[bench training] {msg}", file=sys.stderr, flush=True)
+
+    days = sorted({int(d) for d in args.days.split(",") if d})
+    out: dict = {"bench_home": str(home), "load_start": _load(), "cpus": os.cpu_count()}
+    t0 = time.perf_counter()
+    out["built"] = ensure_days(bench, max([*days, args.base_days]), args.base_days, log)
+    out["build_s"] = round(time.perf_counter() - t0, 1)
+    runs = []
+    if not args.skip_train:
+        for n in days:
+            for stride in args.strides.split(","):
+                log(f"train {n} day(s), stride {stride}")
+                runs.append(run_train(bench, n, stride, args.trials, args.register,
+                                      args.budget_gb))
+                log(json.dumps(runs[-1]))
+    out["runs"] = runs
+    if args.stride_ic:
+        log("stride vs IC")
+        out["stride_ic"] = stride_ic(bench, args.base_days)
+    out["load_end"] = _load()
+    return out
+
+
+if __name__ == "__main__":
+    from trade_pipeline.settings import Settings
+
+    print(json.dumps(run(Settings.load(), sys.argv[1:]), indent=2, default=str))
