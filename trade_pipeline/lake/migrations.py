@@ -27,8 +27,9 @@ import duckdb
 import polars as pl
 
 from trade_pipeline.errors import TradePipelineError
+from trade_pipeline.lake import object_views
 from trade_pipeline.market.schema import SNAPSHOT_SCHEMA
-from trade_pipeline.storage import layout
+from trade_pipeline.storage import lake_fs, layout
 
 SQL_DIR = Path(__file__).resolve().parent / "sql"  # package data: it ships in the wheel
 LAKE_TABLES = ("l2_snapshots", "l2_features")
@@ -188,6 +189,8 @@ def lake_glob(lake_dir: str, table: str) -> str:
 
 
 def lake_source(lake_dir: str, table: str) -> str:
+    if lake_fs.is_object_store(lake_dir):  # no httpfs offline: pyarrow datasets (object_views)
+        return object_views.relation(table)
     glob = lake_glob(lake_dir, table).replace("'", "''")
     return f"read_parquet('{glob}', hive_partitioning = true, union_by_name = true)"
 
@@ -205,6 +208,7 @@ def refresh_views(conn: duckdb.DuckDBPyConnection, lake_dir: str) -> dict:
     """Point `l2_snapshots` / `l2_features` at `lake_dir` (writing the placeholders if they are
     missing). A no-op before migration 001 is applied. Returns what it did."""
     placeholders = ensure_placeholders(lake_dir)
+    object_views.register(conn, lake_dir, LAKE_TABLES)
     applied = _applied(conn)
     if 1 not in applied:
         return {"placeholders_written": placeholders, "views": "not created (001 not applied)"}
@@ -434,6 +438,7 @@ def migrate(
     if not 0 <= target <= len(migrations):
         raise MigrationError(f"--to {to}: expected 0..{len(migrations)}")
     ensure_placeholders(lake_dir)
+    object_views.register(conn, lake_dir, LAKE_TABLES)
     _bootstrap(conn)
     applied = _applied(conn)
     _check_history(migrations, applied)

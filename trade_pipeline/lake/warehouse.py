@@ -56,6 +56,10 @@ def connect(
             conn = duckdb.connect(str(path), read_only=read_only)
             # Views store TIMESTAMPTZ maths; pin the zone so results never depend on the host.
             conn.execute("SET TimeZone = 'UTC'")
+            if isinstance(target, Settings):  # an object-store lake: its tables per connection
+                from trade_pipeline.lake import object_views
+
+                object_views.register(conn, target.lake_dir, ("l2_snapshots", "l2_features"))
             return conn
         except duckdb.IOException as exc:
             if LOCK_MARKER not in str(exc):

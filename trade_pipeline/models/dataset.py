@@ -140,9 +140,11 @@ def _gb(n: float) -> str:
 def plan_dataset(
     settings, start: str | None, end: str | None, *, features: list[str],
     horizon: str | None = None, stride: int | None = None, budget_bytes: int | None = None,
+    check_free: bool = True,
 ) -> DatasetPlan:
     """List the range's partitions, count their rows from the footers, choose the stride and
-    check the memory budget. Raises MemoryBudgetError with the figures when over budget."""
+    check the memory budget (and, with `check_free`, this machine's available memory).
+    Raises MemoryBudgetError with the figures when over budget."""
     from trade_pipeline.settings import check_date
     from trade_pipeline.storage.layout import list_partitions, open_parquet
 
@@ -173,7 +175,7 @@ def plan_dataset(
     estimate = estimate_bytes(rows_planned, n_features, labelled=horizon is not None)
     configured = int(settings.train_memory_gb * 2**30)
     budget = configured if budget_bytes is None else int(budget_bytes)
-    free = available_bytes()
+    free = available_bytes() if check_free else budget
     limit = min(budget, free)
     if estimate > limit:
         per_row = max(1, (estimate - FIXED_BYTES) / max(rows_planned, 1) * chosen)
@@ -225,6 +227,60 @@ def _read(pf, columns: list[str]) -> pl.DataFrame:
     return pl.from_arrow(pf.read(columns=columns, use_threads=False))
 
 
+def feature_columns(features: list[str]) -> list[str]:
+    """The feature columns read besides the carried ones (spread is always needed)."""
+    return [f for f in dict.fromkeys([*features, "spread"]) if f not in CARRIED[:3]]
+
+
+def read_label_inputs(lake_dir: str, key) -> pl.DataFrame | None:
+    """One day's `timestamp`, `session_id`, `mid_price` (what labels need), or None."""
+    from trade_pipeline.storage.layout import open_parquet
+
+    pf = open_parquet(lake_dir, TABLE, key)
+    return None if pf is None else _read(pf, list(CARRIED[:3]))
+
+
+@dataclasses.dataclass
+class DayRows:
+    frame: pl.DataFrame
+    rows_read: int
+    unlabelled: int
+
+
+def day_rows(lake_dir: str, key, *, features: list[str], horizon: str | None,
+             stride_ms: int | None, label_inputs: pl.DataFrame | None = None,
+             next_label_inputs: pl.DataFrame | None = None) -> DayRows | None:
+    """The training rows of one day (see the module docstring); `next_label_inputs` are the
+    next day's label columns when that day is in the range (None at the range's end).
+    The one implementation the local loader and the distributed trainer share."""
+    from trade_pipeline.storage.layout import open_parquet
+
+    pf = open_parquet(lake_dir, TABLE, key)
+    if pf is None:
+        return None
+    cols = feature_columns(features)
+    _check_columns(pf, [*CARRIED[:3], *cols], key)
+    current = label_inputs if label_inputs is not None else _read(pf, list(CARRIED[:3]))
+    if current.height == 0:
+        return DayRows(current, 0, 0)
+    keep = pl.Series(np.ones(current.height, dtype=bool))
+    out, unlabelled = current, 0
+    if horizon is not None:
+        day_end = dt.datetime.combine(key.day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+        ret = day_labels(current, next_label_inputs, day_end, horizon)
+        keep = ret.is_not_null()
+        unlabelled = int(current.height - keep.sum())
+        if stride_ms:
+            keep = keep & ((current.get_column("timestamp").dt.epoch("ms") % stride_ms) == 0)
+        out = current.with_columns(ret.alias(return_column(horizon)))
+    parts = [out.filter(keep) if not keep.all() else out]
+    for g in range(0, len(cols), COLUMN_GROUP):
+        group = _read(pf, cols[g:g + COLUMN_GROUP])
+        group = group.cast(dict.fromkeys(group.columns, pl.Float32))
+        parts.append(group.filter(keep) if not keep.all() else group)
+    return DayRows(pl.concat(parts, how="horizontal"), current.height, unlabelled)
+
+
 def load_training_frame(
     settings, start: str | None = None, end: str | None = None, *, features: list[str],
     horizon: str | None = None, stride: int | None = None, budget_bytes: int | None = None,
@@ -234,70 +290,36 @@ def load_training_frame(
     at a time (see the module docstring). With `horizon`, the frame carries the label column
     `fwd_return_<h>` and only labelled rows, thinned by `stride` (None: `auto_stride`).
     `on_day(done, total)` reports progress."""
-    from trade_pipeline.storage.layout import open_parquet
-
     started = time.perf_counter()
     plan = plan_dataset(settings, start, end, features=features, horizon=horizon,
                         stride=stride, budget_bytes=budget_bytes)
-    feature_cols = [f for f in dict.fromkeys([*features, "spread"]) if f not in CARRIED[:3]]
-    label_name = return_column(horizon) if horizon else None
-    step_ms = plan.stride * settings.cadence_ms
+    lake = settings.lake_dir
+    stride_ms = plan.stride * settings.cadence_ms if plan.stride > 1 else None
     report = DatasetReport(partitions=[k.relpath(TABLE) for k in plan.keys], stride=plan.stride,
-                           features=len(feature_cols), estimated_bytes=plan.estimated_bytes,
-                           budget_bytes=plan.budget_bytes)
-    label_inputs = list(CARRIED[:3])
+                           features=len(feature_columns(features)),
+                           estimated_bytes=plan.estimated_bytes, budget_bytes=plan.budget_bytes)
     chunks: list[pl.DataFrame] = []
-    files = {}
-
-    def label_columns(i: int) -> pl.DataFrame | None:
-        if i >= len(plan.keys):
-            return None
-        pf = open_parquet(settings.lake_dir, TABLE, plan.keys[i])
-        if pf is None:
-            return None
-        files[i] = pf
-        return _read(pf, label_inputs)
-
-    current = label_columns(0)
+    current = read_label_inputs(lake, plan.keys[0]) if horizon else None
     for i, key in enumerate(plan.keys):
-        nxt_key = plan.keys[i + 1] if i + 1 < len(plan.keys) else None
-        adjacent = nxt_key is not None and nxt_key.day == key.day + dt.timedelta(days=1)
-        following = label_columns(i + 1) if nxt_key is not None else None
-        if current is None or current.height == 0:
-            current = following
+        nxt = plan.keys[i + 1] if i + 1 < len(plan.keys) else None
+        adjacent = nxt is not None and nxt.day == key.day + dt.timedelta(days=1)
+        following = read_label_inputs(lake, nxt) if horizon and nxt is not None else None
+        day = day_rows(lake, key, features=features, horizon=horizon, stride_ms=stride_ms,
+                       label_inputs=current,
+                       next_label_inputs=following if adjacent else None)
+        current = following
+        if day is None or day.frame.height == 0:
             continue
-        _check_columns(files[i], [*label_inputs, *feature_cols], key)
-        keep = pl.Series(np.ones(current.height, dtype=bool))
-        out = current
-        if horizon is not None:
-            day_end = dt.datetime.combine(key.day + dt.timedelta(days=1), dt.time(),
-                                          tzinfo=dt.UTC)
-            ret = day_labels(current, following if adjacent else None, day_end, horizon)
-            labelled = ret.is_not_null()
-            report.unlabelled += int(current.height - labelled.sum())
-            keep = labelled
-            if plan.stride > 1:
-                on_grid = (current.get_column("timestamp").dt.epoch("ms") % step_ms) == 0
-                keep = keep & on_grid
-            out = current.with_columns(ret.alias(label_name))
-        report.rows_read += current.height
-        out = out.filter(keep) if not keep.all() else out
-        parts = [out]
-        for g in range(0, len(feature_cols), COLUMN_GROUP):
-            group = _read(files[i], feature_cols[g:g + COLUMN_GROUP])
-            group = group.cast(dict.fromkeys(group.columns, pl.Float32))
-            parts.append(group.filter(keep) if not keep.all() else group)
-        day_frame = pl.concat(parts, how="horizontal")
-        chunks.append(day_frame)
-        report.rows_kept += day_frame.height
-        report.frame_bytes += int(day_frame.estimated_size())
+        chunks.append(day.frame)
+        report.rows_read += day.rows_read
+        report.unlabelled += day.unlabelled
+        report.rows_kept += day.frame.height
+        report.frame_bytes += int(day.frame.estimated_size())
         if report.frame_bytes > plan.budget_bytes:  # the footers lied: stop before the OS does
             raise MemoryBudgetError(
                 f"training rows reached {_gb(report.frame_bytes)} after {i + 1} of "
                 f"{len(plan.keys)} day(s), over the budget {_gb(plan.budget_bytes)}"
             )
-        files.pop(i, None)
-        current = following
         if on_day is not None:
             on_day(i + 1, len(plan.keys))
     if not chunks:

@@ -27,6 +27,7 @@ one-line message naming the lake URI and the endpoint, instead of an SDK stack t
 
 import contextlib
 import functools
+import inspect
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -109,13 +110,16 @@ def errors(root: str, action: str) -> Iterator[None]:
 
 
 def translating(action: str) -> Callable:
-    """Decorator for a lake function whose first argument is the lake root (see `errors`)."""
+    """Decorator for a lake function with a `root` argument (see `errors`)."""
 
     def wrap(fn: Callable) -> Callable:
+        signature = inspect.signature(fn)
+
         @functools.wraps(fn)
-        def inner(root, *args, **kwargs):
-            with errors(root, action):
-                return fn(root, *args, **kwargs)
+        def inner(*args, **kwargs):
+            root = signature.bind_partial(*args, **kwargs).arguments.get("root", "")
+            with errors(str(root), action):
+                return fn(*args, **kwargs)
 
         return inner
 

@@ -6,7 +6,9 @@ import lightgbm as lgb
 import numpy as np
 import polars as pl
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from trade_pipeline.features.catalog import FEATURE_NAMES
 from trade_pipeline.models import dataset
@@ -102,7 +104,7 @@ def test_the_range_end_is_a_hard_edge(lake) -> None:
 
 
 def test_stride_keeps_time_aligned_rows_with_their_full_resolution_labels(lake) -> None:
-    settings, frame = lake
+    settings, _ = lake
     full, _ = load_training_frame(settings, features=MODEL_FEATURES, horizon="5s", stride=1)
     thin, report = load_training_frame(settings, features=MODEL_FEATURES, horizon="5s",
                                        stride=10)
@@ -156,7 +158,7 @@ def test_a_request_over_the_budget_is_refused_with_the_figures(lake) -> None:
 def test_budget_comes_from_settings(lake, monkeypatch) -> None:
     settings, _ = lake
     small = settings.with_(train_memory_gb=0.5)  # below the fixed process overhead
-    with pytest.raises(MemoryBudgetError, match="budget 0.50 GB"):
+    with pytest.raises(MemoryBudgetError, match=r"budget 0\.50 GB"):
         load_training_frame(small, features=MODEL_FEATURES, horizon="5s", stride=1)
     monkeypatch.setenv("TRADE_PIPELINE_TRAIN_MEMORY_GB", "zero")
     with pytest.raises(ValueError, match="TRADE_PIPELINE_TRAIN_MEMORY_GB"):
