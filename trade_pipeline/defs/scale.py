@@ -12,7 +12,10 @@ Why not `dagster_dask.dask_executor` as it is: it names each task `<job>.<step>`
 treats equal keys as the same computation, so a second run of the same job submitted while
 the first is still running (two partitions of a backfill) is handed the first run's result
 and reported successful without having run (dagster-io/dagster#21418, reproduced here with
-dagster-dask 0.29.27). This subclass keeps its behaviour and scopes the key to the run.
+dagster-dask 0.29.27). It also passes the run to Dask as plain tuple arguments, which this
+distributed release walks and Dagster's partitioned runs refuse (see `StepCall`), and it
+rebuilds an asset run's job without its asset selection (see `RunSubset`). This subclass
+keeps its behaviour otherwise.
 
 A worker that dies mid-step: the scheduler gives the task to another worker (Dask retries a
 task whose worker died up to `distributed.scheduler.allowed-failures` times, default 3), so
@@ -29,6 +32,41 @@ from dagster_dask.executor import (
 )
 
 from trade_pipeline.settings import SettingsError
+
+
+class StepCall:
+    """The arguments of one step, opaque to Dask: distributed walks tuple arguments to find
+    futures in them, and Dagster's records (the run, its partitions definition) refuse to be
+    iterated ("Iteration is not allowed on `@record` TimeWindowPartitionsDefinition")."""
+
+    def __init__(self, *args):
+        self.args = args
+
+
+class RunSubset:
+    """The run's job as the worker must rebuild it. dagster-dask subsets the job by the run's
+    op selection only, which for an asset run is empty: the worker then plans the whole asset
+    job, and fails on config for assets the run never selected ("Missing required config
+    entry legacy_import"). Dagster's own run path subsets by the asset selection too."""
+
+    def __init__(self, recon_job, dagster_run):
+        self.recon_job, self.run = recon_job, dagster_run
+
+    def get_subset(self, *, op_selection=None, **_ignored):
+        if op_selection:
+            return self.recon_job.get_subset(op_selection=op_selection)
+        return self.recon_job.get_subset(
+            asset_selection=self.run.asset_selection,
+            asset_check_selection=self.run.asset_check_selection,
+        )
+
+
+def run_step(dependencies, call: StepCall):
+    """The task a worker runs: dagster-dask's own step function on the run's real subset
+    (`dependencies` only orders the tasks)."""
+    recon_job, dagster_run, *rest = call.args
+    return query_on_dask_worker(dependencies, RunSubset(recon_job, dagster_run), dagster_run,
+                                *rest)
 
 
 class RunScopedDaskExecutor(DaskExecutor):
@@ -53,11 +91,13 @@ class RunScopedDaskExecutor(DaskExecutor):
                 for step in level:
                     dependencies = [by_step[key] for step_input in step.step_inputs
                                     for key in step_input.dependency_keys]
+                    call = StepCall(
+                        plan_context.reconstructable_job, plan_context.dagster_run,
+                        plan_context.run_config, [step.key], plan_context.instance.get_ref(),
+                        execution_plan.known_state,
+                    )
                     future = client.submit(
-                        query_on_dask_worker, dependencies, plan_context.reconstructable_job,
-                        plan_context.dagster_run, plan_context.run_config, [step.key],
-                        plan_context.instance.get_ref(), execution_plan.known_state,
-                        key=f"{job_name}.{run_id}.{step.key}",
+                        run_step, dependencies, call, key=f"{job_name}.{run_id}.{step.key}",
                         resources=get_dask_resource_requirements(step.tags),
                     )
                     futures.append(future)

@@ -161,18 +161,24 @@ def train_distributed(
     stride_ms = plan.stride * settings.cadence_ms if plan.stride > 1 else None
     token = uuid.uuid4().hex[:8]
     placed: dict[str, list[str]] = {w: [] for w in workers}
-    parts = []
+    parts, homes = [], []
     for i, key in enumerate(plan.keys):
         nxt = plan.keys[i + 1] if i + 1 < len(plan.keys) else None
         adjacent = nxt if nxt is not None and nxt.day == key.day + dt.timedelta(days=1) else None
         worker = workers[i % len(workers)]
         placed[worker].append(key.date)
+        homes.append(worker)
         parts.append(client.submit(
             load_day_part, settings.lake_dir, key, adjacent, features, horizon, stride_ms,
             workers=[worker], allow_other_workers=False, pure=False,
             key=f"tp-day-{token}-{key.date}",
         ))
-    summaries = client.gather([client.submit(part_summary, p, pure=False) for p in parts])
+    def on_home(fn, i: int, *args):
+        """Run `fn` on the worker that holds part i: the rows never move between workers."""
+        return client.submit(fn, *args, workers=[homes[i]], allow_other_workers=False,
+                             pure=False)
+
+    summaries = client.gather([on_home(part_summary, i, p) for i, p in enumerate(parts)])
     rows = [s["rows"] for s in summaries]
     total = sum(rows)
     if total == 0:
@@ -182,29 +188,28 @@ def train_distributed(
     cut = int(total * (1 - tail_fraction))
     cum = np.cumsum(rows)
     j = int(np.searchsorted(cum, cut, side="right"))
-    tail_start_us = client.submit(part_ts_at, parts[j], cut - (int(cum[j - 1]) if j else 0),
-                                  pure=False).result()
+    tail_start_us = on_home(part_ts_at, j, parts[j], cut - (int(cum[j - 1]) if j else 0)).result()
     embargo_us = int(parse_horizon(horizon) / dt.timedelta(microseconds=1))
 
     def collect(lo, hi):
-        sliced = [client.submit(part_slice, p, lo, hi, pure=False) for p in parts]
-        sizes = client.gather([client.submit(part_rows, s, pure=False) for s in sliced])
-        kept = [(s, n) for s, n in zip(sliced, sizes, strict=True) if n]
-        x = da.concatenate([da.from_delayed(client.submit(part_field, s, "x", pure=False),
+        sliced = [on_home(part_slice, i, p, lo, hi) for i, p in enumerate(parts)]
+        sizes = client.gather([on_home(part_rows, i, s) for i, s in enumerate(sliced)])
+        kept = [(i, s, n) for i, (s, n) in enumerate(zip(sliced, sizes, strict=True)) if n]
+        x = da.concatenate([da.from_delayed(on_home(part_field, i, s, "x"),
                                             shape=(n, len(features)), dtype=np.float32)
-                            for s, n in kept])
-        y = da.concatenate([da.from_delayed(client.submit(part_field, s, "y", pure=False),
-                                            shape=(n,), dtype=np.float64) for s, n in kept])
-        obi = [client.submit(part_field, s, "obi", pure=False) for s, _ in kept]
-        return x, y, obi, sliced, sum(n for _, n in kept)
+                            for i, s, n in kept])
+        y = da.concatenate([da.from_delayed(on_home(part_field, i, s, "y"),
+                                            shape=(n,), dtype=np.float64) for i, s, n in kept])
+        obi = [on_home(part_field, i, s, "obi") for i, s, _ in kept]
+        return x, y, obi, kept
 
-    x_fit, y_fit, _, fit_parts, n_fit = collect(None, tail_start_us - embargo_us)
-    x_tail, y_tail, obi_tail, _, n_tail = collect(tail_start_us, None)
+    x_fit, y_fit, _, fit_kept = collect(None, tail_start_us - embargo_us)
+    x_tail, y_tail, obi_tail, tail_kept = collect(tail_start_us, None)
+    n_fit, n_tail = sum(n for *_, n in fit_kept), sum(n for *_, n in tail_kept)
     if n_fit == 0 or n_tail == 0:
         raise TrainingError(f"too few rows to split: {n_fit} training / {n_tail} tail rows")
     rows_per_worker: dict[str, int] = dict.fromkeys(workers, 0)
-    fit_sizes = client.gather([client.submit(part_rows, s, pure=False) for s in fit_parts])
-    for part, n in zip(fit_parts, fit_sizes, strict=True):
+    for _i, part, n in fit_kept:  # where the training rows actually are, as Dask reports it
         for holder in client.who_has([part]).get(part.key, ()):
             rows_per_worker[holder] += n
 

@@ -176,11 +176,11 @@ class DaskCluster:
 
 @contextlib.contextmanager
 def dask_cluster(tmp: Path, env: dict[str, str], n_workers: int = 2,
-                 memory_limit: str = "3GiB") -> Iterator[DaskCluster]:
+                 memory_limit: str = "3GiB", port: int | None = None) -> Iterator[DaskCluster]:
     """`dask scheduler` and `n_workers` `dask worker` processes (each with a nanny that
     restarts its worker if it dies), all on loopback with free ports, sharing `env`."""
     sched_file = tmp / "scheduler.json"
-    port = free_port()
+    port = port or free_port()
     common = {**os.environ, **env, "DASK_DISTRIBUTED__WORKER__DAEMON": "False",
               "PYTHONUNBUFFERED": "1"}
     with contextlib.ExitStack() as stack:
