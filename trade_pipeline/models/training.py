@@ -308,7 +308,7 @@ def prepare(frame: pl.DataFrame, horizon: str, features: list[str] | None) -> Pr
 
 
 def _zone(prep: Prepared, rows: np.ndarray, factor: float) -> float:
-    return dead_zone(prep.frame[rows].select("spread", "mid_price"), factor)
+    return dead_zone(prep.frame.select("spread", "mid_price")[rows], factor)  # [dataset] 2 cols
 
 
 def _classes(returns: np.ndarray, zone: float) -> np.ndarray:
@@ -427,7 +427,8 @@ def baseline_metrics(prep: Prepared, rows: np.ndarray, config: TrainConfig) -> d
     """The naive model: sign(order_book_imbalance) as the direction, on the same rows."""
     if BASELINE_FEATURE not in prep.frame.columns:
         return {}
-    obi = prep.frame[rows].get_column(BASELINE_FEATURE).cast(pl.Float64).to_numpy()
+    # [dataset] gather one column, not every column of the tail's rows
+    obi = prep.frame.get_column(BASELINE_FEATURE).gather(rows).cast(pl.Float64).to_numpy()
     realized = prep.returns[rows]
     ok = np.isfinite(obi)
     out = {

@@ -236,3 +236,17 @@ def test_training_on_the_streamed_frame_equals_training_in_memory(settings) -> N
     assert a.n_rows == b.n_rows
     assert a.tail_metrics == b.tail_metrics
     np.testing.assert_array_equal(a.tail_predictions, b.tail_predictions)
+
+
+def test_feature_matrix_over_day_chunks_gathers_from_numpy_views(lake) -> None:
+    settings, _ = lake
+    frame, _ = load_training_frame(settings, features=MODEL_FEATURES, horizon="5s", stride=1)
+    assert frame.get_column("order_book_imbalance").n_chunks() == 2  # one chunk per day
+    m = FeatureMatrix(frame, MODEL_FEATURES)
+    assert m._views is not None  # no polars gather, no copy of the frame
+    dense = frame.select(MODEL_FEATURES).to_numpy()
+    rows = np.array([0, 5, frame.height - 1, 1500, 1499, 1501, 7])
+    np.testing.assert_array_equal(m[rows], dense[rows])
+    np.testing.assert_array_equal(m[np.ix_(rows, [3, 1])], dense[np.ix_(rows, [3, 1])])
+    np.testing.assert_array_equal(m[100:2000:7], dense[100:2000:7])
+    np.testing.assert_array_equal(m[-3:], dense[-3:])
