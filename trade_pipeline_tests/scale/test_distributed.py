@@ -157,22 +157,30 @@ def test_two_day_backfill_runs_its_steps_on_dask_workers_with_the_lake_on_s3(
     assert set().union(*pids.values()) <= workers, (pids, workers)  # never in the launcher
 
 
-def test_lightgbm_dask_trains_across_workers(backfilled, monkeypatch) -> None:
-    from trade_pipeline.models.distributed import train_distributed
+def test_lightgbm_dask_trains_across_workers(backfilled, monkeypatch, capsys, tmp_path) -> None:
+    import lightgbm as lgb
 
-    settings = lake_settings(backfilled, monkeypatch)
-    with backfilled["cluster"].client() as client:
-        result = train_distributed(settings, client, horizon="1s", stride=1, rounds=40,
-                                   tail_fraction=0.4)
-    metrics = result.metrics()
+    from trade_pipeline.cli import main
+
+    lake_settings(backfilled, monkeypatch)  # the AWS variables of this process
+    monkeypatch.setenv("TRADE_PIPELINE_LAKE", backfilled["env"]["TRADE_PIPELINE_LAKE"])
+    model = tmp_path / "model.txt"
+    code = main(["--home", str(backfilled["tmp"] / "home"), "train-distributed",
+                 "--scheduler", backfilled["cluster"].address, "--horizon", "1s",
+                 "--stride", "1", "--rounds", "40", "--tail-fraction", "0.4",
+                 "--output", str(model), "--json"])
+    assert code == 0
+    metrics = json.loads(capsys.readouterr().out)
     assert metrics["workers"] == 2
-    assert len(result.days_per_worker) == 2  # one day on each worker
-    assert all(0 < n < result.rows for n in result.rows_per_worker.values())
-    assert sum(result.rows_per_worker.values()) == result.rows
-    assert result.booster.num_trees() == 40
-    assert result.tail_metrics["n"] == result.tail_rows > 1000
-    assert result.tail_start.date().isoformat() == DAYS[1]
-    assert result.tail_metrics["ic"] is not None
+    assert len(metrics["days_per_worker"]) == 2  # one day on each worker
+    per_worker = metrics["rows_per_worker"].values()
+    assert all(0 < n < metrics["rows"] for n in per_worker)  # no worker held all the rows
+    assert sum(per_worker) == metrics["rows"]
+    assert metrics["max_worker_share"] < 1
+    assert lgb.Booster(model_file=str(model)).num_trees() == metrics["trees"] == 40
+    assert metrics["tail_n"] == metrics["tail_rows"] > 1000
+    assert metrics["tail_start"].startswith(DAYS[1])
+    assert metrics["tail_ic"] is not None
 
 
 def test_a_worker_killed_mid_step_reruns_the_step_and_never_shows_a_partial_partition(
