@@ -177,20 +177,17 @@ def run_train(bench: Bench, days: int, stride: str, trials: int, register: bool,
 
 # ---- stride vs out-of-sample IC ---------------------------------------------------------------
 
-def stride_ic(bench: Bench, base_days: int, strides=(1, 2, 5, 10, 25, 50)) -> dict:
-    """Train at each stride on the distinct base days; score all on the same full tail."""
+def stride_ic(full: pl.DataFrame, strides=(1, 2, 5, 10, 25, 50), horizon: str = "5s") -> dict:
+    """Train at each stride on `full` (labelled at full resolution, `fwd_return_<h>`); score
+    every model on the same full-resolution held-out tail (stride 1's)."""
     from arch.bootstrap import MovingBlockBootstrap
 
-    from trade_pipeline.models.training import (
-        TrainConfig,
-        load_feature_frame,
-        score_on_tail,
-        train_model,
-    )
+    from trade_pipeline.models.training import TrainConfig, score_on_tail, train_model
 
-    start, end = DAY0.isoformat(), (DAY0 + dt.timedelta(days=base_days - 1)).isoformat()
-    full, _ = load_feature_frame(bench.settings, start, end, horizon="5s", stride=1)
-    config = TrainConfig(horizon="5s", trials=1, n_folds=1, max_fit_rows=None, num_threads=1)
+    label = f"fwd_return_{horizon}"
+    window = int(horizon.removesuffix("s")) * 10  # rows per label window at 100 ms
+    config = TrainConfig(horizon=horizon, trials=1, n_folds=1, max_fit_rows=None,
+                         num_threads=1)
     rows, preds, bounds = {}, {}, None
     for s in strides:
         frame = full if s == 1 else full.filter(
@@ -202,7 +199,6 @@ def stride_ic(bench: Bench, base_days: int, strides=(1, 2, 5, 10, 25, 50)) -> di
             bounds = (result.tail_start, result.tail_end)
         rows[s] = {"rows": frame.height, "train_s": round(seconds, 1),
                    "trees": result.booster.num_trees()}
-
         captured: list[np.ndarray] = []
 
         def predict(x, booster=result.booster, captured=captured):
@@ -211,25 +207,48 @@ def stride_ic(bench: Bench, base_days: int, strides=(1, 2, 5, 10, 25, 50)) -> di
 
         metrics = score_on_tail(predict, result.features, full, bounds, config)
         preds[s] = captured[-1]
-        rows[s].update(tail_ic=metrics["ic"], tail_rank_ic=metrics["rank_ic"],
+        rows[s].update(tail_ic=_r(metrics["ic"]), tail_rank_ic=_r(metrics["rank_ic"]),
                        tail_rows=metrics["n"])
-    # the realized returns of the common tail, for the paired bootstrap
     tail = full.filter(pl.col("timestamp").is_between(*bounds, closed="both"))
-    realized = tail.get_column("fwd_return_5s").to_numpy()
-    block = 10 * 50  # 10 label windows of 50 rows
-    for s in strides:
-        if s == 1:
-            continue
+    realized = tail.get_column(label).to_numpy()
+    block = 10 * window  # 10 label windows per bootstrap block (overlapping labels)
 
-        def diff(a, b, y):
-            return np.corrcoef(a, y)[0, 1] - np.corrcoef(b, y)[0, 1]
+    def diff(a, b, y):
+        return np.corrcoef(a, y)[0, 1] - np.corrcoef(b, y)[0, 1]
 
+    for s in strides[1:]:
         bs = MovingBlockBootstrap(block, preds[s], preds[1], realized, seed=7)
         draws = bs.apply(diff, reps=200).ravel()
-        rows[s]["ic_minus_stride1"] = round(float(diff(preds[s], preds[1], realized)), 5)
-        rows[s]["diff_ci95"] = [round(float(np.percentile(draws, q)), 5) for q in (2.5, 97.5)]
-    return {"tail_rows": int(realized.size), "independent_labels": int(realized.size // 50),
+        rows[s]["ic_minus_stride1"] = _r(diff(preds[s], preds[1], realized))
+        rows[s]["diff_ci95"] = [_r(np.percentile(draws, q)) for q in (2.5, 97.5)]
+    return {"tail_rows": int(realized.size), "independent_labels": int(realized.size // window),
             "tail": [b.isoformat() for b in bounds], "strides": rows}
+
+
+def _r(v) -> float | None:
+    return None if v is None or not np.isfinite(v) else round(float(v), 5)
+
+
+def labelled(frame: pl.DataFrame, horizon: str = "5s") -> pl.DataFrame:
+    """Label at full resolution, keep labelled rows, model features as float32 (what the
+    lake loader produces)."""
+    from trade_pipeline.features.catalog import FEATURE_NAMES
+    from trade_pipeline.models.labels import forward_returns
+    from trade_pipeline.models.training import PRICE_LEVEL_FEATURES
+
+    ret = forward_returns(frame, horizon)
+    feats = [n for n in FEATURE_NAMES if n not in PRICE_LEVEL_FEATURES]
+    out = frame.with_columns(ret).filter(ret.is_not_null())
+    return out.with_columns(pl.col(feats).cast(pl.Float32)).sort("timestamp")
+
+
+def real_captures() -> pl.DataFrame | None:
+    from trade_pipeline.features.batch import compute_features
+    from trade_pipeline.market.snapshots import build_snapshots
+
+    data = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "bybit"
+    files = sorted(p for p in data.glob("*.jsonl.gz") if "175705" not in p.name)
+    return compute_features(build_snapshots(files).frame) if files else None
 
 
 def run(settings, argv: list[str]) -> dict:
@@ -266,8 +285,17 @@ def run(settings, argv: list[str]) -> dict:
                 log(json.dumps(runs[-1]))
     out["runs"] = runs
     if args.stride_ic:
-        log("stride vs IC")
-        out["stride_ic"] = stride_ic(bench, args.base_days)
+        from trade_pipeline.models.training import load_feature_frame
+
+        log("stride vs IC: real captures")
+        real = real_captures()
+        if real is not None:
+            out["stride_ic_real_captures"] = stride_ic(labelled(real))
+        log("stride vs IC: simulated base days")
+        last = (DAY0 + dt.timedelta(days=args.base_days - 1)).isoformat()
+        sim, _ = load_feature_frame(bench.settings, DAY0.isoformat(), last, horizon="5s",
+                                    stride=1)
+        out["stride_ic_simulated_days"] = stride_ic(sim)
     out["load_end"] = _load()
     return out
 

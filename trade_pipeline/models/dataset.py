@@ -52,7 +52,7 @@ from trade_pipeline.models.labels import forward_returns, parse_horizon, return_
 TABLE = "l2_features"
 # Columns the training step needs besides the model features (labels, costs, time order).
 CARRIED = ("timestamp", "session_id", "mid_price", "spread")
-COLUMN_GROUP = 16  # feature columns decoded at once: bounds the per-day transient memory
+COLUMN_GROUP = 8  # feature columns decoded at once: bounds the per-day transient memory
 AUTO_STRIDE_MIN_ROWS = 1_000_000  # below ~1.2 days of 100 ms rows every row is kept
 ROWS_PER_INDEPENDENT_LABEL = 5  # auto stride keeps 5 rows per label window
 # Memory model (bytes), fitted to benchmarks/bench_training.py peaks: the frame, the
@@ -466,6 +466,21 @@ class FeatureMatrix:
 def _slice_bounds(s: slice, n: int) -> tuple[int, int]:
     start, stop, _ = s.indices(n)
     return start, max(0, stop - start)
+
+
+PREDICT_CHUNK = 262_144  # rows gathered per prediction call (~100 MB of float32 features)
+
+
+def predict_rows(predict, x, rows: np.ndarray, cols: list[int] | None = None) -> np.ndarray:
+    """`predict(x[rows, cols])`, gathered and predicted PREDICT_CHUNK rows at a time, so
+    scoring a week's tail never holds its whole feature block (LightGBM predicts row by row:
+    the result is the same)."""
+    rows = np.asarray(rows)
+    if rows.size <= PREDICT_CHUNK:
+        return predict(x[np.ix_(rows, cols)] if cols is not None else x[rows])
+    parts = [predict(x[np.ix_(chunk, cols)] if cols is not None else x[chunk])
+             for chunk in np.array_split(rows, -(-rows.size // PREDICT_CHUNK))]
+    return np.concatenate(parts, axis=0)
 
 
 def lgb_rows(x, rows: np.ndarray, cols: list[int] | None = None):

@@ -395,8 +395,9 @@ def evaluate(
     booster, prep: Prepared, rows: np.ndarray, config: TrainConfig, zone: float | None,
     columns: list[int] | None = None,
 ) -> tuple[dict, np.ndarray]:
-    x = prep.x[np.ix_(rows, columns)] if columns is not None else prep.x[rows]
-    pred = booster.predict(x)
+    from trade_pipeline.models.dataset import predict_rows  # [dataset] in row chunks
+
+    pred = predict_rows(booster.predict, prep.x, rows, columns)
     return evaluate_predictions(pred, prep, rows, config, zone), pred
 
 
@@ -621,4 +622,6 @@ def score_on_tail(
     )
     if rows.size == 0:
         raise TrainingError(f"no labelled rows between {bounds[0]} and {bounds[1]}")
-    return evaluate_predictions(predict(prep.x[rows]), prep, rows, config, zone)
+    from trade_pipeline.models.dataset import predict_rows  # [dataset] in row chunks
+
+    return evaluate_predictions(predict_rows(predict, prep.x, rows), prep, rows, config, zone)

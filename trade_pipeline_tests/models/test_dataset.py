@@ -250,3 +250,15 @@ def test_feature_matrix_over_day_chunks_gathers_from_numpy_views(lake) -> None:
     np.testing.assert_array_equal(m[np.ix_(rows, [3, 1])], dense[np.ix_(rows, [3, 1])])
     np.testing.assert_array_equal(m[100:2000:7], dense[100:2000:7])
     np.testing.assert_array_equal(m[-3:], dense[-3:])
+
+
+def test_predictions_in_chunks_equal_one_call(monkeypatch) -> None:
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(5000, 4))
+    y = x[:, 0] + rng.normal(scale=0.3, size=5000)
+    booster = lgb.train({"objective": "regression", "verbosity": -1, "num_threads": 1},
+                        lgb.Dataset(x, y), num_boost_round=10)
+    rows = np.flatnonzero(rng.random(5000) < 0.7)
+    whole = booster.predict(x[rows])
+    monkeypatch.setattr(dataset, "PREDICT_CHUNK", 333)
+    np.testing.assert_array_equal(dataset.predict_rows(booster.predict, x, rows), whole)
