@@ -262,3 +262,18 @@ def test_predictions_in_chunks_equal_one_call(monkeypatch) -> None:
     whole = booster.predict(x[rows])
     monkeypatch.setattr(dataset, "PREDICT_CHUNK", 333)
     np.testing.assert_array_equal(dataset.predict_rows(booster.predict, x, rows), whole)
+
+
+def test_the_train_command_refuses_an_over_budget_request_in_one_line(lake, monkeypatch,
+                                                                     capsys) -> None:
+    from trade_pipeline.cli import main
+
+    settings, _ = lake
+    monkeypatch.setenv("TRADE_PIPELINE_TRAIN_MEMORY_GB", "0.5")
+    code = main(["--home", str(settings.home), "train", "--trials", "1", "--horizon", "5s",
+                 "--stride", "1", "--no-register"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and "needs about" in err[0] and "budget 0.50 GB" in err[0], err
+    # below the process's own footprint no stride helps, and the message does not offer one
+    assert "stride >=" not in err[0] and "larger budget" in err[0]
