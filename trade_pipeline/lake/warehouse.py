@@ -57,9 +57,7 @@ def connect(
             # Views store TIMESTAMPTZ maths; pin the zone so results never depend on the host.
             conn.execute("SET TimeZone = 'UTC'")
             if isinstance(target, Settings):  # an object-store lake: its tables per connection
-                from trade_pipeline.lake import object_views
-
-                object_views.register(conn, target.lake_dir, ("l2_snapshots", "l2_features"))
+                _register_lake(conn, target)
             return conn
         except duckdb.IOException as exc:
             if LOCK_MARKER not in str(exc):
@@ -71,6 +69,18 @@ def connect(
             # Jitter so two waiting processes do not retry in lock-step.
             time.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 1.0)
+
+
+def _register_lake(conn: duckdb.DuckDBPyConnection, settings: Settings) -> None:
+    """Register an object-store lake's tables on `conn` (lake/object_views.py). An
+    unreachable store must not block the warehouse's own tables (models, predictions): the
+    lake views then fail when queried, naming `_lake_<table>`, and the lake's readers report
+    the store itself (`LakeUnavailableError`)."""
+    from trade_pipeline.lake import object_views
+    from trade_pipeline.storage.lake_fs import LakeUnavailableError
+
+    with contextlib.suppress(LakeUnavailableError):
+        object_views.register(conn, settings.lake_dir, ("l2_snapshots", "l2_features"))
 
 
 @contextlib.contextmanager
