@@ -132,12 +132,12 @@ def run_train(bench: Bench, days: int, stride: str, trials: int, register: bool,
 
     end = DAY0 + dt.timedelta(days=days - 1)
     rows_in = days * 864_000
-    s = auto_stride("5s", 100, rows_in) if stride == "auto" else int(stride)
     n_features = len([n for n in FEATURE_NAMES if n not in PRICE_LEVEL_FEATURES])
+    budget = (budget_gb or bench.settings.train_memory_gb) * 2**30
+    s = auto_stride("5s", 100, rows_in, n_features, budget) if stride == "auto" else int(stride)
     estimate = estimate_bytes(-(-rows_in // s), n_features)
     out = {"days": days, "stride": s, "stride_arg": stride, "estimated_gb": round(estimate / 2**30, 2)}
     free = available_bytes()
-    budget = (budget_gb or bench.settings.train_memory_gb) * 2**30
     if estimate <= budget and estimate + MARGIN_BYTES > free:
         out["skipped"] = (f"needs ~{estimate / 2**30:.1f} GB + 2 GB margin, the machine has "
                           f"{free / 2**30:.1f} GB available now")

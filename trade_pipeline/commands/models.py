@@ -35,7 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--folds", type=int, default=3, help="walk-forward folds (default 3)")
     p.add_argument("--stride", type=_stride, default=None,
                    help="keep every Nth 100 ms row after labelling (lake only; default auto: "
-                   "every row below 1M rows, else one row per horizon/5, e.g. 10 for 5s)")
+                   "every row if they fit TRADE_PIPELINE_TRAIN_MEMORY_GB, else the smallest "
+                   "stride that fits)")
     p.add_argument("--threads", type=int, default=1, help="LightGBM threads (default 1)")
     p.add_argument("--margin", type=float, default=None,
                    help="score margin the challenger needs over the champion (default 0.005)")

@@ -23,9 +23,10 @@ grid; loading it whole, labelling the copy and casting it to a float64 matrix to
    hold about n / (h / 100 ms) independent returns. With `stride = k` only rows whose time is a
    multiple of `k x cadence` are kept (time-aligned, so the same rows are kept whatever the
    partitioning). Labels are computed at full resolution first, so a strided row has exactly
-   the label it has unstrided. `auto_stride` keeps every row up to `AUTO_STRIDE_MIN_ROWS`,
-   and otherwise one row per h / 5 (5 s -> 10 rows = 1 s; the choice is measured in
-   docs/CAPACITY_PLAN.md: out-of-sample IC does not drop).
+   the label it has unstrided. Thinning is not free: with a known signal the out-of-sample
+   IC falls by ~1 % at stride 2, ~3 % at 5 and ~6 % at 10 (docs/CAPACITY_PLAN.md), so
+   `auto_stride` keeps every row whenever the request fits the memory budget and otherwise
+   takes the smallest stride that fits (never more than one row per label window).
 4. **Only the needed columns, float32.** Feature columns are read a group at a time, cast to
    float32 and filtered to the kept rows, so a day never exists as float64 in memory.
    Unlabelled rows (a session ends before `t + h`) are dropped here and counted in the report.
@@ -53,8 +54,7 @@ TABLE = "l2_features"
 # Columns the training step needs besides the model features (labels, costs, time order).
 CARRIED = ("timestamp", "session_id", "mid_price", "spread")
 COLUMN_GROUP = 8  # feature columns decoded at once: bounds the per-day transient memory
-AUTO_STRIDE_MIN_ROWS = 1_000_000  # below ~1.2 days of 100 ms rows every row is kept
-ROWS_PER_INDEPENDENT_LABEL = 5  # auto stride keeps 5 rows per label window
+STRIDES = (1, 2, 3, 4, 5, 10, 20, 25, 50, 100, 200, 300, 600)  # what auto_stride tries
 # Memory model (bytes), fitted to benchmarks/bench_training.py peaks: the frame, the
 # largest gather (a fold's test block or the tail, ~1/4 of the rows, as float32), the fit
 # gathers and LightGBM's binned copy (capped at TrainConfig.max_fit_rows), and the process
@@ -118,13 +118,20 @@ def estimate_bytes(rows: int, n_features: int, labelled: bool = True) -> int:
     return frame + gather + FIXED_BYTES
 
 
-def auto_stride(horizon: str | dt.timedelta | None, cadence_ms: int, rows: int) -> int:
-    """Every row below AUTO_STRIDE_MIN_ROWS; above, ROWS_PER_INDEPENDENT_LABEL rows per label
-    window (5 s on 100 ms -> 10)."""
-    if horizon is None or rows < AUTO_STRIDE_MIN_ROWS:
+def auto_stride(horizon: str | dt.timedelta | None, cadence_ms: int, rows: int,
+                n_features: int, budget_bytes: int) -> int:
+    """The smallest stride whose estimate fits `budget_bytes` (1 when it all fits), never
+    coarser than one row per label window; without a horizon, 1. Chosen from the configured
+    budget only, so the same request always gets the same stride (the memory free at the
+    moment can still refuse it)."""
+    if horizon is None:
         return 1
-    window_rows = parse_horizon(horizon) / dt.timedelta(milliseconds=cadence_ms)
-    return max(1, int(window_rows // ROWS_PER_INDEPENDENT_LABEL))
+    window_rows = max(1, int(parse_horizon(horizon) / dt.timedelta(milliseconds=cadence_ms)))
+    candidates = [s for s in STRIDES if s <= window_rows] or [1]
+    for s in candidates:
+        if estimate_bytes(math.ceil(rows / s), n_features) <= budget_bytes:
+            return s
+    return candidates[-1]
 
 
 def available_bytes() -> int:
@@ -169,12 +176,12 @@ def plan_dataset(
     for key in keys:
         pf = open_parquet(settings.lake_dir, TABLE, key)
         rows_in += pf.metadata.num_rows if pf is not None else 0
-    chosen = stride or auto_stride(horizon, settings.cadence_ms, rows_in)
-    rows_planned = math.ceil(rows_in / chosen)
     n_features = len(set(features) | {"spread"})
-    estimate = estimate_bytes(rows_planned, n_features, labelled=horizon is not None)
     configured = int(settings.train_memory_gb * 2**30)
     budget = configured if budget_bytes is None else int(budget_bytes)
+    chosen = stride or auto_stride(horizon, settings.cadence_ms, rows_in, n_features, budget)
+    rows_planned = math.ceil(rows_in / chosen)
+    estimate = estimate_bytes(rows_planned, n_features, labelled=horizon is not None)
     free = available_bytes() if check_free else budget
     limit = min(budget, free)
     if estimate > limit:

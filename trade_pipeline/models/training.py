@@ -578,7 +578,8 @@ def load_feature_frame(
 
     [dataset] Streamed a day at a time by `models.dataset.load_training_frame`: only the model
     features (float32) and the columns training needs; with `horizon`, labelled per session
-    and thinned to every `stride`-th grid time (None: `dataset.auto_stride`). Refused with the
+    and thinned to every `stride`-th grid time (None: `dataset.auto_stride`, every row unless
+    that exceeds the budget). Refused with the
     figures when it would not fit `settings.train_memory_gb`. `report`, if given, receives the
     `dataset.DatasetReport`."""
     from trade_pipeline.features.catalog import FEATURE_NAMES

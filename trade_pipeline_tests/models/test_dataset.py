@@ -165,12 +165,18 @@ def test_budget_comes_from_settings(lake, monkeypatch) -> None:
         Settings.load(home=settings.home)
 
 
-def test_auto_stride() -> None:
-    assert dataset.auto_stride("5s", 100, 6_000_000) == 10
-    assert dataset.auto_stride("30s", 100, 6_000_000) == 60
-    assert dataset.auto_stride("1s", 100, 6_000_000) == 2
-    assert dataset.auto_stride("5s", 100, 500_000) == 1  # small requests keep every row
-    assert dataset.auto_stride(None, 100, 6_000_000) == 1
+def test_auto_stride_keeps_every_row_that_fits_the_budget() -> None:
+    gb = 2**30
+    week, month = 6_048_000, 25_920_000
+    assert dataset.auto_stride("5s", 100, week, 93, 8 * gb) == 1  # a week fits: every row
+    assert dataset.auto_stride("5s", 100, month, 93, 8 * gb) == 2  # a month: the least thinning
+    assert dataset.auto_stride("5s", 100, month, 93, 4 * gb) == 4
+    assert dataset.auto_stride("1s", 100, month, 93, 1 * gb) == 10  # at most 1 row per window
+    assert dataset.auto_stride(None, 100, month, 93, 1 * gb) == 1
+    for s, budget in ((2, 8 * gb), (4, 4 * gb)):  # the chosen stride fits, the one below not
+        assert dataset.estimate_bytes(-(-month // s), 93) <= budget
+    assert dataset.estimate_bytes(month, 93) > 8 * gb
+    assert dataset.estimate_bytes(-(-month // 3), 93) > 4 * gb
 
 
 def test_empty_range_and_missing_columns_are_clear(settings) -> None:
