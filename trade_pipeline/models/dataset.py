@@ -28,8 +28,9 @@ grid; loading it whole, labelling the copy and casting it to a float64 matrix to
    `auto_stride` keeps every row whenever the request fits the memory budget and otherwise
    takes the smallest stride that fits (never more than one row per label window).
 4. **Only the needed columns, float32.** Feature columns are read a group at a time, cast to
-   float32 and filtered to the kept rows, so a day never exists as float64 in memory.
-   Unlabelled rows (a session ends before `t + h`) are dropped here and counted in the report.
+   float32 (a null becomes NaN, which LightGBM and the metrics read as missing) and filtered
+   to the kept rows, so a day never exists as float64 in memory. Unlabelled rows (a session
+   ends before `t + h`) are dropped here and counted in the report.
 
 The frame that comes out (timestamp, session_id, mid_price float64, the features float32 and
 the label column `fwd_return_<h>`) goes to `training.train_model` unchanged: `prepare` uses the
@@ -55,10 +56,11 @@ TABLE = "l2_features"
 CARRIED = ("timestamp", "session_id", "mid_price", "spread")
 COLUMN_GROUP = 8  # feature columns decoded at once: bounds the per-day transient memory
 STRIDES = (1, 2, 3, 4, 5, 10, 20, 25, 50, 100, 200, 300, 600)  # what auto_stride tries
-# Memory model (bytes), fitted to benchmarks/bench_training.py peaks: the frame, the
-# largest gather (a fold's test block or the tail, ~1/4 of the rows, as float32), the fit
-# gathers and LightGBM's binned copy (capped at TrainConfig.max_fit_rows), and the process
-# itself (Python, polars, LightGBM, MLflow).
+# Memory model (bytes): the frame, a share for what training holds besides it (returns,
+# times, split indices, fit gathers and LightGBM's binned copy, prediction chunks, allocator
+# slack) and the process itself (Python, polars, LightGBM, MLflow). Conservative against
+# benchmarks/bench_training.py: a week at stride 1 estimated 3.78 GB, measured 3.53 GB peak;
+# a month at stride 2 estimated 7.10 GB, measured 6.42 GB.
 GATHER_SHARE = 0.30
 FIXED_BYTES = 900 * 2**20
 SEQUENCE_BATCH = 65_536  # rows per chunk when LightGBM builds a Dataset from a Sequence
