@@ -33,7 +33,7 @@ def load(name: str):
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "bench",
-        help="measure a performance target (ingest, features, storage, inference, live, all)",
+        help="measure a performance target (ingest, features, storage, inference, live, training, all)",
         description="Run a benchmark from benchmarks/ and print its figures.",
     )
     p.add_argument("name", help="benchmark name, or 'all'")

@@ -5,6 +5,7 @@
 """
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -39,10 +40,6 @@ def handle(args: argparse.Namespace, settings) -> int:
     from trade_pipeline.models.labels import horizon_name
     from trade_pipeline.settings import SettingsError, check_date
 
-    address = args.scheduler or settings.dask_scheduler
-    if not address:
-        raise SettingsError("no Dask scheduler: pass --scheduler or set "
-                            "TRADE_PIPELINE_DASK_SCHEDULER")
     for day in (args.start, args.end):
         if day:
             check_date(day)
@@ -50,6 +47,10 @@ def handle(args: argparse.Namespace, settings) -> int:
     stride = None if args.stride == "auto" else _positive(args.stride, "--stride")
     if args.rounds < 1:
         raise SettingsError(f"--rounds must be >= 1, got {args.rounds}")
+    address = args.scheduler or settings.dask_scheduler
+    if not address:
+        raise SettingsError("no Dask scheduler: pass --scheduler or set "
+                            "TRADE_PIPELINE_DASK_SCHEDULER")
 
     from distributed import Client
 
@@ -59,7 +60,9 @@ def handle(args: argparse.Namespace, settings) -> int:
         client = Client(address, timeout=30)
     except OSError as exc:
         raise SettingsError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
-    with client:
+    # lightgbm.dask prints its progress ("Finding random open ports for workers") on stdout,
+    # which is the JSON's: send it to stderr with the other progress.
+    with client, contextlib.redirect_stdout(sys.stderr):
         result = train_distributed(settings, client, args.start, args.end, horizon=horizon,
                                    stride=stride, rounds=args.rounds,
                                    tail_fraction=args.tail_fraction)
