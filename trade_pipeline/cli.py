@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "monitoring",
     "bench",
     "demo",
+    "scale",
 )
 
 

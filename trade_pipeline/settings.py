@@ -24,11 +24,12 @@ DEFAULT_HOME = Path("~/.trade-pipeline")
 SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,20}$")
 EXCHANGE_RE = re.compile(r"^[a-z0-9_]{2,20}$")
 DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-EXECUTORS = ("in_process", "multiprocess", "k8s")
+EXECUTORS = ("in_process", "multiprocess", "k8s", "dask")
 HOME_SETTINGS_FILE = "settings.toml"
 HOME_SETTINGS_KEYS = ("partitions_start",)
 # The first daily partition when neither the environment nor the home's settings.toml set one.
 DEFAULT_PARTITIONS_START = "2024-08-01"
+DEFAULT_TRAIN_MEMORY_GB = 8.0
 
 
 class SettingsError(TradePipelineError, ValueError):
@@ -63,14 +64,18 @@ def check_date(day: str) -> str:
     return day
 
 
-def _env_float(env, name: str, default: float) -> float:
-    text = env.get(name)
-    if not text:
+def _positive_float(env, name: str, default: float) -> float:
+    """A positive finite number from the environment (`default` when unset)."""
+    raw = env.get(name)
+    if not raw:
         return default
     try:
-        return float(text)
+        value = float(raw)
     except ValueError:
-        raise SettingsError(f"{name} must be a number of seconds, got {text!r}") from None
+        raise SettingsError(f"{name}={raw!r}: expected a number") from None
+    if not 0 < value < float("inf"):
+        raise SettingsError(f"{name}={raw!r}: expected a positive number")
+    return value
 
 
 @dataclass(frozen=True)
@@ -85,13 +90,19 @@ class Settings:
     # preflight check before it stops with an error naming the URL.
     service_timeout_s: float = 5.0
     # How Dagster runs the steps of a run: in one process (local default), one process per
-    # step, or one Kubernetes pod per step (deployment; docs/DEPLOYMENT.md).
+    # step, one Kubernetes pod per step, or on a Dask cluster (deployment; docs/DEPLOYMENT.md).
     executor: str = "in_process"
     # First day (UTC, YYYY-MM-DD) of the daily partitions: set it to where the data begins,
     # or the UI lists every day since the default as a missing partition.
     partitions_start: str = DEFAULT_PARTITIONS_START
     # The registered model traded by default (paper trading, the backtest asset), NAME@ALIAS.
     model_ref: str = "btc_l2_5s@champion"
+    # The Dask scheduler the `dask` executor and distributed training connect to
+    # (tcp://host:8786); required with executor "dask".
+    dask_scheduler: str | None = None
+    # Memory one training process may plan to use (models/dataset.py refuses a larger request
+    # with the figure, before loading anything).
+    train_memory_gb: float = DEFAULT_TRAIN_MEMORY_GB
     # Optional overrides (None: derived from home).
     mlflow_tracking_uri_override: str | None = None
     mlflow_artifact_uri_override: str | None = None
@@ -113,6 +124,13 @@ class Settings:
             raise SettingsError(
                 f"invalid executor {self.executor!r}: expected one of {', '.join(EXECUTORS)}"
             )
+        if self.executor == "dask" and not self.dask_scheduler:
+            raise SettingsError(
+                "executor 'dask' needs the scheduler address: set TRADE_PIPELINE_DASK_SCHEDULER "
+                "(e.g. tcp://dask-scheduler:8786)"
+            )
+        if not self.train_memory_gb > 0:
+            raise SettingsError(f"train_memory_gb must be positive, got {self.train_memory_gb}")
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
@@ -123,8 +141,8 @@ class Settings:
         in_home = read_home_settings(home_path)
         opts: dict = {
             "redis_url": env.get("TRADE_PIPELINE_REDIS_URL", cls.redis_url),
-            "service_timeout_s": _env_float(env, "TRADE_PIPELINE_SERVICE_TIMEOUT",
-                                            cls.service_timeout_s),
+            "service_timeout_s": _positive_float(env, "TRADE_PIPELINE_SERVICE_TIMEOUT",
+                                                 cls.service_timeout_s),
             # Our own variable, not MLFLOW_TRACKING_URI: mlflow.set_tracking_uri() exports that
             # one process-wide, which would silently redirect every other home.
             "mlflow_tracking_uri_override": env.get("TRADE_PIPELINE_MLFLOW_TRACKING_URI") or None,
@@ -134,6 +152,9 @@ class Settings:
             "partitions_start": env.get("TRADE_PIPELINE_PARTITIONS_START")
             or in_home.get("partitions_start") or DEFAULT_PARTITIONS_START,
             "model_ref": env.get("TRADE_PIPELINE_MODEL") or cls.model_ref,
+            "dask_scheduler": env.get("TRADE_PIPELINE_DASK_SCHEDULER") or None,
+            "train_memory_gb": _positive_float(env, "TRADE_PIPELINE_TRAIN_MEMORY_GB",
+                                               DEFAULT_TRAIN_MEMORY_GB),
         }
         opts.update({k: v for k, v in overrides.items() if v is not None})
         return cls(home=home_path, **opts)

@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "bench",
         help="measure a performance target (ingest, features, storage, inference, live, "
-        "walkforward, model_quality, ..., all)",
+        "walkforward, training, model_quality, ..., all)",
         description="Run a benchmark from benchmarks/ and print its figures.",
     )
     p.add_argument("name", help="benchmark name, or 'all'")

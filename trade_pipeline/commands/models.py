@@ -41,6 +41,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--task", choices=("regression", "classification"), default="regression",
                    help="regression on the forward return (default) or 3-class direction")
     p.add_argument("--folds", type=positive_int, default=3, help="walk-forward folds (default 3)")
+    p.add_argument("--stride", type=_stride, default=None,
+                   help="keep every Nth 100 ms row after labelling (lake only; default auto: "
+                   "every row if they fit TRADE_PIPELINE_TRAIN_MEMORY_GB, else the smallest "
+                   "stride that fits)")
     p.add_argument("--threads", type=positive_int, default=1, help="LightGBM threads (default 1)")
     p.add_argument("--alpha", type=_probability, default=0.05,
                    help="significance level of the champion gate (default 0.05): the challenger's "
@@ -92,15 +96,17 @@ def _probability(text: str) -> float:
     return value
 
 
-def _training_frame(settings, features: Path | None, start: str | None, end: str | None):
-    """The frame `train` trains on (a feature file, or the lake's partitions) and its
-    partition keys; days filtered to start..end (inclusive)."""
+def _training_frame(settings, features: Path | None, start: str | None, end: str | None,
+                    horizon: str | None = None, stride: int | None = 1):
+    """The frame `train` trains on (a feature file, or the lake's partitions streamed with
+    `horizon`'s labels and `stride`: models/dataset.py) and its partition keys; days filtered
+    to start..end (inclusive)."""
     import polars as pl
 
     from trade_pipeline.models.training import load_feature_frame
 
     if features is None:
-        return load_feature_frame(settings, start, end)
+        return load_feature_frame(settings, start, end, horizon=horizon, stride=stride)
     from trade_pipeline.features.batch import features_schema
     from trade_pipeline.storage.input_files import read_parquet_input
 
@@ -187,6 +193,18 @@ def handle_register_pending(args: argparse.Namespace, settings) -> int:
     return 0
 
 
+def _stride(text: str) -> int | None:
+    if text == "auto":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'auto', got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'auto', got {text!r}")
+    return value
+
+
 def handle(args: argparse.Namespace, settings) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -211,7 +229,8 @@ def handle(args: argparse.Namespace, settings) -> int:
         if not args.no_register:
             # before any work: an unreachable registry is an error in seconds, naming the URL
             target = _registry_preflight(settings)
-        frame, partitions = _training_frame(settings, args.features, args.start, args.end)
+        frame, partitions = _training_frame(settings, args.features, args.start, args.end,
+                                            horizon=horizon, stride=args.stride)
         stamp = (read_stamp(str(args.features)) if args.features is not None
                  else feature_stamp_of_partitions(settings, partitions))
         config = TrainConfig(horizon=horizon, trials=args.trials, task=args.task,

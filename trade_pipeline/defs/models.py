@@ -36,6 +36,7 @@ class ModelConfig(dg.Config):
     alpha: float = 0.05  # significance level of the champion gate's block-bootstrap tests
     margin: float = 0.0  # IC difference over the champion required on top of significance
     exec_config: str = ""  # TOML of execution assumptions (fees, cadence); empty: defaults
+    stride: int | None = None  # keep every Nth grid row after labelling; None: auto (dataset.py)
 
 
 def _target(mlflow: MlflowResource):
@@ -87,7 +88,8 @@ def l2_model(context: dg.AssetExecutionContext, config: ModelConfig,
     )
 
     settings = pipeline.settings().ensure_dirs()
-    frame, partitions = load_feature_frame(settings, config.start_date, config.end_date)
+    frame, partitions = load_feature_frame(settings, config.start_date, config.end_date,
+                                           horizon=config.horizon, stride=config.stride)
     stamp = feature_stamp_of_partitions(settings, partitions)
     execution = load_execution(config.exec_config or None)
     train_config = TrainConfig(horizon=config.horizon, trials=config.trials, task=config.task,

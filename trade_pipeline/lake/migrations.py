@@ -29,8 +29,9 @@ import duckdb
 import polars as pl
 
 from trade_pipeline.errors import TradePipelineError
+from trade_pipeline.lake import object_views
 from trade_pipeline.market.schema import SNAPSHOT_SCHEMA, TRADE_SCHEMA
-from trade_pipeline.storage import layout
+from trade_pipeline.storage import lake_fs, layout
 from trade_pipeline.storage.atomic import write_parquet_atomic
 
 SQL_DIR = Path(__file__).resolve().parent / "sql"  # package data: it ships in the wheel
@@ -199,6 +200,8 @@ def lake_glob(lake_dir: str, table: str) -> str:
 
 
 def lake_source(lake_dir: str, table: str) -> str:
+    if lake_fs.is_object_store(lake_dir):  # no httpfs offline: pyarrow datasets (object_views)
+        return object_views.relation(table)
     glob = lake_glob(lake_dir, table).replace("'", "''")
     return f"read_parquet('{glob}', hive_partitioning = true, union_by_name = true)"
 
@@ -216,6 +219,7 @@ def refresh_views(conn: duckdb.DuckDBPyConnection, lake_dir: str) -> dict:
     """Point the lake views of the applied migrations at `lake_dir` (writing the placeholders
     if they are missing). A no-op before migration 001 is applied. Returns what it did."""
     placeholders = ensure_placeholders(lake_dir)
+    object_views.register(conn, lake_dir, LAKE_TABLES)
     applied = _applied(conn)
     if 1 not in applied:
         return {"placeholders_written": placeholders, "views": "not created (001 not applied)"}
@@ -446,6 +450,7 @@ def migrate(
     if not 0 <= target <= len(migrations):
         raise MigrationError(f"--to {to}: expected 0..{len(migrations)}")
     ensure_placeholders(lake_dir)
+    object_views.register(conn, lake_dir, LAKE_TABLES)
     _bootstrap(conn)
     applied = _applied(conn)
     _check_history(migrations, applied)

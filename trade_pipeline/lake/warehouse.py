@@ -92,6 +92,8 @@ def connect(
             conn.execute("SET TimeZone = 'UTC'")
             if not had_wal:
                 _check_length(conn, path)
+            if isinstance(target, Settings):  # an object-store lake: its tables per connection
+                _register_lake(conn, target)
             return conn
         except duckdb.Error as exc:
             if is_corrupt(exc):
@@ -124,6 +126,19 @@ def _check_length(conn: duckdb.DuckDBPyConnection, path: Path) -> None:
         conn.close()
         raise corrupt_error(path, RuntimeError(
             f"the file holds {size} bytes, its {blocks} used blocks need at least {expected}"))
+
+
+def _register_lake(conn: duckdb.DuckDBPyConnection, settings: Settings) -> None:
+    """Register an object-store lake's tables on `conn` (lake/object_views.py). An
+    unreachable store must not block the warehouse's own tables (models, predictions): the
+    lake views then fail when queried, naming `_lake_<table>`, and the lake's readers report
+    the store itself (`LakeUnavailableError`)."""
+    from trade_pipeline.lake import object_views
+    from trade_pipeline.lake.migrations import LAKE_TABLES
+    from trade_pipeline.storage.lake_fs import LakeUnavailableError
+
+    with contextlib.suppress(LakeUnavailableError):
+        object_views.register(conn, settings.lake_dir, LAKE_TABLES)
 
 
 @contextlib.contextmanager

@@ -42,6 +42,7 @@ from trade_pipeline.models.labels import (
     forward_returns,
     horizon_name,
     parse_horizon,
+    return_column,
 )
 
 TASKS = ("regression", "classification")
@@ -284,7 +285,7 @@ def tail_score(metrics: dict, task: str) -> float:
 @dataclass
 class Prepared:
     frame: pl.DataFrame  # labelled rows, time-sorted
-    x: np.ndarray  # [n, features] float64, NaN for null
+    x: np.ndarray  # [n, features] (a dataset.FeatureMatrix), float32 or float64, NaN for null
     returns: np.ndarray
     ts_us: np.ndarray
     rel_spread: np.ndarray
@@ -300,10 +301,11 @@ class Prepared:
 def default_features(frame_columns) -> list[str]:
     from trade_pipeline.features.catalog import FEATURE_NAMES
 
-    missing = [n for n in FEATURE_NAMES if n not in frame_columns]
+    wanted = [n for n in FEATURE_NAMES if n not in PRICE_LEVEL_FEATURES]
+    missing = [n for n in wanted if n not in frame_columns]  # [dataset] frames are pruned
     if missing:
         raise TrainingError(f"feature frame lacks {len(missing)} catalog features, e.g. {missing[:3]}")
-    return [n for n in FEATURE_NAMES if n not in PRICE_LEVEL_FEATURES]
+    return wanted
 
 
 def prepare(frame: pl.DataFrame, horizon: str, features: list[str] | None,
@@ -321,17 +323,20 @@ def prepare(frame: pl.DataFrame, horizon: str, features: list[str] | None,
     unknown = [f for f in features if f not in frame.columns]
     if unknown:
         raise TrainingError(f"unknown feature(s) {unknown[:5]}")
-    ret = forward_returns(frame, horizon)
+    # [dataset] A frame streamed by models.dataset carries its labels (computed per session
+    # at full resolution, before the stride) and only labelled, time-sorted rows: no copy.
+    label = return_column(horizon)
+    ret = frame.get_column(label) if label in frame.columns else forward_returns(frame, horizon)
     labelled = frame.with_columns(ret.alias("_ret"))
-    if not keep_unlabelled:
+    if not keep_unlabelled and ret.null_count():
         labelled = labelled.filter(pl.col("_ret").is_not_null())
-    labelled = labelled.sort("timestamp", maintain_order=True)
-    x = labelled.select(features).cast(pl.Float64).to_numpy()
-    if not x.flags.c_contiguous:
-        x = np.ascontiguousarray(x)
+    if not labelled.get_column("timestamp").is_sorted():
+        labelled = labelled.sort("timestamp", maintain_order=True)
+    from trade_pipeline.models.dataset import FeatureMatrix
+
     return Prepared(
         frame=labelled,
-        x=x,
+        x=FeatureMatrix(labelled, features),  # [dataset] gathers rows on demand, no 2nd copy
         returns=labelled.get_column("_ret").cast(pl.Float64).fill_null(np.nan).to_numpy(),
         ts_us=labelled.get_column("timestamp").dt.epoch("us").to_numpy(),
         rel_spread=(labelled.get_column("spread") / labelled.get_column("mid_price")).to_numpy(),
@@ -342,7 +347,7 @@ def prepare(frame: pl.DataFrame, horizon: str, features: list[str] | None,
 
 
 def _zone(prep: Prepared, rows: np.ndarray, factor: float) -> float:
-    return dead_zone(prep.frame[rows].select("spread", "mid_price"), factor)
+    return dead_zone(prep.frame.select("spread", "mid_price")[rows], factor)  # [dataset] 2 cols
 
 
 def _classes(returns: np.ndarray, zone: float) -> np.ndarray:
@@ -404,8 +409,10 @@ def fit_booster(
         fit, valid = _thin(fit, config.max_fit_rows), _thin(valid, config.max_fit_rows)
     cols = columns if columns is not None else list(range(len(prep.features)))
     names = [prep.features[c] for c in cols]
-    x_fit = prep.x[np.ix_(fit, cols)] if columns is not None else prep.x[fit]
-    x_val = prep.x[np.ix_(valid, cols)] if columns is not None else prep.x[valid]
+    from trade_pipeline.models.dataset import lgb_rows  # [dataset] chunked when large
+
+    x_fit = lgb_rows(prep.x, fit, columns)
+    x_val = lgb_rows(prep.x, valid, columns)
     if config.task == "regression":
         y_fit, y_val = prep.returns[fit], prep.returns[valid]
     else:
@@ -427,8 +434,9 @@ def evaluate(
     booster, prep: Prepared, rows: np.ndarray, config: TrainConfig, zone: float | None,
     rule: DecisionRule | None = None, columns: list[int] | None = None,
 ) -> tuple[dict, np.ndarray]:
-    x = prep.x[np.ix_(rows, columns)] if columns is not None else prep.x[rows]
-    pred = booster.predict(x, num_threads=config.num_threads)
+    from trade_pipeline.models.dataset import predict_rows  # [dataset] in row chunks
+
+    pred = predict_rows(booster.predict, prep.x, rows, columns)
     return evaluate_predictions(pred, prep, rows, config, zone, rule), pred
 
 
@@ -470,7 +478,8 @@ def baseline_metrics(prep: Prepared, rows: np.ndarray, config: TrainConfig) -> d
     sig = baseline_signal(prep, rows)
     if sig is None:
         return {}
-    obi = prep.frame[rows].get_column(BASELINE_FEATURE).cast(pl.Float64).to_numpy()
+    # [dataset] gather one column, not every column of the tail's rows
+    obi = prep.frame.get_column(BASELINE_FEATURE).gather(rows).cast(pl.Float64).to_numpy()
     realized = prep.returns[rows]
     ok = np.isfinite(obi)
     out = {
@@ -716,30 +725,31 @@ def importance_ranking(booster) -> list[dict]:
 # ---- the lake ----------------------------------------------------------------------------
 
 def load_feature_frame(
-    settings, start: str | None = None, end: str | None = None
+    settings, start: str | None = None, end: str | None = None, *,
+    horizon: str | None = None, stride: int | None = 1, features: list[str] | None = None,
+    report: list | None = None,
 ) -> tuple[pl.DataFrame, list[str]]:
-    """The `l2_features` partitions of the settings' exchange + symbol with start <= date <=
-    end (inclusive; None = open), concatenated in time order, and their partition keys."""
-    from trade_pipeline.settings import check_date
-    from trade_pipeline.storage.layout import list_partitions, read_partition
+    """The `l2_features` rows of the settings' exchange + symbol with start <= date <= end
+    (inclusive; None = open), in time order, and their partition keys.
 
-    if start:
-        check_date(start)
-    if end:
-        check_date(end)
-    keys = [
-        k for k in list_partitions(settings.lake_dir, "l2_features")
-        if k.exchange == settings.exchange and k.symbol == settings.symbol
-        and (start is None or k.date >= start) and (end is None or k.date <= end)
-    ]
-    if not keys:
-        raise TrainingError(
-            f"no l2_features partitions for {settings.exchange}/{settings.symbol} "
-            f"between {start or 'the start'} and {end or 'the end'} in {settings.lake_dir}"
-        )
-    frames = [read_partition(settings.lake_dir, "l2_features", k) for k in keys]
-    frame = pl.concat([f for f in frames if f is not None], how="vertical_relaxed")
-    return frame.sort("timestamp", maintain_order=True), [k.relpath("l2_features") for k in keys]
+    [dataset] Streamed a day at a time by `models.dataset.load_training_frame`: only the model
+    features (float32) and the columns training needs; with `horizon`, labelled per session
+    and thinned to every `stride`-th grid time (None: `dataset.auto_stride`, every row unless
+    that exceeds the budget). Refused with the
+    figures when it would not fit `settings.train_memory_gb`. `report`, if given, receives the
+    `dataset.DatasetReport`."""
+    from trade_pipeline.features.catalog import FEATURE_NAMES
+    from trade_pipeline.models.dataset import load_training_frame
+
+    wanted = list(features) if features else [
+        n for n in FEATURE_NAMES if n not in PRICE_LEVEL_FEATURES]
+    if BASELINE_FEATURE in FEATURE_NAMES and BASELINE_FEATURE not in wanted:
+        wanted.append(BASELINE_FEATURE)
+    frame, loaded = load_training_frame(settings, start, end, features=wanted, horizon=horizon,
+                                        stride=stride)
+    if report is not None:
+        report.append(loaded)
+    return frame, loaded.partitions
 
 
 def feature_stamp_of_partitions(settings, partitions: list[str]) -> dict:
@@ -782,4 +792,7 @@ def score_on_tail(
     rows = rows_between(prep, bounds)
     if rows.size == 0:
         raise TrainingError(f"no labelled rows between {bounds[0]} and {bounds[1]}")
-    return evaluate_predictions(predict(prep.x[rows]), prep, rows, config, zone, rule)
+    from trade_pipeline.models.dataset import predict_rows  # [dataset] in row chunks
+
+    return evaluate_predictions(predict_rows(predict, prep.x, rows), prep, rows, config, zone,
+                                rule)

@@ -2,15 +2,16 @@
 
 The lake root is a local folder or an object-store URI (s3://bucket/prefix); pyarrow's
 filesystem layer serves both, so the same code path runs on one machine and on many.
-Writes are atomic per partition and single-writer (`storage.atomic`: a temp file renamed
-into place, under the partition's lock), so a reader never sees a half-written partition, a
-re-materialized partition replaces the old one whole, and a second process writing the same
-partition at the same time is refused with `OutputBusy` naming the first.
+Writes are atomic per partition, so a reader never sees a half-written partition and a
+re-materialized partition replaces the old one whole. On a local lake they are also
+single-writer (`storage.atomic`: a temp file renamed into place, under the partition's lock;
+a second process writing the same partition at the same time is refused with `OutputBusy`
+naming the first). Everything specific to object stores (publishing on S3, clear errors when
+the store is unreachable, sweeping temporaries of killed writers; the last complete writer
+wins) lives in `lake_fs`.
 """
 
 import datetime as dt
-import os
-import uuid
 from dataclasses import dataclass
 
 import polars as pl
@@ -19,6 +20,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from trade_pipeline.settings import check_date, check_exchange, check_symbol
+from trade_pipeline.storage import lake_fs
 from trade_pipeline.storage.atomic import write_parquet_atomic
 
 PART_FILE = "part-0.parquet"
@@ -44,9 +46,7 @@ class PartitionKey:
 
 
 def _fs(root: str) -> tuple[pafs.FileSystem, str]:
-    if "://" in root:
-        return pafs.FileSystem.from_uri(root)
-    return pafs.LocalFileSystem(), os.path.abspath(root)
+    return lake_fs.resolve(root)
 
 
 def partition_dir(root: str, table: str, key: PartitionKey) -> str:
@@ -62,6 +62,7 @@ def table_glob(root: str, table: str) -> str:
     return f"{root.rstrip('/')}/{table}/*/*/*/part-*.parquet"
 
 
+@lake_fs.translating("writing a partition")
 def write_partition(
     df: pl.DataFrame | pa.Table,
     root: str,
@@ -72,7 +73,7 @@ def write_partition(
     """Write one partition atomically; returns its path. Options go to pyarrow's writer.
 
     Local lake: `storage.atomic` (single writer, temp file renamed into place). Object store:
-    a temp object moved into place (each PUT is atomic; the last complete writer wins)."""
+    `lake_fs.publish` (a hidden temp object copied into place; the last complete writer wins)."""
     table_arrow = df.to_arrow() if isinstance(df, pl.DataFrame) else df
     options = {"compression": "zstd", "compression_level": 9, **parquet_options}
     final = f"{root.rstrip('/')}/{key.relpath(table)}/{PART_FILE}"
@@ -82,13 +83,15 @@ def write_partition(
     fs, base = _fs(root)
     target_dir = f"{base}/{key.relpath(table)}"
     fs.create_dir(target_dir, recursive=True)
-    tmp = f"{target_dir}/.tmp-{uuid.uuid4().hex}.parquet"
+    tmp = lake_fs.temp_path(target_dir, ".parquet")
     with fs.open_output_stream(tmp) as sink:
         pq.write_table(table_arrow, sink, **options)
-    fs.move(tmp, f"{target_dir}/{PART_FILE}")
+    lake_fs.publish(fs, tmp, f"{target_dir}/{PART_FILE}")
+    lake_fs.sweep_stale_temps(fs, target_dir)
     return final
 
 
+@lake_fs.translating("reading a partition")
 def read_partition(root: str, table: str, key: PartitionKey) -> pl.DataFrame | None:
     """The partition's rows, or None if it was never written."""
     fs, base = _fs(root)
@@ -99,6 +102,7 @@ def read_partition(root: str, table: str, key: PartitionKey) -> pl.DataFrame | N
         return pl.from_arrow(pq.read_table(src))
 
 
+@lake_fs.translating("listing partitions")
 def list_partitions(root: str, table: str) -> list[PartitionKey]:
     """Every written partition of a table, sorted by (exchange, symbol, date)."""
     fs, base = _fs(root)
@@ -117,7 +121,20 @@ def list_partitions(root: str, table: str) -> list[PartitionKey]:
     return sorted(keys, key=lambda k: (k.exchange, k.symbol, k.date))
 
 
+@lake_fs.translating("sizing a table")
 def bytes_on_disk(root: str, table: str) -> int:
     fs, base = _fs(root)
     selector = pafs.FileSelector(f"{base}/{table}", recursive=True, allow_not_found=True)
     return sum(i.size or 0 for i in fs.get_file_info(selector) if i.type == pafs.FileType.File)
+
+
+@lake_fs.translating("opening a partition")
+def open_parquet(root: str, table: str, key: PartitionKey) -> pq.ParquetFile | None:
+    """The partition as a `pyarrow.parquet.ParquetFile` (read column by column, footer
+    only until asked), or None if it was never written."""
+    fs, base = _fs(root)
+    path = f"{base}/{key.relpath(table)}/{PART_FILE}"
+    try:
+        return pq.ParquetFile(fs.open_input_file(path))
+    except FileNotFoundError:
+        return None
