@@ -202,6 +202,23 @@ def load_frame(settings: Settings, features_path: str | None, start: str | None,
     return frame, feature_stamp_of_partitions(settings, partitions), partitions
 
 
+def book_rows(settings: Settings, frame: pl.DataFrame, sources: list[str]) -> pl.DataFrame:
+    """The rows the engine fills against: the grid book (float64 prices and sizes) at the
+    frame's times. A lake frame is streamed with the model's columns only (float32, no price
+    levels: models/dataset.py), so its book is read from the same partitions, two dozen
+    columns at a time; a file frame carries its own."""
+    from trade_pipeline.market.schema import BOOK_COLUMNS
+    from trade_pipeline.storage.layout import PART_FILE
+
+    if all(c in frame.columns and frame.schema[c] == pl.Float64 for c in BOOK_COLUMNS):
+        return frame
+    root = settings.lake_dir.rstrip("/")
+    parts = [pl.read_parquet(f"{root}/{p}/{PART_FILE}", columns=["timestamp", *BOOK_COLUMNS])
+             for p in sources]
+    book = pl.concat(parts, how="vertical_relaxed").unique("timestamp", keep="last")
+    return frame.select("timestamp").join(book, on="timestamp", how="left")
+
+
 def walkforward_command(
     settings: Settings, *, wf_config, trading: TradingConfig, features_path: str | None = None,
     start: str | None = None, end: str | None = None, store: bool = True,
@@ -218,7 +235,7 @@ def walkforward_command(
     if frame.height == 0:
         raise SettingsError("no feature rows in the requested range")
     wf = run_walkforward(frame, wf_config, on_window=on_window)
-    bt = trade_predictions(frame, wf.predictions, trading)
+    bt = trade_predictions(book_rows(settings, frame, sources), wf.predictions, trading)
     summary = wf.summary()
     out = {**contract_figures(summary, bt), **{k: v for k, v in summary.items()
                                                 if k not in ("windows", "oos_n", "oos_ic",

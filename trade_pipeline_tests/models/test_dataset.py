@@ -81,7 +81,7 @@ def test_labels_cross_midnight_exactly_as_the_whole_range(lake) -> None:
     np.testing.assert_array_equal(streamed["fwd_return_5s"].to_numpy(),
                                   expected["fwd_return_5s"].to_numpy())
     # features are float32 casts of the stored float64 values, nothing else changed
-    for name in ("order_book_imbalance", "spread_bps", "mid_price_return"):
+    for name in ("order_book_imbalance", "ofi_10s", "mid_price_return"):
         assert streamed.schema[name] == pl.Float32
         np.testing.assert_array_equal(
             streamed[name].to_numpy(), expected[name].cast(pl.Float32).to_numpy())

@@ -203,7 +203,7 @@ def test_the_model_features_survive_the_float32_cast(lake) -> None:
     settings, _, uri = lake
     write_by_day(uri, days_frame())
     frame, report = load_training_frame(
-        settings, features=["order_book_imbalance", "spread_bps", "bid_price_1"],
+        settings, features=["order_book_imbalance", "ofi_10s", "bid_price_1"],
         horizon="1s", stride=2)
     assert report.stride == 2 and "bid_price_1" in frame.columns
     assert frame.schema["bid_price_1"] == frame.schema["order_book_imbalance"]
