@@ -79,6 +79,7 @@ _TRUE = np.frombuffer(b"true", np.uint8)
 _FALSE = np.frombuffer(b"false", np.uint8)
 _NULL = np.frombuffer(b"null", np.uint8)
 
+LINE_ROOM = 1024  # pairs of room asked for before each line
 MAX_DEPTH = 32  # nesting skipped inside an unknown field; deeper: slow path
 
 
@@ -100,20 +101,28 @@ def _eq(t, s, e, lit):
 
 
 @nb.njit(cache=True, nogil=True)
+def _string_rest(t, j, n):
+    """The rest of a JSON string opened before t[j], without escapes, ASCII only: the index
+    after its closing quote, or -1."""
+    while j < n:
+        c = t[j]
+        if c == 34:
+            return j + 1
+        if c == 92 or c < 32 or c >= 128:  # escape, control, non-ASCII: slow path
+            return -1
+        j += 1
+    return -1
+
+
+@nb.njit(cache=True, nogil=True)
 def _string(t, i, n):
     """A JSON string at t[i] without escapes, ASCII only: (start, end, next) or next = -1."""
     if i >= n or t[i] != 34:
         return 0, 0, -1
-    s = i + 1
-    j = s
-    while j < n:
-        c = t[j]
-        if c == 34:
-            return s, j, j + 1
-        if c == 92 or c < 32 or c >= 128:  # escape, control, non-ASCII: slow path
-            return 0, 0, -1
-        j += 1
-    return 0, 0, -1
+    j = _string_rest(t, i + 1, n)
+    if j < 0:
+        return 0, 0, -1
+    return i + 1, j - 1, j
 
 
 @nb.njit(cache=True, nogil=True)
@@ -133,33 +142,31 @@ def _number(t, i, n):
     if j >= n or not (48 <= t[j] <= 57):
         return 0, 0, 0.0, -1
     m = 0
-    digits = 0
+    start = j
     if t[j] == 48:  # a leading 0 stands alone
-        digits = 1
         j += 1
         if j < n and 48 <= t[j] <= 57:
             return 0, 0, 0.0, -1
     else:
         while j < n and 48 <= t[j] <= 57:
-            if digits >= MAX_DIGITS_INT:
-                return 0, 0, 0.0, -1
             m = m * 10 + (t[j] - 48)
-            digits += 1
             j += 1
+    digits = j - start
     frac = 0
     is_float = False
     if j < n and t[j] == 46:  # '.'
         is_float = True
         j += 1
-        if j >= n or not (48 <= t[j] <= 57):
-            return 0, 0, 0.0, -1
+        start = j
         while j < n and 48 <= t[j] <= 57:
-            if digits >= MAX_DIGITS_INT:
-                return 0, 0, 0.0, -1
             m = m * 10 + (t[j] - 48)
-            digits += 1
-            frac += 1
             j += 1
+        frac = j - start
+        if frac == 0:
+            return 0, 0, 0.0, -1
+        digits += frac
+    if digits > MAX_DIGITS_INT:  # (m may have wrapped: refused either way)
+        return 0, 0, 0.0, -1
     exp = 0
     if j < n and (t[j] == 101 or t[j] == 69):  # 'e' / 'E'
         is_float = True
@@ -334,24 +341,28 @@ def _pairs(t, i, n, levels, nl, quoted):
         return 0, i + 1
     k = 0
     while True:
-        if i >= n or t[i] != 91:
+        if i >= n or t[i] != 91 or nl + 2 * k + 1 >= len(levels):
             return 0, -1
-        if nl + 2 * k + 1 >= len(levels):
+        i = _ws(t, i + 1, n)
+        if quoted:
+            p, i = _decimal_text(t, i, n)
+        else:
+            p, i = _float(t, i, n)
+        if i < 0:
             return 0, -1
-        for side in range(2):
-            i = _ws(t, i + 1, n)
-            if quoted:
-                v, i = _decimal_text(t, i, n)
-                if i < 0:
-                    return 0, -1
-            else:
-                _, _, v, i = _number(t, i, n)
-                if i < 0 or v != v:  # NaN: an integer too long to convert exactly here
-                    return 0, -1
-            levels[nl + 2 * k + side] = v
-            i = _ws(t, i, n)
-            if side == 0 and (i >= n or t[i] != 44):
-                return 0, -1
+        i = _ws(t, i, n)
+        if i >= n or t[i] != 44:
+            return 0, -1
+        i = _ws(t, i + 1, n)
+        if quoted:
+            q, i = _decimal_text(t, i, n)
+        else:
+            q, i = _float(t, i, n)
+        if i < 0:
+            return 0, -1
+        levels[nl + 2 * k] = p
+        levels[nl + 2 * k + 1] = q
+        i = _ws(t, i, n)
         if i >= n or t[i] != 93:
             return 0, -1
         k += 1
@@ -363,6 +374,15 @@ def _pairs(t, i, n, levels, nl, quoted):
         if t[i] != 44:
             return 0, -1
         i = _ws(t, i + 1, n)
+
+
+@nb.njit(cache=True, nogil=True)
+def _float(t, i, n):
+    """A JSON number as its exact double: (value, next) or next = -1."""
+    _, _, v, j = _number(t, i, n)
+    if j < 0 or v != v:  # NaN: an integer too long to convert exactly here
+        return 0.0, -1
+    return v, j
 
 
 @nb.njit(cache=True, nogil=True)
@@ -394,29 +414,42 @@ def _kind(t, s, e):
 
 @nb.njit(cache=True, nogil=True)
 def _swap_sides(levels, start, first, second):
-    """levels[start:] holds `first` pairs then `second` pairs: put the second block first."""
-    tmp = levels[start:start + 2 * first].copy()
-    for k in range(2 * second):
-        levels[start + k] = levels[start + 2 * first + k]
-    for k in range(2 * first):
-        levels[start + 2 * second + k] = tmp[k]
+    """levels[start:] holds `first` pairs then `second` pairs: put the second block first
+    (in place: reverse each block, then both)."""
+    _reverse_pairs(levels, start, first)
+    _reverse_pairs(levels, start + 2 * first, second)
+    _reverse_pairs(levels, start, first + second)
 
 
 @nb.njit(cache=True, nogil=True)
-def _sides(t, i, n, levels, nl, quoted, is_bids, seen_b, seen_a, nbid, nask):
-    """Parse one side's array (bids or asks, in whichever order they come) after the other.
+def _reverse_pairs(levels, start, count):
+    lo = start
+    hi = start + 2 * (count - 1)
+    while lo < hi:
+        p, q = levels[lo], levels[lo + 1]
+        levels[lo], levels[lo + 1] = levels[hi], levels[hi + 1]
+        levels[hi], levels[hi + 1] = p, q
+        lo += 2
+        hi -= 2
 
-    Bids always end up first in levels[nl:]. Returns (next, seen_b, seen_a, nbid, nask)."""
-    if (is_bids and seen_b) or (not is_bids and seen_a):
-        return -1, seen_b, seen_a, nbid, nask  # duplicate field
-    cnt, i = _pairs(t, i, n, levels, nl + 2 * (nbid + nask), quoted)
+
+@nb.njit(cache=True, nogil=True)
+def _side(t, i, n, levels, nl, quoted, is_bids, nbid, nask):
+    """One side's array after whatever side came before; bids always end up first in
+    levels[nl:]. Returns (next, nbid, nask); nbid / nask = -1 until their side is seen."""
+    have_b = nbid >= 0
+    have_a = nask >= 0
+    if (is_bids and have_b) or (not is_bids and have_a):
+        return -1, nbid, nask  # duplicate field
+    before = (nbid if have_b else 0) + (nask if have_a else 0)
+    cnt, i = _pairs(t, i, n, levels, nl + 2 * before, quoted)
     if i < 0:
-        return -1, seen_b, seen_a, nbid, nask
+        return -1, nbid, nask
     if is_bids:
-        if seen_a and nask and cnt:  # asks came first: bids go in front
+        if have_a and nask and cnt:  # asks came first: bids go in front
             _swap_sides(levels, nl, nask, cnt)
-        return i, True, seen_a, cnt, nask
-    return i, seen_b, True, nbid, cnt
+        return i, cnt, nask
+    return i, nbid, cnt
 
 
 @nb.njit(cache=True, nogil=True)
@@ -425,9 +458,9 @@ def _wire_data(t, i, n, sym, levels, nl):
     if i >= n or t[i] != 123:
         return -1, 0, 0, 0
     i = _ws(t, i + 1, n)
-    seen_s = seen_b = seen_a = seen_u = False
+    seen_s = seen_u = False
     u = 0
-    nbid = nask = 0
+    nbid = nask = -1  # -1: side not seen yet
     if i < n and t[i] == 125:
         return -1, 0, 0, 0
     while True:
@@ -445,9 +478,10 @@ def _wire_data(t, i, n, sym, levels, nl):
             if i < 0 or not _eq(t, vs, ve, sym):
                 return -1, 0, 0, 0
             seen_s = True
-        elif _eq(t, ks, ke, _B) or _eq(t, ks, ke, _A):
-            i, seen_b, seen_a, nbid, nask = _sides(t, i, n, levels, nl, True, _eq(t, ks, ke, _B),
-                                                   seen_b, seen_a, nbid, nask)
+        elif _eq(t, ks, ke, _B):
+            i, nbid, nask = _side(t, i, n, levels, nl, True, True, nbid, nask)
+        elif _eq(t, ks, ke, _A):
+            i, nbid, nask = _side(t, i, n, levels, nl, True, False, nbid, nask)
         elif _eq(t, ks, ke, _U):
             if seen_u:
                 return -1, 0, 0, 0
@@ -461,7 +495,7 @@ def _wire_data(t, i, n, sym, levels, nl):
         if i >= n:
             return -1, 0, 0, 0
         if t[i] == 125:
-            if not (seen_s and seen_b and seen_a and seen_u):
+            if not (seen_s and seen_u and nbid >= 0 and nask >= 0):
                 return -1, 0, 0, 0
             return i + 1, u, nbid, nask
         if t[i] != 44:
@@ -471,7 +505,12 @@ def _wire_data(t, i, n, sym, levels, nl):
 
 @nb.njit(cache=True, nogil=True)
 def _wire(t, i, n, sym, levels, nl):
-    """One raw-store line: (ok, t_us, recv_us, kind, u, nbid, nask)."""
+    """One raw-store line at t[i]: (end, t_us, recv_us, kind, u, nbid, nask); end is the
+    index of the line's newline (or n), -1 when the line needs the slow path.
+
+    The frame is first read in the layout Bybit sends (and the collector and simulator
+    store): literal field names in their usual order, which is cheap; a frame laid out
+    otherwise is read again field by field."""
     recv = NULL_I64
     if i < n and 48 <= t[i] <= 57:
         ns = 0
@@ -479,17 +518,107 @@ def _wire(t, i, n, sym, levels, nl):
         while i < n and 48 <= t[i] <= 57:
             # receive times are 19-digit ns: stop before int64 overflows (beyond MAX_MS anyway)
             if digits >= 19 or ns >= 922_337_203_685_477_580:
-                return False, 0, 0, 0, 0, 0, 0
+                return -1, 0, 0, 0, 0, 0, 0
             ns = ns * 10 + (t[i] - 48)
             digits += 1
             i += 1
         if i >= n or t[i] != 32 or ns < MIN_MS * 1_000_000 or ns >= MAX_MS * 1_000_000:
-            return False, 0, 0, 0, 0, 0, 0
+            return -1, 0, 0, 0, 0, 0, 0
         recv = ns // 1000
         i += 1
+    end, t_us, kind, u, nbid, nask = _wire_usual(t, i, n, sym, levels, nl)
+    if end < 0:
+        end, t_us, kind, u, nbid, nask = _wire_any(t, i, n, sym, levels, nl)
+    return end, t_us, recv, kind, u, nbid, nask
+
+
+# The usual layout, piece by piece (between the pieces: the topic's tail, the type, numbers,
+# the symbol, the two level arrays).
+_U_TOPIC = np.frombuffer(b'{"topic":"orderbook.', np.uint8)
+_U_TYPE = np.frombuffer(b',"type":"', np.uint8)
+_U_TS = np.frombuffer(b'","ts":', np.uint8)
+_U_DATA = np.frombuffer(b',"data":{"s":"', np.uint8)
+_U_B = np.frombuffer(b'","b":', np.uint8)
+_U_A = np.frombuffer(b',"a":', np.uint8)
+_U_U = np.frombuffer(b',"u":', np.uint8)
+_U_SEQ = np.frombuffer(b',"seq":', np.uint8)
+_U_CTS = np.frombuffer(b'},"cts":', np.uint8)
+
+
+@nb.njit(cache=True, nogil=True)
+def _wire_usual(t, i, n, sym, levels, nl):
+    """The frame at t[i] in Bybit's own layout: (end, t_us, kind, u, nbid, nask), end = -1
+    when it is laid out otherwise (or is not a book message this kernel reads)."""
+    i = _literal(t, i, n, _U_TOPIC)
+    if i < 0:
+        return -1, 0, 0, 0, 0, 0
+    i = _string_rest(t, i, n)  # the topic's tail
+    if i < 0:
+        return -1, 0, 0, 0, 0, 0
+    i = _literal(t, i, n, _U_TYPE)
+    if i < 0:
+        return -1, 0, 0, 0, 0, 0
+    kind = K_DELTA
+    j = _literal(t, i, n, _DELTA)
+    if j < 0:
+        kind = K_SNAPSHOT
+        j = _literal(t, i, n, _SNAPSHOT)
+        if j < 0:
+            return -1, 0, 0, 0, 0, 0
+    i = _literal(t, j, n, _U_TS)
+    if i < 0:
+        return -1, 0, 0, 0, 0, 0
+    ts, i = _time_ms(t, i, n)
+    if i < 0:
+        return -1, 0, 0, 0, 0, 0
+    i = _literal(t, i, n, _U_DATA)
+    if i < 0:
+        return -1, 0, 0, 0, 0, 0
+    i = _literal(t, i, n, sym)
+    if i < 0:
+        return -1, 0, 0, 0, 0, 0
+    i = _literal(t, i, n, _U_B)
+    if i < 0:
+        return -1, 0, 0, 0, 0, 0
+    nbid, i = _pairs(t, i, n, levels, nl, True)
+    if i < 0:
+        return -1, 0, 0, 0, 0, 0
+    i = _literal(t, i, n, _U_A)
+    if i < 0:
+        return -1, 0, 0, 0, 0, 0
+    nask, i = _pairs(t, i, n, levels, nl + 2 * nbid, True)
+    if i < 0:
+        return -1, 0, 0, 0, 0, 0
+    i = _literal(t, i, n, _U_U)
+    if i < 0:
+        return -1, 0, 0, 0, 0, 0
+    u, i = _id(t, i, n)
+    if i < 0:
+        return -1, 0, 0, 0, 0, 0
+    i = _literal(t, i, n, _U_SEQ)
+    if i < 0:
+        return -1, 0, 0, 0, 0, 0
+    i = _number(t, i, n)[3]
+    if i < 0:
+        return -1, 0, 0, 0, 0, 0
+    i = _literal(t, i, n, _U_CTS)
+    if i < 0:
+        return -1, 0, 0, 0, 0, 0
+    i = _number(t, i, n)[3]
+    if i < 0 or i >= n or t[i] != 125:
+        return -1, 0, 0, 0, 0, 0
+    end = _ws(t, i + 1, n)
+    if end < n and t[end] != 10:
+        return -1, 0, 0, 0, 0, 0
+    return end, ts * 1000, kind, u, nbid, nask
+
+
+@nb.njit(cache=True, nogil=True)
+def _wire_any(t, i, n, sym, levels, nl):
+    """The frame at t[i], fields in any order: like `_wire_usual`."""
     i = _ws(t, i, n)
     if i >= n or t[i] != 123:
-        return False, 0, 0, 0, 0, 0, 0
+        return -1, 0, 0, 0, 0, 0
     i = _ws(t, i + 1, n)
     seen_topic = seen_type = seen_ts = seen_data = False
     kind = -1
@@ -497,96 +626,97 @@ def _wire(t, i, n, sym, levels, nl):
     u = 0
     nbid = nask = 0
     if i < n and t[i] == 125:
-        return False, 0, 0, 0, 0, 0, 0
+        return -1, 0, 0, 0, 0, 0
     while True:
         ks, ke, i = _string(t, i, n)
         if i < 0:
-            return False, 0, 0, 0, 0, 0, 0
+            return -1, 0, 0, 0, 0, 0
         i = _ws(t, i, n)
         if i >= n or t[i] != 58:
-            return False, 0, 0, 0, 0, 0, 0
+            return -1, 0, 0, 0, 0, 0
         i = _ws(t, i + 1, n)
         if _eq(t, ks, ke, _TOPIC):
             vs, ve, i = _string(t, i, n)
             if seen_topic or i < 0 or ve - vs < len(_ORDERBOOK) or not _eq(
                     t, vs, vs + len(_ORDERBOOK), _ORDERBOOK):
-                return False, 0, 0, 0, 0, 0, 0
+                return -1, 0, 0, 0, 0, 0
             seen_topic = True
         elif _eq(t, ks, ke, _TYPE):
             vs, ve, i = _string(t, i, n)
             if seen_type or i < 0:
-                return False, 0, 0, 0, 0, 0, 0
+                return -1, 0, 0, 0, 0, 0
             kind = _kind(t, vs, ve)
             seen_type = True
         elif _eq(t, ks, ke, _TS):
             if seen_ts:
-                return False, 0, 0, 0, 0, 0, 0
+                return -1, 0, 0, 0, 0, 0
             ts, i = _time_ms(t, i, n)
             seen_ts = True
         elif _eq(t, ks, ke, _DATA):
             if seen_data:
-                return False, 0, 0, 0, 0, 0, 0
+                return -1, 0, 0, 0, 0, 0
             i, u, nbid, nask = _wire_data(t, i, n, sym, levels, nl)
             seen_data = True
         else:
             i = _skip(t, i, n)
         if i < 0:
-            return False, 0, 0, 0, 0, 0, 0
+            return -1, 0, 0, 0, 0, 0
         i = _ws(t, i, n)
         if i >= n:
-            return False, 0, 0, 0, 0, 0, 0
+            return -1, 0, 0, 0, 0, 0
         if t[i] == 125:
             break
         if t[i] != 44:
-            return False, 0, 0, 0, 0, 0, 0
+            return -1, 0, 0, 0, 0, 0
         i = _ws(t, i + 1, n)
-    if _ws(t, i + 1, n) != n or kind < 0 or not (seen_topic and seen_ts and seen_data):
-        return False, 0, 0, 0, 0, 0, 0
-    return True, ts * 1000, recv, kind, u, nbid, nask
+    end = _ws(t, i + 1, n)
+    if (end < n and t[end] != 10) or kind < 0 or not (seen_topic and seen_ts and seen_data):
+        return -1, 0, 0, 0, 0, 0
+    return end, ts * 1000, kind, u, nbid, nask
 
 
 @nb.njit(cache=True, nogil=True)
 def _record(t, i, n, sym, levels, nl):
-    """One format-2 line: (ok, t_us, recv_us, kind, u, nbid, nask)."""
+    """One format-2 line at t[i]: like `_wire`."""
     i = _ws(t, i, n)
     if i >= n or t[i] != 123:
-        return False, 0, 0, 0, 0, 0, 0
+        return -1, 0, 0, 0, 0, 0, 0
     i = _ws(t, i + 1, n)
-    seen_sym = seen_type = seen_ts = seen_recv = seen_u = seen_b = seen_a = False
+    seen_sym = seen_type = seen_ts = seen_recv = seen_u = False
     kind = -1
     ts = 0
     u = 0
     recv = NULL_I64
-    nbid = nask = 0
+    nbid = nask = -1  # -1: side not seen yet
     if i < n and t[i] == 125:
-        return False, 0, 0, 0, 0, 0, 0
+        return -1, 0, 0, 0, 0, 0, 0
     while True:
         ks, ke, i = _string(t, i, n)
         if i < 0:
-            return False, 0, 0, 0, 0, 0, 0
+            return -1, 0, 0, 0, 0, 0, 0
         i = _ws(t, i, n)
         if i >= n or t[i] != 58:
-            return False, 0, 0, 0, 0, 0, 0
+            return -1, 0, 0, 0, 0, 0, 0
         i = _ws(t, i + 1, n)
         if _eq(t, ks, ke, _SYMBOL):
             vs, ve, i = _string(t, i, n)
             if seen_sym or i < 0 or not _eq(t, vs, ve, sym):
-                return False, 0, 0, 0, 0, 0, 0
+                return -1, 0, 0, 0, 0, 0, 0
             seen_sym = True
         elif _eq(t, ks, ke, _TYPE):
             vs, ve, i = _string(t, i, n)
             if seen_type or i < 0:
-                return False, 0, 0, 0, 0, 0, 0
+                return -1, 0, 0, 0, 0, 0, 0
             kind = _kind(t, vs, ve)
             seen_type = True
         elif _eq(t, ks, ke, _TIMESTAMP_MS):
             if seen_ts:
-                return False, 0, 0, 0, 0, 0, 0
+                return -1, 0, 0, 0, 0, 0, 0
             ts, i = _time_ms(t, i, n)
             seen_ts = True
         elif _eq(t, ks, ke, _RECEIVED_MS):
             if seen_recv:
-                return False, 0, 0, 0, 0, 0, 0
+                return -1, 0, 0, 0, 0, 0, 0
             seen_recv = True
             j = _literal(t, i, n, _NULL)
             if j >= 0:
@@ -596,29 +726,30 @@ def _record(t, i, n, sym, levels, nl):
                 recv = r * 1000
         elif _eq(t, ks, ke, _UPDATE_ID):
             if seen_u:
-                return False, 0, 0, 0, 0, 0, 0
+                return -1, 0, 0, 0, 0, 0, 0
             u, i = _id(t, i, n)
             seen_u = True
-        elif _eq(t, ks, ke, _BIDS) or _eq(t, ks, ke, _ASKS):
-            i, seen_b, seen_a, nbid, nask = _sides(t, i, n, levels, nl, False,
-                                                   _eq(t, ks, ke, _BIDS), seen_b, seen_a,
-                                                   nbid, nask)
+        elif _eq(t, ks, ke, _BIDS):
+            i, nbid, nask = _side(t, i, n, levels, nl, False, True, nbid, nask)
+        elif _eq(t, ks, ke, _ASKS):
+            i, nbid, nask = _side(t, i, n, levels, nl, False, False, nbid, nask)
         else:
             i = _skip(t, i, n)
         if i < 0:
-            return False, 0, 0, 0, 0, 0, 0
+            return -1, 0, 0, 0, 0, 0, 0
         i = _ws(t, i, n)
         if i >= n:
-            return False, 0, 0, 0, 0, 0, 0
+            return -1, 0, 0, 0, 0, 0, 0
         if t[i] == 125:
             break
         if t[i] != 44:
-            return False, 0, 0, 0, 0, 0, 0
+            return -1, 0, 0, 0, 0, 0, 0
         i = _ws(t, i + 1, n)
-    if (_ws(t, i + 1, n) != n or kind < 0
-            or not (seen_sym and seen_ts and seen_u and seen_b and seen_a)):
-        return False, 0, 0, 0, 0, 0, 0
-    return True, ts * 1000, recv, kind, u, nbid, nask
+    end = _ws(t, i + 1, n)
+    if ((end < n and t[end] != 10) or kind < 0
+            or not (seen_sym and seen_ts and seen_u and nbid >= 0 and nask >= 0)):
+        return -1, 0, 0, 0, 0, 0, 0
+    return end, ts * 1000, recv, kind, u, nbid, nask
 
 
 @nb.njit(cache=True, nogil=True)
@@ -635,18 +766,22 @@ def parse_lines(text, pos, form, sym, fields, n_msgs, levels, n_levels, line_no)
     n = len(text)
     cap_msgs = len(fields) // NFIELDS
     while pos < n:
-        eol = pos
-        while eol < n and text[eol] != 10:
-            eol += 1
-        # room: one message, and every pair the line could hold (>= 5 bytes per pair)
-        if n_msgs >= cap_msgs or n_levels + 2 * ((eol - pos) // 5 + 1) > len(levels):
-            return pos, n_msgs, n_levels, line_no, FULL, eol
+        # room for one message and LINE_ROOM pairs (a line with more pairs than the arrays
+        # have room for fails in `_pairs` and takes the slow path, which is always right)
+        if n_msgs >= cap_msgs or n_levels + 2 * LINE_ROOM > len(levels):
+            return pos, n_msgs, n_levels, line_no, FULL, pos
+        # No token accepts a newline byte, so parsing over text[pos:n] stops inside the line;
+        # the line must end right after its object (`_end`).
         if form == WIRE:
-            ok, t_us, recv, kind, u, nbid, nask = _wire(text, pos, eol, sym, levels, n_levels)
+            end, t_us, recv, kind, u, nbid, nask = _wire(text, pos, n, sym, levels, n_levels)
         else:
-            ok, t_us, recv, kind, u, nbid, nask = _record(text, pos, eol, sym, levels, n_levels)
-        if not ok:
+            end, t_us, recv, kind, u, nbid, nask = _record(text, pos, n, sym, levels, n_levels)
+        if end < 0:
+            eol = pos
+            while eol < n and text[eol] != 10:
+                eol += 1
             return pos, n_msgs, n_levels, line_no, SLOW, eol
+        eol = end
         m = n_msgs * NFIELDS
         fields[m + F_T] = t_us
         fields[m + F_RECV] = recv

@@ -48,6 +48,7 @@ from trade_pipeline.market.messages import (
     MessageBuffer,
     extend_decimal_pairs,
 )
+from trade_pipeline.market.stage_timer import StageTimer
 from trade_pipeline.storage.gzip_stream import CHUNK_BYTES, GZIP_MAGIC, gunzip_members, is_gzip
 
 FORMATS = ("bybit", "bybit_raw", "ccxt", "binance")
@@ -514,21 +515,23 @@ class _TextParser:
 
 
 def _read_fast(path: str | Path, fmt: str, ctx: ParseContext, status: FileStatus,
-               chunk_messages: int, timings: dict | None) -> Iterator[MessageBlock]:
+               chunk_messages: int, timer: StageTimer | None) -> Iterator[MessageBlock]:
     ready: list[MessageBlock] = []
     parser = _TextParser(fmt, ctx, Path(path).name, chunk_messages, ready.append)
-    clock = time.perf_counter
+    wall, cpu = time.perf_counter, time.thread_time
     blocks = iter_text_blocks(path, status)
-    read_s = parse_s = 0.0
+    read_w = read_c = parse_w = parse_c = 0.0
     while True:
-        t0 = clock()
+        w0, c0 = wall(), cpu()
         piece = next(blocks, None)
-        t1 = clock()
-        read_s += t1 - t0
+        w1, c1 = wall(), cpu()
+        read_w += w1 - w0
+        read_c += c1 - c0
         if piece is None:
             break
         parser.feed(*piece)
-        parse_s += clock() - t1
+        parse_w += wall() - w1
+        parse_c += cpu() - c1
         while ready:
             block = ready.pop(0)
             ctx.messages += len(block)
@@ -537,9 +540,9 @@ def _read_fast(path: str | Path, fmt: str, ctx: ParseContext, status: FileStatus
     for block in ready:
         ctx.messages += len(block)
         yield block
-    if timings is not None:
-        timings["read"] = timings.get("read", 0.0) + read_s
-        timings["parse"] = timings.get("parse", 0.0) + parse_s
+    if timer is not None:
+        timer.add("read", read_w, read_c)
+        timer.add("parse", parse_w, parse_c)
 
 
 def parse_block(fmt: str, lines: list, buf: MessageBuffer, ctx: ParseContext, name: str = "live",
@@ -600,36 +603,37 @@ def read_messages(
     ctx: ParseContext,
     status: FileStatus,
     chunk_messages: int = 65536,
-    timings: dict | None = None,
+    timer: StageTimer | None = None,
 ) -> Iterator[MessageBuffer | MessageBlock]:
     """Stream one file as message buffers of about `chunk_messages` messages each (both
     kinds have `len()` and `arrays()`).
 
-    Bybit formats go through the compiled line parser; `timings` (if given) accumulates the
-    seconds spent reading + decompressing (`read`) and parsing (`parse`)."""
+    Bybit formats go through the compiled line parser; `timer` (if given) accumulates the
+    time spent reading + decompressing (`read`) and parsing (`parse`); other formats read
+    and parse line blocks together (all of it counts as `parse`)."""
     if fmt in FAST_FORMS:
-        yield from _read_fast(path, fmt, ctx, status, chunk_messages, timings)
+        yield from _read_fast(path, fmt, ctx, status, chunk_messages, timer)
         return
-    clock = time.perf_counter
-    t_start = clock()
+    wall, cpu = time.perf_counter, time.thread_time
+    w_start, c_start = wall(), cpu()
     name = Path(path).name
     buf = MessageBuffer()
     base = 0
     replays = ctx.replays
-    spent = 0.0  # seconds in this generator (lines are read and parsed together here)
+    spent_w = spent_c = 0.0  # time in this generator
     for lines in iter_line_blocks(path, status):
         parse_block(fmt, lines, buf, ctx, name, base)
         base += len(lines)
         if len(buf) >= chunk_messages:
             ctx.messages += len(buf) - (ctx.replays - replays)
             replays = ctx.replays
-            spent += clock() - t_start
+            spent_w += wall() - w_start
+            spent_c += cpu() - c_start
             yield buf
-            t_start = clock()
+            w_start, c_start = wall(), cpu()
             buf = MessageBuffer()
-    spent += clock() - t_start
-    if timings is not None:
-        timings["parse"] = timings.get("parse", 0.0) + spent
+    if timer is not None:
+        timer.add("parse", spent_w + wall() - w_start, spent_c + cpu() - c_start)
     if len(buf):
         ctx.messages += len(buf) - (ctx.replays - replays)
         yield buf

@@ -11,7 +11,7 @@ levels N+1..10 are written as null price / size 0, like a level the book does no
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +34,7 @@ from trade_pipeline.market.readers import (
 from trade_pipeline.market.report import SnapshotReport
 from trade_pipeline.market.sampler import O_RECV, O_SID, O_T, O_UID, Sampler
 from trade_pipeline.market.schema import BOOK_COLUMNS, DEPTH, SNAPSHOT_COLUMNS, SNAPSHOT_SCHEMA
+from trade_pipeline.market.stage_timer import StageTimer
 from trade_pipeline.settings import check_exchange, check_symbol
 
 # Parquet options for l2_snapshots (benchmarks/bench_ingest.py: ~27-31 bytes/row on the real
@@ -45,6 +46,8 @@ PARQUET_OPTIONS: dict = {
     "compression_level": 3,
     "use_dictionary": True,
 }
+
+STAGES = ("read", "parse", "book", "sample")
 
 _CADENCE_RE = re.compile(r"^(\d+)(us|ms|s)$")
 _UNIT_US = {"us": 1, "ms": 1000, "s": 1_000_000}
@@ -94,6 +97,7 @@ class SnapshotResult:
     frame: pl.DataFrame
     report: SnapshotReport
     final_state: BookState
+    timer: StageTimer = field(default_factory=StageTimer)  # time per STAGES entry
 
 
 class SnapshotBuilder:
@@ -122,6 +126,9 @@ class SnapshotBuilder:
                                 tz=parse_tz(tz))
         self.chunk_messages = chunk_messages
         self.report = SnapshotReport(cadence=str(cadence), depth=depth)
+        # time per stage: read (file + gunzip), parse (lines -> messages), book (the replay
+        # kernel: book updates and grid emission, one pass), sample (grid rows -> table)
+        self.timer = StageTimer(STAGES)
 
     def _plan(self, paths: list[str | Path]) -> list[tuple[Path, str | None]]:
         """Resolve every file's format up front: fail before writing anything."""
@@ -147,8 +154,9 @@ class SnapshotBuilder:
         return plan
 
     def _frame(self, block) -> pl.DataFrame:
-        out_i, out_f = block
-        return rows_to_frame(out_i, out_f, self.ctx.exchange, self.ctx.symbol)
+        with self.timer.stage("sample"):
+            out_i, out_f = block
+            return rows_to_frame(out_i, out_f, self.ctx.exchange, self.ctx.symbol)
 
     def frames(self, paths: list[str | Path]) -> Iterator[pl.DataFrame]:
         plan = self._plan(paths)
@@ -156,7 +164,8 @@ class SnapshotBuilder:
             if fmt is None:
                 continue
             status = FileStatus(str(path))
-            for buf in read_messages(path, fmt, self.ctx, status, self.chunk_messages):
+            for buf in read_messages(path, fmt, self.ctx, status, self.chunk_messages,
+                                     self.timer):
                 if self.sampler.symbol is None and self.ctx.symbol is not None:
                     check_symbol(self.ctx.symbol)
                     check_exchange(self.ctx.exchange)
@@ -164,7 +173,9 @@ class SnapshotBuilder:
                 msgs, levels = buf.arrays()
                 if self.on_chunk is not None:
                     self.on_chunk(path, self.ctx.messages)
-                for block in self.sampler.feed(msgs, levels):
+                with self.timer.stage("book"):
+                    blocks = self.sampler.feed(msgs, levels)
+                for block in blocks:
                     yield self._frame(block)
             self.report.files.append({"path": str(path), "format": fmt, "lines": status.lines})
             if status.truncated:
@@ -213,8 +224,10 @@ def build_snapshots(
     builder = SnapshotBuilder(fmt=fmt, cadence=cadence, depth=depth,
                               initial_state=initial_state, tz=tz)
     frames = list(builder.frames(list(paths)))
-    frame = pl.concat(frames, rechunk=True) if frames else empty_frame()
-    return SnapshotResult(frame=frame, report=builder.report, final_state=builder.final_state)
+    with builder.timer.stage("sample"):
+        frame = pl.concat(frames, rechunk=True) if frames else empty_frame()
+    return SnapshotResult(frame=frame, report=builder.report, final_state=builder.final_state,
+                          timer=builder.timer)
 
 
 def write_snapshots(
