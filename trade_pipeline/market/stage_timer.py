@@ -15,6 +15,7 @@ class StageTimer:
     def __init__(self, stages: tuple[str, ...] = ()) -> None:
         self.wall: dict[str, float] = dict.fromkeys(stages, 0.0)
         self.cpu: dict[str, float] = dict.fromkeys(stages, 0.0)
+        self._open: list[list[float]] = []  # per open stage: time spent in stages inside it
 
     def add(self, stage: str, wall: float, cpu: float) -> None:
         self.wall[stage] = self.wall.get(stage, 0.0) + wall
@@ -22,11 +23,20 @@ class StageTimer:
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
+        """Time a block as `name`; a stage opened inside it counts only as itself (the
+        outer stage gets its own time without the inner one's)."""
+        inner = [0.0, 0.0]
+        self._open.append(inner)
         w0, c0 = time.perf_counter(), time.thread_time()
         try:
             yield
         finally:
-            self.add(name, time.perf_counter() - w0, time.thread_time() - c0)
+            wall, cpu = time.perf_counter() - w0, time.thread_time() - c0
+            self._open.pop()
+            self.add(name, wall - inner[0], cpu - inner[1])
+            if self._open:
+                self._open[-1][0] += wall
+                self._open[-1][1] += cpu
 
     def merge(self, other: "StageTimer") -> "StageTimer":
         for name in other.wall:
