@@ -154,7 +154,7 @@ class SnapshotBuilder:
         return plan
 
     def _frame(self, block) -> pl.DataFrame:
-        with self.timer.stage("sample"):
+        with self.timer.stage("sample", thread=True):  # (the read-ahead thread runs beside)
             out_i, out_f = block
             return rows_to_frame(out_i, out_f, self.ctx.exchange, self.ctx.symbol)
 
@@ -173,7 +173,7 @@ class SnapshotBuilder:
                 msgs, levels = buf.arrays()
                 if self.on_chunk is not None:
                     self.on_chunk(path, self.ctx.messages)
-                with self.timer.stage("book"):
+                with self.timer.stage("book", thread=True):
                     blocks = self.sampler.feed(msgs, levels)
                 for block in blocks:
                     yield self._frame(block)
