@@ -29,6 +29,7 @@ from trade_pipeline.market.day_snapshots import (
     load_day_checkpoint,
     save_day_checkpoint,
 )
+from trade_pipeline.settings import Settings
 from trade_pipeline.storage import raw_store
 from trade_pipeline.storage.layout import write_partition
 
@@ -151,6 +152,10 @@ def _preview(frame: pl.DataFrame) -> str:
             ),
         ),
     ],
+    # A backfill builds a run of consecutive days in one run, in day order (each day needs the
+    # previous day's checkpoint): one run per day would wait a backfill-daemon tick (30 s) per
+    # day of the chain. Days downstream (features, stats) still get a run each, in parallel.
+    backfill_policy=dg.BackfillPolicy.single_run(),
     group_name="ingest",
     kinds={"python", "parquet"},
     description="Canonical 100 ms order-book snapshots (DATA.md) of one UTC day: Parquet zstd "
@@ -158,10 +163,20 @@ def _preview(frame: pl.DataFrame) -> str:
     "book checkpoint.",
 )
 def l2_snapshots(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
+    settings = pipeline.settings().ensure_dirs()
+    days = context.partition_keys  # one day, or a backfill's range (in day order)
+    for day in days:
+        metadata = _snapshot_day(context, settings, day)
+        if len(days) == 1:
+            return dg.MaterializeResult(metadata=metadata)
+        context.add_asset_metadata(metadata, partition_key=day)
+    return dg.MaterializeResult()
+
+
+def _snapshot_day(context: dg.AssetExecutionContext, settings: Settings, day: str) -> dict:
+    """Build, write and checkpoint one day; its materialization metadata."""
     from trade_pipeline.market.snapshots import PARQUET_OPTIONS
 
-    settings = pipeline.settings().ensure_dirs()
-    day = context.partition_key
     try:
         built = build_day(settings, day)
     except NoRawCaptures as exc:
@@ -174,19 +189,17 @@ def l2_snapshots(context: dg.AssetExecutionContext, pipeline: PipelineResource) 
     report = built.report.to_dict()
     summary = built.summary()
     context.log.info(f"{day}: {report['messages']} messages -> {frame.height} rows")
-    return dg.MaterializeResult(
-        metadata={
-            **{k: v for k, v in summary.items() if k != "day"},
-            "report": dg.MetadataValue.json(
-                {k: v for k, v in report.items() if k not in ("files", "bad_line_examples")}
-            ),
-            "preview": dg.MetadataValue.md(_preview(frame)),
-            "path": dg.MetadataValue.path(path),
-            "bytes_per_row": _bytes_per_row(path, frame.height),
-            **stage_metadata(built.timer, report["messages"]),
-            "dagster/row_count": frame.height,
-        }
-    )
+    return {
+        **{k: v for k, v in summary.items() if k != "day"},
+        "report": dg.MetadataValue.json(
+            {k: v for k, v in report.items() if k not in ("files", "bad_line_examples")}
+        ),
+        "preview": dg.MetadataValue.md(_preview(frame)),
+        "path": dg.MetadataValue.path(path),
+        "bytes_per_row": _bytes_per_row(path, frame.height),
+        **stage_metadata(built.timer, report["messages"]),
+        "dagster/row_count": frame.height,
+    }
 
 
 defs = dg.Definitions(assets=[raw_l2_captures, l2_snapshots])

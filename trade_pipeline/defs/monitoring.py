@@ -152,16 +152,28 @@ def _schema_diff(actual: pl.Schema, expected: dict[str, pl.DataType]) -> list[st
     return problems
 
 
+def _per_day(context, check) -> dg.AssetCheckResult:
+    """`check(day)` for the run's partition, or for every day of a backfill run's range (one
+    result: passed when every day passes; the days' verdicts in the metadata)."""
+    results = {day: check(day) for day in context.partition_keys}
+    if len(results) == 1:
+        return next(iter(results.values()))
+    failed = [day for day, r in results.items() if not r.passed]
+    first = results[failed[0]] if failed else next(iter(results.values()))
+    return dg.AssetCheckResult(
+        passed=not failed,
+        severity=first.severity,
+        description=(f"{len(failed)} of {len(results)} days fail; {failed[0]}: {first.description}"
+                     if failed else f"all {len(results)} days pass"),
+        metadata={"days": dg.MetadataValue.json(
+            {day: {"passed": r.passed, "description": r.description} for day, r in results.items()})},
+    )
+
+
 def lake_table_checks(asset_key: str, table: str) -> list[dg.AssetChecksDefinition]:
     """Schema, row count (both blocking) and, for grid tables, gap rate: read from the
-    partition's own Parquet file."""
+    partition's own Parquet file (each day of a ranged backfill run)."""
     schema_of, has_grid = LAKE_TABLES[table]
-
-    def _footer(context, pipeline: PipelineResource):
-        # schema and row count come from the Parquet footer: no values read
-        settings = pipeline.settings()
-        key = _partition(settings, context.partition_key)
-        return settings, key, partition_footer(settings.lake_dir, table, key)
 
     def _absent(settings, key) -> dg.AssetCheckResult:
         return dg.AssetCheckResult(
@@ -175,29 +187,42 @@ def lake_table_checks(asset_key: str, table: str) -> list[dg.AssetChecksDefiniti
         description=f"{table}: exact column names, order and types of the contract",
     )
     def schema_check(context: dg.AssetCheckExecutionContext, pipeline: PipelineResource):
-        settings, key, footer = _footer(context, pipeline)
-        if footer is None:
-            return _absent(settings, key)
-        schema, _ = footer
-        problems = _schema_diff(schema, schema_of())
-        return dg.AssetCheckResult(
-            passed=not problems,
-            description="; ".join(problems) or "matches the contract",
-            metadata={"columns": len(schema)},
-        )
+        settings = pipeline.settings()
+
+        def check(day: str) -> dg.AssetCheckResult:
+            # schema and row count come from the Parquet footer: no values read
+            key = _partition(settings, day)
+            footer = partition_footer(settings.lake_dir, table, key)
+            if footer is None:
+                return _absent(settings, key)
+            schema, _ = footer
+            problems = _schema_diff(schema, schema_of())
+            return dg.AssetCheckResult(
+                passed=not problems,
+                description="; ".join(problems) or "matches the contract",
+                metadata={"columns": len(schema)},
+            )
+
+        return _per_day(context, check)
 
     @dg.asset_check(
         asset=asset_key, name="row_count", partitions_def=DAILY, blocking=True,
         description=f"{table}: the partition has rows",
     )
     def row_count_check(context: dg.AssetCheckExecutionContext, pipeline: PipelineResource):
-        settings, key, footer = _footer(context, pipeline)
-        if footer is None:
-            return _absent(settings, key)
-        rows = footer[1]
-        return dg.AssetCheckResult(
-            passed=rows > 0, metadata={"rows": rows}, description=f"{rows} rows",
-        )
+        settings = pipeline.settings()
+
+        def check(day: str) -> dg.AssetCheckResult:
+            key = _partition(settings, day)
+            footer = partition_footer(settings.lake_dir, table, key)
+            if footer is None:
+                return _absent(settings, key)
+            rows = footer[1]
+            return dg.AssetCheckResult(
+                passed=rows > 0, metadata={"rows": rows}, description=f"{rows} rows",
+            )
+
+        return _per_day(context, check)
 
     checks = [schema_check, row_count_check]
     if has_grid:
@@ -209,26 +234,30 @@ def lake_table_checks(asset_key: str, table: str) -> list[dg.AssetChecksDefiniti
         )
         def gap_rate_check(context: dg.AssetCheckExecutionContext, pipeline: PipelineResource):
             settings = pipeline.settings()
-            key = _partition(settings, context.partition_key)
-            footer = partition_footer(settings.lake_dir, table, key)
-            if footer is None:
-                return _absent(settings, key)
-            columns = [c for c in ("timestamp", "session_id") if c in footer[0]]
-            frame = read_partition(settings.lake_dir, table, key, columns=columns)
-            gaps = day_gaps(frame, settings.cadence_ms, key.date)
-            return dg.AssetCheckResult(
-                passed=gaps.gap_rate is not None and gaps.gap_rate <= MAX_GAP_RATE,
-                severity=dg.AssetCheckSeverity.WARN,
-                description=(
-                    "no rows" if gaps.gap_rate is None
-                    else f"{gaps.gap_rate:.2%} of grid times missing in {gaps.gaps} gaps"
-                ),
-                metadata={
-                    "gap_rate": gaps.gap_rate, "gaps": gaps.gaps, "sessions": gaps.sessions,
-                    "missing_grid_times": gaps.missing_grid_times,
-                    "longest_gap_s": gaps.longest_gap_s, "rows": gaps.rows,
-                },
-            )
+
+            def check(day: str) -> dg.AssetCheckResult:
+                key = _partition(settings, day)
+                footer = partition_footer(settings.lake_dir, table, key)
+                if footer is None:
+                    return _absent(settings, key)
+                columns = [c for c in ("timestamp", "session_id") if c in footer[0]]
+                frame = read_partition(settings.lake_dir, table, key, columns=columns)
+                gaps = day_gaps(frame, settings.cadence_ms, key.date)
+                return dg.AssetCheckResult(
+                    passed=gaps.gap_rate is not None and gaps.gap_rate <= MAX_GAP_RATE,
+                    severity=dg.AssetCheckSeverity.WARN,
+                    description=(
+                        "no rows" if gaps.gap_rate is None
+                        else f"{gaps.gap_rate:.2%} of grid times missing in {gaps.gaps} gaps"
+                    ),
+                    metadata={
+                        "gap_rate": gaps.gap_rate, "gaps": gaps.gaps, "sessions": gaps.sessions,
+                        "missing_grid_times": gaps.missing_grid_times,
+                        "longest_gap_s": gaps.longest_gap_s, "rows": gaps.rows,
+                    },
+                )
+
+            return _per_day(context, check)
 
         checks.append(gap_rate_check)
     return checks
