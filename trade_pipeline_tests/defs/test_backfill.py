@@ -172,6 +172,11 @@ def test_backfill_on_postgres_runs_days_in_parallel(tmp_path, pg_dsn):
     print(f"backfill of {len(DAYS)} days: {wall:.1f} s, {figures}, peak RSS "
           f"{sampler.peak_total / 2**20:.0f} MB total, {sampler.peak_one / 2**20:.0f} MB one "
           "process", file=sys.stderr)
+    t0 = min(r["startTime"] for r in runs if r["startTime"])
+    for r in sorted(runs, key=lambda r: r["startTime"] or 0):
+        print(f"run {r['runId'][:8]} {r['startTime'] - t0:6.1f}..{r['endTime'] - t0:6.1f} " + " ".join(
+            f"{st['stepKey']}@{st['startTime'] - t0:.1f}-{st['endTime'] - t0:.1f}"
+            for st in r["stepStats"] if st["startTime"] and st["endTime"]), file=sys.stderr)
     assert figures["runs"] == figures["runs_succeeded"] >= 4
     steps = figures["steps"]
     # l2_snapshots: the three days in one run (a chain), the rest one run per day
