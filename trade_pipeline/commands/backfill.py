@@ -75,14 +75,18 @@ def graphql(url: str, query: str, variables: dict, timeout_s: float = 60.0) -> d
 
 
 def launch_backfill(url: str, partitions: list[str], assets=DEFAULT_ASSETS,
-                    tags: dict | None = None, title: str | None = None) -> str:
-    """Launch an asset backfill of `assets` over `partitions`; returns its id."""
+                    tags: dict | None = None, title: str | None = None,
+                    run_config: dict | None = None) -> str:
+    """Launch an asset backfill of `assets` over `partitions`; returns its id. `run_config`
+    goes to every run, so every run must have each op it names (select accordingly)."""
     params = {
         "partitionNames": list(partitions),
         "assetSelection": [{"path": [name]} for name in assets],
         "tags": [{"key": k, "value": v} for k, v in (tags or {}).items()],
         "title": title or f"{partitions[0]}..{partitions[-1]}",
     }
+    if run_config is not None:
+        params["runConfigData"] = run_config
     out = graphql(url, _LAUNCH, {"params": params})["launchPartitionBackfill"]
     if out["__typename"] != "LaunchBackfillSuccess":
         raise BackfillError(f"backfill refused ({out['__typename']}): {out.get('message')}")
