@@ -117,19 +117,22 @@ def build_day(settings: Settings, day: str, *, initial_state=_FROM_CHECKPOINT) -
     if isinstance(initial_state, BookState):
         initial_state = initial_state.to_dict()
     cadence = f"{settings.cadence_ms}ms"
-    result = build_snapshots(files, cadence=cadence, initial_state=initial_state)
+    result = build_snapshots(files, cadence=cadence, initial_state=initial_state,
+                             rechunk=False)
     timer = result.timer
     start, end = day_bounds(day)
     with timer.stage("sample"):
-        ts = result.frame["timestamp"]
+        frame = result.frame
+        ts = frame["timestamp"]
         before = int((ts < start).sum())
-        frame = result.frame.filter(pl.col("timestamp").is_between(start, end, closed="left"))
-        after = result.frame.height - frame.height - before
+        after = int((ts >= end).sum())
+        if before or after:  # (usually every row is the day's: no copy then)
+            frame = frame.filter(pl.col("timestamp").is_between(start, end, closed="left"))
     tail, lines_read = _rows_before_next_day(settings, key, result.final_state, end, cadence,
                                              timer)
     if tail.height:
         with timer.stage("sample"):
-            frame = pl.concat([frame, tail], rechunk=True)
+            frame = pl.concat([frame, tail], rechunk=False)
     return DaySnapshots(key=key, frame=frame, report=result.report,
                         final_state=result.final_state, initial_state=initial_state,
                         files=files, rows_of_previous_day=before, rows_of_next_day=after,

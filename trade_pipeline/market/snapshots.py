@@ -212,12 +212,15 @@ def build_snapshots(
     depth: int = DEPTH,
     initial_state: BookState | dict | None = None,
     tz: str | None = None,
+    rechunk: bool = True,
 ) -> SnapshotResult:
     """Rebuild the book from recorded captures and sample it (DATA.md's canonical stream).
 
     `initial_state` (a BookState or its dict) continues a previous run: an open session
     continues with the same session_id. The result's `final_state` is the checkpoint to pass
-    to the next run (e.g. the next day's partition).
+    to the next run (e.g. the next day's partition). `rechunk=False` keeps the frame in the
+    blocks it was built in (no copy; Parquet writing and the features read chunks as they
+    are).
     """
     if isinstance(paths, str | Path):
         paths = [paths]
@@ -225,7 +228,7 @@ def build_snapshots(
                               initial_state=initial_state, tz=tz)
     frames = list(builder.frames(list(paths)))
     with builder.timer.stage("sample"):
-        frame = pl.concat(frames, rechunk=True) if frames else empty_frame()
+        frame = pl.concat(frames, rechunk=rechunk) if frames else empty_frame()
     return SnapshotResult(frame=frame, report=builder.report, final_state=builder.final_state,
                           timer=builder.timer)
 
