@@ -309,8 +309,10 @@ def _snapshots(args, settings) -> int:
 
     from trade_pipeline.market.readers import FormatError
     from trade_pipeline.market.snapshots import write_snapshots
-    from trade_pipeline.settings import SettingsError
+    from trade_pipeline.settings import SettingsError, check_symbol
 
+    if args.symbol:
+        check_symbol(args.symbol)  # a bad value is named as such, whatever else is wrong
     if args.day:
         return _snapshots_day(args, settings)
     if args.symbol:
