@@ -85,6 +85,9 @@ MAX_DEPTH = 32  # nesting skipped inside an unknown field; deeper: slow path
 
 @nb.njit(cache=True, nogil=True, inline="always")
 def _ws(t, i, n):
+    # every helper passes a failed step's -1 on (a negative index would wrap around)
+    if i < 0:
+        return i
     while i < n and (t[i] == 32 or t[i] == 9 or t[i] == 13):  # space, tab, CR
         i += 1
     return i
@@ -104,6 +107,8 @@ def _eq(t, s, e, lit):
 def _string_rest(t, j, n):
     """The rest of a JSON string opened before t[j], without escapes, ASCII only: the index
     after its closing quote, or -1."""
+    if j < 0:
+        return -1
     while j < n:
         c = t[j]
         if c == 34:
@@ -117,7 +122,7 @@ def _string_rest(t, j, n):
 @nb.njit(cache=True, nogil=True)
 def _string(t, i, n):
     """A JSON string at t[i] without escapes, ASCII only: (start, end, next) or next = -1."""
-    if i >= n or t[i] != 34:
+    if i < 0 or i >= n or t[i] != 34:
         return 0, 0, -1
     j = _string_rest(t, i + 1, n)
     if j < 0:
@@ -134,6 +139,8 @@ def _number(t, i, n):
     exponent whose double is exact to compute (Clinger's fast path); kind 0 (next = -1):
     anything else, including valid JSON numbers this kernel does not convert.
     """
+    if i < 0:
+        return 0, 0, 0.0, -1
     j = i
     neg = False
     if j < n and t[j] == 45:  # '-'
@@ -207,7 +214,7 @@ def _number(t, i, n):
 def _decimal_text(t, i, n):
     """A quoted plain decimal `"-?digits[.digits]"` at t[i] (what Bybit sends): (value, next);
     next = -1 for anything float() might read differently or that is not exact here."""
-    if i >= n or t[i] != 34:
+    if i < 0 or i >= n or t[i] != 34:
         return 0.0, -1
     j = i + 1
     neg = False
@@ -240,7 +247,7 @@ def _decimal_text(t, i, n):
 
 @nb.njit(cache=True, nogil=True)
 def _literal(t, i, n, lit):
-    if i + len(lit) > n:
+    if i < 0 or i + len(lit) > n:
         return -1
     for k in range(len(lit)):
         if t[i + k] != lit[k]:
@@ -251,6 +258,8 @@ def _literal(t, i, n, lit):
 @nb.njit(cache=True, nogil=True)
 def _scalar(t, i, n):
     """Skip a JSON scalar (string, number, true, false, null); next index or -1."""
+    if i < 0 or i >= n:
+        return -1
     c = t[i]
     if c == 34:
         return _string(t, i, n)[2]
@@ -268,7 +277,7 @@ def _scalar(t, i, n):
 @nb.njit(cache=True, nogil=True)
 def _skip(t, i, n):
     """Skip (and validate) any JSON value at t[i]; next index or -1 (slow path)."""
-    if i >= n:
+    if i < 0 or i >= n:
         return -1
     c = t[i]
     if c != 91 and c != 123:
@@ -334,7 +343,7 @@ def _pairs(t, i, n, levels, nl, quoted):
     """An array of [price, size] pairs at t[i] into levels[nl:]: (pairs, next) or next = -1.
 
     quoted: wire form (decimal strings); else format 2 (JSON numbers)."""
-    if i >= n or t[i] != 91:
+    if i < 0 or i >= n or t[i] != 91:
         return 0, -1
     i = _ws(t, i + 1, n)
     if i < n and t[i] == 93:
@@ -677,7 +686,112 @@ def _wire_any(t, i, n, sym, levels, nl):
 
 @nb.njit(cache=True, nogil=True)
 def _record(t, i, n, sym, levels, nl):
-    """One format-2 line at t[i]: like `_wire`."""
+    """One format-2 line at t[i]: like `_wire` (the recorder's field order first, then any)."""
+    end, t_us, recv, kind, u, nbid, nask = _record_usual(t, i, n, sym, levels, nl)
+    if end < 0:
+        end, t_us, recv, kind, u, nbid, nask = _record_any(t, i, n, sym, levels, nl)
+    return end, t_us, recv, kind, u, nbid, nask
+
+
+_R_EXCHANGE = np.frombuffer(b"exchange", np.uint8)
+_R_SEQUENCE_ID = np.frombuffer(b"sequence_id", np.uint8)
+
+
+@nb.njit(cache=True, nogil=True)
+def _key(t, i, n, lit):
+    """`"<lit>"` + optional spaces + `:` + optional spaces at t[i]: the value's index or -1
+    (also for i = -1: a failed step before)."""
+    if i < 0 or i >= n or t[i] != 34:
+        return -1
+    i = _literal(t, i + 1, n, lit)
+    if i < 0 or i >= n or t[i] != 34:
+        return -1
+    i = _ws(t, i + 1, n)
+    if i >= n or t[i] != 58:
+        return -1
+    return _ws(t, i + 1, n)
+
+
+@nb.njit(cache=True, nogil=True)
+def _comma(t, i, n):
+    """Optional spaces, `,`, optional spaces at t[i]: the next index or -1 (also for i = -1)."""
+    if i < 0:
+        return -1
+    i = _ws(t, i, n)
+    if i >= n or t[i] != 44:
+        return -1
+    return _ws(t, i + 1, n)
+
+
+@nb.njit(cache=True, nogil=True)
+def _record_usual(t, i, n, sym, levels, nl):
+    """A format-2 line in the field order the recorder writes (exchange, symbol,
+    timestamp_ms, received_timestamp_ms, type, bids, asks, update_id, sequence_id; any
+    spacing): like `_wire`, end = -1 when laid out otherwise."""
+    i = _ws(t, i, n)
+    if i >= n or t[i] != 123:
+        return -1, 0, 0, 0, 0, 0, 0
+    i = _key(t, _ws(t, i + 1, n), n, _R_EXCHANGE)
+    if i < 0:
+        return -1, 0, 0, 0, 0, 0, 0
+    i = _string(t, i, n)[2]
+    i = _key(t, _comma(t, i, n), n, _SYMBOL) if i >= 0 else -1
+    if i < 0:
+        return -1, 0, 0, 0, 0, 0, 0
+    vs, ve, i = _string(t, i, n)
+    if i < 0 or not _eq(t, vs, ve, sym):
+        return -1, 0, 0, 0, 0, 0, 0
+    i = _key(t, _comma(t, i, n), n, _TIMESTAMP_MS)
+    if i < 0:
+        return -1, 0, 0, 0, 0, 0, 0
+    ts, i = _time_ms(t, i, n)
+    i = _key(t, _comma(t, i, n), n, _RECEIVED_MS) if i >= 0 else -1
+    if i < 0:
+        return -1, 0, 0, 0, 0, 0, 0
+    recv = NULL_I64
+    j = _literal(t, i, n, _NULL)
+    if j >= 0:
+        i = j
+    else:
+        r, i = _time_ms(t, i, n)
+        recv = r * 1000
+    i = _key(t, _comma(t, i, n), n, _TYPE) if i >= 0 else -1
+    if i < 0:
+        return -1, 0, 0, 0, 0, 0, 0
+    vs, ve, i = _string(t, i, n)
+    if i < 0:
+        return -1, 0, 0, 0, 0, 0, 0
+    kind = _kind(t, vs, ve)
+    i = _key(t, _comma(t, i, n), n, _BIDS)
+    if kind < 0 or i < 0:
+        return -1, 0, 0, 0, 0, 0, 0
+    nbid, i = _pairs(t, i, n, levels, nl, False)
+    i = _key(t, _comma(t, i, n), n, _ASKS) if i >= 0 else -1
+    if i < 0:
+        return -1, 0, 0, 0, 0, 0, 0
+    nask, i = _pairs(t, i, n, levels, nl + 2 * nbid, False)
+    i = _key(t, _comma(t, i, n), n, _UPDATE_ID) if i >= 0 else -1
+    if i < 0:
+        return -1, 0, 0, 0, 0, 0, 0
+    u, i = _id(t, i, n)
+    i = _key(t, _comma(t, i, n), n, _R_SEQUENCE_ID) if i >= 0 else -1
+    if i < 0:
+        return -1, 0, 0, 0, 0, 0, 0
+    i = _number(t, i, n)[3]
+    if i < 0:
+        return -1, 0, 0, 0, 0, 0, 0
+    i = _ws(t, i, n)
+    if i >= n or t[i] != 125:
+        return -1, 0, 0, 0, 0, 0, 0
+    end = _ws(t, i + 1, n)
+    if end < n and t[end] != 10:
+        return -1, 0, 0, 0, 0, 0, 0
+    return end, ts * 1000, recv, kind, u, nbid, nask
+
+
+@nb.njit(cache=True, nogil=True)
+def _record_any(t, i, n, sym, levels, nl):
+    """One format-2 line at t[i], fields in any order: like `_wire`."""
     i = _ws(t, i, n)
     if i >= n or t[i] != 123:
         return -1, 0, 0, 0, 0, 0, 0

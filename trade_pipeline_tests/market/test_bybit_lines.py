@@ -129,18 +129,22 @@ def record_line(draw) -> bytes:
     ts = T0 + draw(st.integers(0, 86_400_000))
     recv = _pick(draw, odd and _odd(draw), str(ts + 7), "null", "5", f"{ts}.5")
     typ = _pick(draw, odd and _odd(draw), draw(st.sampled_from(["delta", "snapshot"])), "trade")
-    fields = ['"exchange":"bybit"', f'"symbol":"{symbol}"', f'"timestamp_ms":{ts}',
-              f'"received_timestamp_ms":{recv}', f'"type":"{typ}"',
-              f'"bids":{_pairs(draw, False, odd and _odd(draw))}',
-              f'"asks":{_pairs(draw, False, odd and _odd(draw))}',
-              f'"update_id":{draw(st.integers(0, 10**12))}', '"sequence_id":1']
-    if draw(st.booleans()):
+    # the recorder's field order (compact or with Python's ", " / ": " spacing), or any
+    usual = draw(st.booleans())
+    colon = draw(st.sampled_from([":", ": "]))
+    fields = [f'"exchange"{colon}"bybit"', f'"symbol"{colon}"{symbol}"',
+              f'"timestamp_ms"{colon}{ts}', f'"received_timestamp_ms"{colon}{recv}',
+              f'"type"{colon}"{typ}"', f'"bids"{colon}{_pairs(draw, False, odd and _odd(draw))}',
+              f'"asks"{colon}{_pairs(draw, False, odd and _odd(draw))}',
+              f'"update_id"{colon}{draw(st.integers(0, 10**12))}', f'"sequence_id"{colon}1']
+    if draw(st.booleans()) and not (usual and not odd):
         fields.append(f'"extra":{draw(_JUNK) if odd else "{}"}')
     if odd and _odd(draw):
         fields.pop(draw(st.integers(0, len(fields) - 1)))
     if odd and _odd(draw):
         fields.append(draw(st.sampled_from(fields)))
-    return ("{" + ",".join(draw(st.permutations(fields))) + "}").encode()
+    sep = draw(st.sampled_from([",", ", "])) if usual else ","
+    return ("{" + sep.join(fields if usual else draw(st.permutations(fields))) + "}").encode()
 
 
 @st.composite
