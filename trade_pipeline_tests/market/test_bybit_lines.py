@@ -161,7 +161,7 @@ def mutated(draw, line_strategy) -> bytes:
     return line
 
 
-SETTINGS = settings(max_examples=300, deadline=None, derandomize=True,
+SETTINGS = settings(max_examples=150, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow])
 
 
