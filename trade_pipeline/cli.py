@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "trading",
     "monitoring",
     "bench",
+    "backfill",
     "demo",
     "scale",
 )

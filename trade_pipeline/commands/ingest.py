@@ -323,20 +323,28 @@ def _register_snapshots(sub: argparse._SubParsersAction) -> None:
         "rows, sessions, gaps, crossed grid times skipped, bad lines, truncated files, ...). "
         "Exit 2 on an unknown/mismatched format, 1 when the input holds no book message.",
     )
-    p.add_argument("--input", nargs="+", required=True, metavar="FILE",
-                   help="capture files (.jsonl, .jsonl.gz, .gz, .raw.gz), in processing order")
-    p.add_argument("--format", default="auto", choices=["auto", "bybit", "ccxt", "binance"],
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--input", nargs="+", metavar="FILE",
+                        help="capture files (.jsonl, .jsonl.gz, .gz, .raw.gz), in processing order")
+    source.add_argument("--day", metavar="YYYY-MM-DD",
+                        help="build one UTC day from the raw capture store exactly as the "
+                        "l2_snapshots asset does: the settings' exchange and symbol (--symbol), "
+                        "continuing the previous day's stored checkpoint, reading ahead into the "
+                        "next day's files; writes nothing into the lake")
+    p.add_argument("--symbol", default=None, help="with --day: symbol (default from settings)")
+    p.add_argument("--format", default=None, choices=["auto", "bybit", "ccxt", "binance"],
                    help="input format (default auto; bybit covers format 2 and raw store files)")
-    p.add_argument("--cadence", default="100ms",
+    p.add_argument("--cadence", default=None,
                    help="grid step, e.g. 100ms, 1s, or 'event' for one row per message "
-                   "(default 100ms)")
-    p.add_argument("--depth", type=int, default=10,
+                   "(default 100ms; with --day the settings' cadence)")
+    p.add_argument("--depth", type=int, default=None,
                    help="levels kept per side, 1..10 (default 10); levels beyond it are written "
                    "as null price / size 0")
     p.add_argument("--tz", default=None,
                    help="zone of naive ccxt timestamps: UTC (default), an IANA name or +HH:MM")
     p.add_argument("--state-in", default=None, metavar="JSON",
-                   help="resume from a book checkpoint written by --state-out")
+                   help="resume from a book checkpoint written by --state-out (with --day: "
+                   "instead of the previous day's stored checkpoint)")
     p.add_argument("--state-out", default=None, metavar="JSON",
                    help="write the final book checkpoint (to continue a session later)")
     p.add_argument("--output", required=True, metavar="OUT.parquet", help="Parquet file to write")
@@ -349,8 +357,17 @@ def _snapshots(args, settings) -> int:
 
     from trade_pipeline.market.readers import FormatError
     from trade_pipeline.market.snapshots import check_output_path, write_snapshots
-    from trade_pipeline.settings import SettingsError
+    from trade_pipeline.settings import SettingsError, check_symbol
 
+    if args.symbol:
+        check_symbol(args.symbol)  # a bad value is named as such, whatever else is wrong
+    if args.day:
+        return _snapshots_day(args, settings)
+    if args.symbol:
+        raise SettingsError("--symbol goes with --day (files carry their own symbol)")
+    args.format = args.format or "auto"
+    args.cadence = args.cadence or "100ms"
+    args.depth = 10 if args.depth is None else args.depth
     if not 1 <= args.depth <= 10:
         raise SettingsError(f"--depth must be between 1 and 10, got {args.depth}")
     # never replace a capture, never write into the raw store (or its archive)
@@ -484,4 +501,38 @@ def _events(args, settings) -> int:
               "nothing written", file=sys.stderr)
         return 1
     write_event_npz(args.output, events, report, for_hftbacktest=not args.receipt_order)
+    return 0
+
+
+def _snapshots_day(args, settings) -> int:
+    """`snapshots --day`: the l2_snapshots asset's build (market.day_snapshots.build_day),
+    written to --output instead of the lake."""
+    from trade_pipeline.market.day_snapshots import build_day
+    from trade_pipeline.market.snapshots import PARQUET_OPTIONS, check_output_path
+    from trade_pipeline.settings import SettingsError, check_date, check_symbol
+    from trade_pipeline.storage.atomic import write_parquet_atomic, write_text_atomic
+
+    given = [name for name in ("format", "cadence", "depth", "tz") if getattr(args, name)]
+    if given:
+        raise SettingsError(f"--day builds as the asset does (settings' cadence, all levels, "
+                            f"every format): drop --{', --'.join(given)}")
+    day = check_date(args.day)
+    if args.symbol:
+        settings = settings.with_(symbol=check_symbol(args.symbol))
+    # never write into the raw store (or its archive)
+    protected = {"raw capture store": settings.raw_dir, "raw archive": settings.archive_dir}
+    check_output_path(args.output, [], protected)
+    if args.state_out:
+        check_output_path(args.state_out, [args.output], protected)
+    kwargs = {}
+    if args.state_in:
+        kwargs["initial_state"] = _read_state(args.state_in)
+    built = build_day(settings, day, **kwargs)
+    with built.timer.stage("write"):
+        output = write_parquet_atomic(built.frame, args.output, "--output", **PARQUET_OPTIONS)
+    out = {**built.report.to_dict(), **built.summary(),
+           "stage_seconds": built.timer.to_dict(), "output": str(output)}
+    print(json.dumps(out), flush=True)
+    if args.state_out:
+        write_text_atomic(json.dumps(built.final_state.to_dict()), args.state_out, "--state-out")
     return 0

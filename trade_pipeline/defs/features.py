@@ -10,6 +10,8 @@ import dagster as dg
 
 from trade_pipeline.defs.partitions import DAILY
 from trade_pipeline.defs.resources import PipelineResource
+from trade_pipeline.defs.stage_metadata import bytes_per_row, stage_metadata
+from trade_pipeline.market.stage_timer import StageTimer
 from trade_pipeline.storage.layout import PartitionKey, read_partition, write_partition
 
 SNAPSHOTS_TABLE = "l2_snapshots"
@@ -54,20 +56,25 @@ def l2_features(context: dg.AssetExecutionContext, config: FeaturesConfig,
     settings = pipeline.settings().ensure_dirs()
     key = PartitionKey(settings.exchange, settings.symbol, context.partition_key)
     params = resolve_params(json.loads(config.params_json))
-    snapshots = read_partition(settings.lake_dir, SNAPSHOTS_TABLE, key)
+    timer = StageTimer(("read", "features", "write"))
+    with timer.stage("read"):
+        snapshots = read_partition(settings.lake_dir, SNAPSHOTS_TABLE, key)
     if snapshots is None:
         raise dg.Failure(f"l2_snapshots has no partition {key.relpath(SNAPSHOTS_TABLE)}: "
                          "materialize l2_snapshots for this day first")
 
     def read_previous(k: int):
         day = (key.day - dt.timedelta(days=k)).isoformat()
-        return read_partition(settings.lake_dir, SNAPSHOTS_TABLE,
-                              PartitionKey(key.exchange, key.symbol, day))
+        with timer.stage("read"):
+            return read_partition(settings.lake_dir, SNAPSHOTS_TABLE,
+                                  PartitionKey(key.exchange, key.symbol, day))
 
-    features, warm = compute_partition(snapshots, read_previous, params)
-    # Stamped with its parameters: training records them, backtests compare them.
-    path = write_partition(stamped(features, params), settings.lake_dir, FEATURES_TABLE, key,
-                           **PARQUET_OPTIONS)
+    with timer.stage("features"):  # the warm-up's reads inside count as `read` only
+        features, warm = compute_partition(snapshots, read_previous, params)
+    with timer.stage("write"):
+        # Stamped with its parameters: training records them, backtests compare them.
+        path = write_partition(stamped(features, params), settings.lake_dir, FEATURES_TABLE,
+                               key, **PARQUET_OPTIONS)
     nulls = quality.null_report(features)
     problems = quality.schema_problems(features)
     infinities = quality.infinity_counts(features)
@@ -79,7 +86,8 @@ def l2_features(context: dg.AssetExecutionContext, config: FeaturesConfig,
             "rows": features.height,
             "dagster/row_count": features.height,
             "path": dg.MetadataValue.path(path),
-            "bytes_per_row": _bytes_per_row(path, features.height),
+            "bytes_per_row": bytes_per_row(path, features.height),
+            **stage_metadata(timer),
             "catalog_hash": catalog_hash(params),
             "warmup_rows": warm.n_rows,
             "warmup_complete": warm.complete,
@@ -97,18 +105,6 @@ def l2_features(context: dg.AssetExecutionContext, config: FeaturesConfig,
                                 metadata={"violations": dg.MetadataValue.json(violations)}),
         ],
     )
-
-
-def _bytes_per_row(path: str, rows: int) -> float:
-    import pyarrow.fs as pafs
-
-    if not rows:
-        return 0.0
-    if "://" in path:
-        fs, inner = pafs.FileSystem.from_uri(path)
-    else:
-        fs, inner = pafs.LocalFileSystem(), path
-    return round(fs.get_file_info(inner).size / rows, 1)
 
 
 defs = dg.Definitions(assets=[l2_features])

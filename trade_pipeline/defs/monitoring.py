@@ -51,6 +51,7 @@ from trade_pipeline.monitoring.plots import null_rate_png
 from trade_pipeline.storage.layout import (
     PartitionKey,
     partition_file,
+    partition_footer,
     read_partition,
     write_partition,
 )
@@ -185,18 +186,41 @@ def _schema_diff(actual: pl.Schema, expected: dict[str, pl.DataType]) -> list[st
     return problems
 
 
+def _check_days(context: dg.AssetCheckExecutionContext, asset_key) -> list[str]:
+    """The days a check of a daily asset looks at: the run's partition, every day of a
+    backfill run's range, or (a check run on its own) the asset's latest materialized
+    partition; none if there is none."""
+    if context.has_partition_key or context.has_partition_key_range:
+        return list(context.partition_keys)
+    day = _check_partition(context, asset_key)
+    return [] if day is None else [day]
+
+
+def _per_day(context, asset_key, check) -> dg.AssetCheckResult:
+    """`check(day)` for each of `_check_days` (one result: passed when every day passes; the
+    days' verdicts in the metadata)."""
+    days = _check_days(context, asset_key)
+    if not days:
+        return _no_partition(asset_key)
+    results = {day: check(day) for day in days}
+    if len(results) == 1:
+        return next(iter(results.values()))
+    failed = [day for day, r in results.items() if not r.passed]
+    first = results[failed[0]] if failed else next(iter(results.values()))
+    return dg.AssetCheckResult(
+        passed=not failed,
+        severity=first.severity,
+        description=(f"{len(failed)} of {len(results)} days fail; {failed[0]}: {first.description}"
+                     if failed else f"all {len(results)} days pass"),
+        metadata={"days": dg.MetadataValue.json(
+            {day: {"passed": r.passed, "description": r.description} for day, r in results.items()})},
+    )
+
+
 def lake_table_checks(asset_key: str, table: str) -> list[dg.AssetChecksDefinition]:
     """Schema, row count (both blocking) and, for grid tables, gap rate: read from the
-    partition's own Parquet file."""
+    partition's own Parquet file (each day of a ranged backfill run)."""
     schema_of, has_grid = LAKE_TABLES[table]
-
-    def _read(context, pipeline: PipelineResource):
-        settings = pipeline.settings()
-        day = _check_partition(context, asset_key)
-        if day is None:
-            return settings, None, None
-        key = _partition(settings, day)
-        return settings, key, read_partition(settings.lake_dir, table, key)
 
     def _absent(settings, key) -> dg.AssetCheckResult:
         if key is None:
@@ -213,28 +237,42 @@ def lake_table_checks(asset_key: str, table: str) -> list[dg.AssetChecksDefiniti
         description=f"{table}: exact column names, order and types of the contract",
     )
     def schema_check(context: dg.AssetCheckExecutionContext, pipeline: PipelineResource):
-        settings, key, frame = _read(context, pipeline)
-        if frame is None:
-            return _absent(settings, key)
-        problems = _schema_diff(frame.schema, schema_of())
-        return dg.AssetCheckResult(
-            passed=not problems,
-            description="; ".join(problems) or "matches the contract",
-            metadata={"columns": frame.width, "partition": key.date},
-        )
+        settings = pipeline.settings()
+
+        def check(day: str) -> dg.AssetCheckResult:
+            # schema and row count come from the Parquet footer: no values read
+            key = _partition(settings, day)
+            footer = partition_footer(settings.lake_dir, table, key)
+            if footer is None:
+                return _absent(settings, key)
+            schema, _ = footer
+            problems = _schema_diff(schema, schema_of())
+            return dg.AssetCheckResult(
+                passed=not problems,
+                description="; ".join(problems) or "matches the contract",
+                metadata={"columns": len(schema)},
+            )
+
+        return _per_day(context, asset_key, check)
 
     @dg.asset_check(
         asset=asset_key, name="row_count", blocking=True,
         description=f"{table}: the partition has rows",
     )
     def row_count_check(context: dg.AssetCheckExecutionContext, pipeline: PipelineResource):
-        settings, key, frame = _read(context, pipeline)
-        if frame is None:
-            return _absent(settings, key)
-        return dg.AssetCheckResult(
-            passed=frame.height > 0, metadata={"rows": frame.height, "partition": key.date},
-            description=f"{key.date}: {frame.height} rows",
-        )
+        settings = pipeline.settings()
+
+        def check(day: str) -> dg.AssetCheckResult:
+            key = _partition(settings, day)
+            footer = partition_footer(settings.lake_dir, table, key)
+            if footer is None:
+                return _absent(settings, key)
+            rows = footer[1]
+            return dg.AssetCheckResult(
+                passed=rows > 0, metadata={"rows": rows}, description=f"{rows} rows",
+            )
+
+        return _per_day(context, asset_key, check)
 
     checks = [schema_check, row_count_check]
     if has_grid:
@@ -245,24 +283,31 @@ def lake_table_checks(asset_key: str, table: str) -> list[dg.AssetChecksDefiniti
             f"and last row (warns above {MAX_GAP_RATE:.0%})",
         )
         def gap_rate_check(context: dg.AssetCheckExecutionContext, pipeline: PipelineResource):
-            settings, key, frame = _read(context, pipeline)
-            if frame is None:
-                return _absent(settings, key)
-            gaps = day_gaps(frame, settings.cadence_ms, key.date)
-            return dg.AssetCheckResult(
-                passed=gaps.gap_rate is not None and gaps.gap_rate <= MAX_GAP_RATE,
-                severity=dg.AssetCheckSeverity.WARN,
-                description=(
-                    "no rows" if gaps.gap_rate is None
-                    else f"{gaps.gap_rate:.2%} of grid times missing in {gaps.gaps} gaps"
-                ),
-                metadata={
-                    "partition": key.date,
-                    "gap_rate": gaps.gap_rate, "gaps": gaps.gaps, "sessions": gaps.sessions,
-                    "missing_grid_times": gaps.missing_grid_times,
-                    "longest_gap_s": gaps.longest_gap_s, "rows": gaps.rows,
-                },
-            )
+            settings = pipeline.settings()
+
+            def check(day: str) -> dg.AssetCheckResult:
+                key = _partition(settings, day)
+                footer = partition_footer(settings.lake_dir, table, key)
+                if footer is None:
+                    return _absent(settings, key)
+                columns = [c for c in ("timestamp", "session_id") if c in footer[0]]
+                frame = read_partition(settings.lake_dir, table, key, columns=columns)
+                gaps = day_gaps(frame, settings.cadence_ms, key.date)
+                return dg.AssetCheckResult(
+                    passed=gaps.gap_rate is not None and gaps.gap_rate <= MAX_GAP_RATE,
+                    severity=dg.AssetCheckSeverity.WARN,
+                    description=(
+                        "no rows" if gaps.gap_rate is None
+                        else f"{gaps.gap_rate:.2%} of grid times missing in {gaps.gaps} gaps"
+                    ),
+                    metadata={
+                        "gap_rate": gaps.gap_rate, "gaps": gaps.gaps, "sessions": gaps.sessions,
+                        "missing_grid_times": gaps.missing_grid_times,
+                        "longest_gap_s": gaps.longest_gap_s, "rows": gaps.rows,
+                    },
+                )
+
+            return _per_day(context, asset_key, check)
 
         checks.append(gap_rate_check)
     return checks

@@ -220,3 +220,50 @@ class MessageBuffer:
         # Fresh arrays: numpy views handed out earlier must not see resized buffers.
         self.fields = array("q")
         self.levels = array("d")
+
+
+class MessageBlock:
+    """Numpy-backed messages, filled in place by the compiled line parser
+    (`bybit_lines.parse_lines`); the same `arrays()` contract as `MessageBuffer`.
+
+    `fields` / `levels` are flat with room for `capacity` messages and `level_capacity`
+    levels; `n` messages and `n_floats` level values (2 per level) are in use. F_OFF is
+    written as messages are added.
+    """
+
+    __slots__ = ("fields", "levels", "n", "n_floats")
+
+    def __init__(self, capacity: int = 65536, level_capacity: int | None = None) -> None:
+        self.fields = np.empty(capacity * NFIELDS, dtype=np.int64)
+        self.levels = np.empty(2 * (level_capacity or 16 * capacity), dtype=np.float64)
+        self.n = 0
+        self.n_floats = 0
+
+    def __len__(self) -> int:
+        return self.n
+
+    @property
+    def capacity(self) -> int:
+        return len(self.fields) // NFIELDS
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """Numpy views (msgs n x NFIELDS, levels m x 2) of the messages held."""
+        return (self.fields[: self.n * NFIELDS].reshape(-1, NFIELDS),
+                self.levels[: self.n_floats].reshape(-1, 2))
+
+    def extend(self, buf: MessageBuffer) -> bool:
+        """Append the messages of a MessageBuffer (the slow path's output); False (nothing
+        appended) when they do not fit."""
+        k = len(buf)
+        floats = len(buf.levels)
+        if self.n + k > self.capacity or self.n_floats + floats > len(self.levels):
+            return False
+        if k:
+            msgs, levels = buf.arrays()
+            rows = self.fields[self.n * NFIELDS:(self.n + k) * NFIELDS].reshape(k, NFIELDS)
+            rows[:] = msgs
+            rows[:, F_OFF] += self.n_floats // 2
+            self.levels[self.n_floats:self.n_floats + floats] = levels.reshape(-1)
+            self.n += k
+            self.n_floats += floats
+        return True

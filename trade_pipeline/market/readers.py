@@ -19,7 +19,7 @@ silence longer than `CCXT_MAX_GAP_S` (then the book is invalid until the next fu
 """
 
 import datetime as dt
-from array import array
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -31,14 +31,9 @@ import numpy as np
 import orjson
 
 from trade_pipeline.errors import TradePipelineError
+from trade_pipeline.market import bybit_lines
 from trade_pipeline.market.messages import (
-    F_KIND,
-    F_NA,
-    F_NB,
-    F_OFF,
-    F_PU,
     F_RECV,
-    F_RULE,
     F_T,
     F_UFIRST,
     F_ULAST,
@@ -47,21 +42,22 @@ from trade_pipeline.market.messages import (
     K_REPLAY,
     K_REST,
     K_SNAPSHOT,
-    MAX_TIME_US,
-    MIN_TIME_US,
     NFIELDS,
     NULL_I64,
     R_BYBIT,
     R_NONE,
     R_SPOT,
     R_USDM,
+    MessageBlock,
     MessageBuffer,
     extend_decimal_pairs,
     has_bool,
     id_in_range,
     time_in_range,
 )
+from trade_pipeline.market.stage_timer import StageTimer
 from trade_pipeline.storage.gzip_stream import CHUNK_BYTES, GZIP_MAGIC, gunzip_members, is_gzip
+from trade_pipeline.storage.read_ahead import ReadAhead
 
 FORMATS = ("bybit", "bybit_raw", "ccxt", "binance")
 FORMAT_CHOICES = ("auto", "bybit", "ccxt", "binance")  # user-facing; bybit covers bybit_raw
@@ -91,9 +87,6 @@ class FileStatus:
     reason: str | None = None
     partial_line_dropped: bool = False
     bytes_decoded: int = 0
-    # whether the block just yielded holds a JSON `true`/`false` anywhere (one scan of the
-    # decoded chunk, cheaper than one per line): the fast format-2 parser then checks lines
-    block_has_bool: bool = True
 
 
 # ---- bytes -> lines ------------------------------------------------------------------------
@@ -115,15 +108,56 @@ def iter_line_blocks(path: str | Path, status: FileStatus | None = None) -> Iter
             tail = lines.pop()
             if lines:
                 status.lines += len(lines)
-                status.block_has_bool = b"true" in data or b"false" in data
                 yield lines
         if tail:
             if status.truncated:
                 status.partial_line_dropped = True  # the line the break cut in half
             else:
                 status.lines += 1
-                status.block_has_bool = True
                 yield [tail]
+
+
+def iter_text_blocks(path: str | Path, status: FileStatus | None = None,
+                     piece_bytes: int = CHUNK_BYTES) -> Iterator[tuple[bytes, int, int]]:
+    """Yield `(data, start, end)`: data[start:end] holds complete lines (each ending in a
+    newline, except a last line the file does not end with). Same bytes, line count and
+    truncation handling as `iter_line_blocks`, but no object per line and (mostly) no copy:
+    a decompressed piece is handed out whole, and only the line cut by a piece boundary is
+    joined into a small block of its own."""
+    status = status or FileStatus(str(path))
+
+    def broke(reason: str) -> None:
+        status.truncated = True
+        status.reason = reason
+
+    with open(path, "rb") as f:
+        chunks = (gunzip_members(f.read, broke, read_bytes=piece_bytes // 4, max_out=piece_bytes)
+                  if is_gzip(f) else iter(lambda: f.read(piece_bytes), b""))
+        tail = b""
+        for chunk in chunks:
+            status.bytes_decoded += len(chunk)
+            first = chunk.find(b"\n")
+            if first < 0:
+                tail += chunk
+                continue
+            if tail:
+                joined = tail + chunk[:first + 1]
+                status.lines += 1
+                yield joined, 0, len(joined)
+                start = first + 1
+            else:
+                start = 0
+            last = chunk.rfind(b"\n") + 1
+            if last > start:
+                status.lines += chunk.count(b"\n", start, last)
+                yield chunk, start, last
+            tail = chunk[last:]
+        if tail:
+            if status.truncated:
+                status.partial_line_dropped = True  # the line the break cut in half
+            else:
+                status.lines += 1
+                yield tail, 0, len(tail)
 
 
 DETECT_LINES = 200  # lines examined to detect a format: garbage at the head is skipped
@@ -510,100 +544,123 @@ def _block_generic(fmt: str, lines: list, buf: MessageBuffer, ctx: ParseContext,
             _bad_value(ctx, f"{name}:{lineno}", exc)
 
 
-_MIN_MS = MIN_TIME_US // 1000
-_MAX_MS = MAX_TIME_US // 1000
 
 
-class _Careful(Exception):
-    """The fast loop met something it does not handle: redo the block line by line."""
+# The compiled fast path (`bybit_lines.parse_lines`) for the Bybit formats; every line it
+# does not accept goes, alone and in order, through the handlers above.
+FAST_FORMS = {"bybit": bybit_lines.RECORD, "bybit_raw": bybit_lines.WIRE}
+READ_AHEAD_PIECE = 1 << 18
+_NEVER = np.frombuffer(b'"', dtype=np.uint8)  # a symbol no unescaped JSON string equals
 
 
-def _block_bybit_record_fast(lines: list, buf: MessageBuffer, ctx: ParseContext,
-                             booleans: bool = True) -> bool:
-    """Format 2 without per-line checks; False (block rolled back) on anything unusual.
+def _symbol_bytes(ctx: ParseContext) -> np.ndarray:
+    # until the stream's symbol is known, the handler sees every line and picks it
+    return _NEVER if ctx.symbol is None else np.frombuffer(ctx.symbol.encode(), dtype=np.uint8)
 
-    The careful per-line loop (`_block_generic` + `_bybit_record`) then redoes the block and
-    counts each bad line.
-    Validation is per block: level counts must match the levels appended (a level that is
-    not a [price, size] pair breaks it), array('q') rejects non-integer ids and times, and
-    an unknown message type or another symbol sends the block to the careful loop.
-    Per-message fields go to plain lists (cheapest to append) and become int64 columns at the
-    end of the block; times are converted ms -> us there.
-    """
-    if not lines:
-        return True
-    symbol = ctx.symbol
-    if symbol is None:
-        return False  # let the careful loop pick the stream's symbol
-    lv = buf.levels
-    l0 = len(lv)
-    loads = orjson.loads
-    lv_extend = lv.extend
-    ts: list = []
-    recv: list = []
-    kinds: list = []
-    uids: list = []
-    nbs: list = []
-    nas: list = []
-    trades = 0
-    try:
-        for line in lines:
-            if booleans and (b"true" in line or b"false" in line):
-                raise _Careful  # a boolean where a number belongs: per-line checks
-            obj = loads(line)
-            typ = obj["type"]
-            if typ == "trade":  # format 2b, interleaved: skipped and counted
-                trades += 1
-                continue
-            if obj["symbol"] != symbol:
-                raise _Careful
-            kinds.append(K_DELTA if typ == "delta" else K_SNAPSHOT if typ == "snapshot" else -1)
-            b = obj["bids"]
-            a = obj["asks"]
-            nbs.append(len(b))
-            nas.append(len(a))
-            b += a  # our own parsed list: one flatten call per message
-            lv_extend(_cf(b))
-            uids.append(obj["update_id"])
-            ts.append(obj["timestamp_ms"])
-            recv.append(obj["received_timestamp_ms"])
-        block = np.empty((len(ts), NFIELDS), dtype=np.int64)
-        for col, values in ((F_T, ts), (F_RECV, recv), (F_KIND, kinds), (F_ULAST, uids),
-                            (F_NB, nbs), (F_NA, nas)):
-            block[:, col] = np.frombuffer(array("q", values), dtype=np.int64)
-        t_ms, r_ms = block[:, F_T], block[:, F_RECV]
-        ok = (2 * int(block[:, F_NB].sum() + block[:, F_NA].sum()) == len(lv) - l0
-              and bool((block[:, F_KIND] >= 0).all())
-              # rule 8 (in ms, before the us conversion can overflow): else per line
-              and bool(((t_ms >= _MIN_MS) & (t_ms < _MAX_MS)).all())
-              and bool(((r_ms >= _MIN_MS) & (r_ms < _MAX_MS)).all())
-              and bool((block[:, F_ULAST] >= 0).all()))
-    except (_Careful, orjson.JSONDecodeError, OverflowError, *_ERRORS):
-        ok = False
-    if not ok:
-        del lv[l0:]
-        return False
-    block[:, F_T] *= 1000
-    block[:, F_RECV] *= 1000
-    block[:, F_RULE] = R_BYBIT
-    block[:, F_UFIRST] = block[:, F_ULAST]
-    block[:, F_PU] = NULL_I64
-    block[:, F_OFF] = 0
-    buf.fields.frombytes(block.tobytes())
-    if trades:
-        _count_trade_line(ctx, trades)
-    return True
+
+class _TextParser:
+    """Drives `parse_lines` over text blocks of one stream: the compiled kernel for the lines
+    it accepts, `_block_generic` (the per-line handlers) for each line it does not, in line
+    order. Full output blocks are handed to `emit` as they fill."""
+
+    def __init__(self, fmt: str, ctx: ParseContext, name: str, capacity: int, emit) -> None:
+        self.form = FAST_FORMS[fmt]
+        self.fmt = fmt
+        self.ctx = ctx
+        self.name = name
+        self.capacity = capacity
+        self.emit = emit
+        self.block = MessageBlock(capacity)
+        self.slow = MessageBuffer()
+        self.line_no = 0  # lines consumed so far (the next line is line_no + 1)
+        self.slow_lines = 0  # lines the handlers parsed
+
+    def _full(self) -> None:
+        if len(self.block):
+            self.emit(self.block)
+            self.block = MessageBlock(self.capacity, len(self.block.levels) // 2)
+        else:  # one line has more levels than a whole block holds: grow it
+            self.block = MessageBlock(self.capacity, len(self.block.levels))
+
+    def feed(self, data: bytes, start: int, end: int) -> None:
+        text = np.frombuffer(data, dtype=np.uint8, count=end - start, offset=start)
+        pos = 0
+        ctx = self.ctx
+        sym = _symbol_bytes(ctx)
+        while pos < len(text):
+            block = self.block
+            pos, block.n, block.n_floats, self.line_no, status, eol = bybit_lines.parse_lines(
+                text, pos, self.form, sym, block.fields, block.n, block.levels, block.n_floats,
+                self.line_no)
+            if status == bybit_lines.FULL:
+                self._full()
+            elif status == bybit_lines.SLOW:
+                slow = self.slow
+                slow.reset()
+                _block_generic(self.fmt, [data[start + pos:start + eol]], slow, ctx, self.name,
+                               self.line_no)
+                while not self.block.extend(slow):
+                    self._full()
+                self.slow_lines += 1
+                self.line_no += 1
+                pos = eol + 1
+                sym = _symbol_bytes(ctx)
+
+    def finish(self) -> None:
+        if len(self.block):
+            self.emit(self.block)
+            self.block = MessageBlock(self.capacity)
+
+
+def _read_fast(path: str | Path, fmt: str, ctx: ParseContext, status: FileStatus,
+               chunk_messages: int, timer: StageTimer | None) -> Iterator[MessageBlock]:
+    """The Bybit formats: decompression in a read-ahead thread (it releases the GIL, as the
+    compiled parser does), parsing here. Timer: `read` = the reader thread's CPU time and
+    the time waited for it, `parse` = this thread's."""
+    ready: list[MessageBlock] = []
+    parser = _TextParser(fmt, ctx, Path(path).name, chunk_messages, ready.append)
+    wall, cpu = time.perf_counter, time.thread_time
+    # pieces of 256 KB, at most 4 ahead: memory stays flat (~1 MB), whatever the file
+    reader = ReadAhead(lambda: iter_text_blocks(path, status, READ_AHEAD_PIECE), depth=4)
+    parse_w = parse_c = 0.0
+    for piece in reader:
+        w0, c0 = wall(), cpu()
+        parser.feed(*piece)
+        parse_w += wall() - w0
+        parse_c += cpu() - c0
+        while ready:
+            block = ready.pop(0)
+            ctx.messages += len(block)
+            yield block
+    parser.finish()
+    for block in ready:
+        ctx.messages += len(block)
+        yield block
+    if timer is not None:
+        timer.add("read", reader.wait_s, reader.cpu_s)
+        timer.add("parse", parse_w, parse_c)
 
 
 def parse_block(fmt: str, lines: list, buf: MessageBuffer, ctx: ParseContext, name: str = "live",
-                base: int = 0, recv_ns: int | None = None, booleans: bool = True) -> None:
+                base: int = 0, recv_ns: int | None = None) -> None:
     """Parse lines into buf; bad lines are counted in ctx (never raised).
 
     Prefixed formats read the `<ns> ` prefix when present, else use recv_ns (the live path
-    passes the bare WebSocket frame and its receive time). `booleans=False` promises that no
-    line holds a JSON `true`/`false` (the caller scanned the bytes), sparing a scan per line.
+    passes the bare WebSocket frame and its receive time). Bybit lines (bytes) go through the
+    compiled parser, the others (and every line it does not accept) through the handlers.
     """
-    if fmt == "bybit" and _block_bybit_record_fast(lines, buf, ctx, booleans):
+    if fmt in FAST_FORMS and recv_ns is None and lines and all(
+            isinstance(ln, bytes) and b"\n" not in ln for ln in lines):
+        out: list[MessageBlock] = []
+        parser = _TextParser(fmt, ctx, name, len(lines) + 1, out.append)
+        parser.line_no = base
+        text = b"\n".join(lines)
+        parser.feed(text, 0, len(text))
+        parser.finish()
+        for block in out:
+            msgs, levels = block.arrays()
+            buf.fields.frombytes(msgs.tobytes())
+            buf.levels.frombytes(levels.tobytes())
         return
     _block_generic(fmt, lines, buf, ctx, name, base, recv_ns)
 
@@ -643,20 +700,37 @@ def read_messages(
     ctx: ParseContext,
     status: FileStatus,
     chunk_messages: int = 65536,
-) -> Iterator[MessageBuffer]:
-    """Stream one file as MessageBuffers of about `chunk_messages` messages each."""
+    timer: StageTimer | None = None,
+) -> Iterator[MessageBuffer | MessageBlock]:
+    """Stream one file as message buffers of about `chunk_messages` messages each (both
+    kinds have `len()` and `arrays()`).
+
+    Bybit formats go through the compiled line parser; `timer` (if given) accumulates the
+    time spent reading + decompressing (`read`) and parsing (`parse`); other formats read
+    and parse line blocks together (all of it counts as `parse`)."""
+    if fmt in FAST_FORMS:
+        yield from _read_fast(path, fmt, ctx, status, chunk_messages, timer)
+        return
+    wall, cpu = time.perf_counter, time.thread_time
+    w_start, c_start = wall(), cpu()
     name = Path(path).name
     buf = MessageBuffer()
     base = 0
     replays = ctx.replays
+    spent_w = spent_c = 0.0  # time in this generator
     for lines in iter_line_blocks(path, status):
-        parse_block(fmt, lines, buf, ctx, name, base, booleans=status.block_has_bool)
+        parse_block(fmt, lines, buf, ctx, name, base)
         base += len(lines)
         if len(buf) >= chunk_messages:
             ctx.messages += len(buf) - (ctx.replays - replays)
             replays = ctx.replays
+            spent_w += wall() - w_start
+            spent_c += cpu() - c_start
             yield buf
+            w_start, c_start = wall(), cpu()
             buf = MessageBuffer()
+    if timer is not None:
+        timer.add("parse", spent_w + wall() - w_start, spent_c + cpu() - c_start)
     if len(buf):
         ctx.messages += len(buf) - (ctx.replays - replays)
         yield buf

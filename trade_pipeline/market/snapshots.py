@@ -12,7 +12,7 @@ levels N+1..10 are written as null price / size 0, like a level the book does no
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +44,7 @@ from trade_pipeline.market.sampler import (
     Sampler,
 )
 from trade_pipeline.market.schema import BOOK_COLUMNS, DEPTH, SNAPSHOT_COLUMNS, SNAPSHOT_SCHEMA
+from trade_pipeline.market.stage_timer import StageTimer
 from trade_pipeline.settings import check_exchange, check_symbol
 from trade_pipeline.storage.atomic import atomic_path
 from trade_pipeline.storage.input_files import check_input_file
@@ -57,6 +58,8 @@ PARQUET_OPTIONS: dict = {
     "compression_level": 3,
     "use_dictionary": True,
 }
+
+STAGES = ("read", "parse", "book", "sample")
 
 _CADENCE_RE = re.compile(r"^(\d+)(us|ms|s)$")
 _UNIT_US = {"us": 1, "ms": 1000, "s": 1_000_000}
@@ -131,6 +134,7 @@ class SnapshotResult:
     frame: pl.DataFrame
     report: SnapshotReport
     final_state: BookState
+    timer: StageTimer = field(default_factory=StageTimer)  # time per STAGES entry
 
 
 class SnapshotBuilder:
@@ -160,6 +164,9 @@ class SnapshotBuilder:
         self.chunk_messages = chunk_messages
         self.report = SnapshotReport(cadence=str(cadence), depth=depth)
         self._cadence_checked = False
+        # time per stage: read (file + gunzip), parse (lines -> messages), book (the replay
+        # kernel: book updates and grid emission, one pass), sample (grid rows -> table)
+        self.timer = StageTimer(STAGES)
 
     def _plan(self, paths: list[str | Path]) -> list[tuple[Path, str | None]]:
         """Resolve every file's format up front: fail before writing anything."""
@@ -200,8 +207,9 @@ class SnapshotBuilder:
                 "coarser --cadence, or 'event' for one row per message")
 
     def _frame(self, block) -> pl.DataFrame:
-        out_i, out_f = block
-        return rows_to_frame(out_i, out_f, self.ctx.exchange, self.ctx.symbol)
+        with self.timer.stage("sample", thread=True):  # (the read-ahead thread runs beside)
+            out_i, out_f = block
+            return rows_to_frame(out_i, out_f, self.ctx.exchange, self.ctx.symbol)
 
     def frames(self, paths: list[str | Path]) -> Iterator[pl.DataFrame]:
         plan = self._plan(paths)
@@ -209,7 +217,8 @@ class SnapshotBuilder:
             if fmt is None:
                 continue
             status = FileStatus(str(path))
-            for buf in read_messages(path, fmt, self.ctx, status, self.chunk_messages):
+            for buf in read_messages(path, fmt, self.ctx, status, self.chunk_messages,
+                                     self.timer):
                 if self.sampler.symbol is None and self.ctx.symbol is not None:
                     check_symbol(self.ctx.symbol)
                     check_exchange(self.ctx.exchange)
@@ -219,7 +228,14 @@ class SnapshotBuilder:
                     self._check_cadence(msgs)
                 if self.on_chunk is not None:
                     self.on_chunk(path, self.ctx.messages)
-                for block in self.sampler.iter_feed(msgs, levels):
+                # the kernel streams its grid rows in blocks (memory bounded by the input):
+                # the book stage is the time spent producing each one
+                blocks = self.sampler.iter_feed(msgs, levels)
+                while True:
+                    with self.timer.stage("book", thread=True):
+                        block = next(blocks, None)
+                    if block is None:
+                        break
                     yield self._frame(block)
             self.report.files.append({"path": str(path), "format": fmt, "lines": status.lines})
             if status.truncated:
@@ -258,21 +274,26 @@ def build_snapshots(
     depth: int = DEPTH,
     initial_state: BookState | dict | None = None,
     tz: str | None = None,
+    rechunk: bool = True,
 ) -> SnapshotResult:
     """Rebuild the book from recorded captures and sample it (the canonical stream of
     docs/DATA_FORMATS.md).
 
     `initial_state` (a BookState or its dict) continues a previous run: an open session
     continues with the same session_id. The result's `final_state` is the checkpoint to pass
-    to the next run (e.g. the next day's partition).
+    to the next run (e.g. the next day's partition). `rechunk=False` keeps the frame in the
+    blocks it was built in (no copy; Parquet writing and the features read chunks as they
+    are).
     """
     if isinstance(paths, str | Path):
         paths = [paths]
     builder = SnapshotBuilder(fmt=fmt, cadence=cadence, depth=depth,
                               initial_state=initial_state, tz=tz)
     frames = list(builder.frames(list(paths)))
-    frame = pl.concat(frames, rechunk=True) if frames else empty_frame()
-    return SnapshotResult(frame=frame, report=builder.report, final_state=builder.final_state)
+    with builder.timer.stage("sample"):
+        frame = pl.concat(frames, rechunk=rechunk) if frames else empty_frame()
+    return SnapshotResult(frame=frame, report=builder.report, final_state=builder.final_state,
+                          timer=builder.timer)
 
 
 def write_snapshots(

@@ -92,14 +92,35 @@ def write_partition(
 
 
 @lake_fs.translating("reading a partition")
-def read_partition(root: str, table: str, key: PartitionKey) -> pl.DataFrame | None:
-    """The partition's rows, or None if it was never written."""
+def read_partition(root: str, table: str, key: PartitionKey,
+                   columns: list[str] | None = None) -> pl.DataFrame | None:
+    """The partition's rows (only `columns` if given), or None if it was never written.
+
+    A local file is read by polars' own reader (a third to a fifth of the CPU time of
+    pyarrow's + conversion, same frame); an object store through pyarrow's filesystem."""
+    fs, base = _fs(root)
+    path = f"{base}/{key.relpath(table)}/{PART_FILE}"
+    if fs.get_file_info(path).type == pafs.FileType.NotFound:
+        return None
+    if isinstance(fs, pafs.LocalFileSystem):
+        return pl.read_parquet(path, columns=columns)
+    with fs.open_input_file(path) as src:
+        return pl.from_arrow(pq.read_table(src, columns=columns))
+
+
+@lake_fs.translating("reading a partition footer")
+def partition_footer(root: str, table: str, key: PartitionKey) -> tuple[pl.Schema, int] | None:
+    """(schema as polars reads it, row count) from the partition's Parquet footer alone, or
+    None if it was never written: checks that need no values read no values."""
     fs, base = _fs(root)
     path = f"{base}/{key.relpath(table)}/{PART_FILE}"
     if fs.get_file_info(path).type == pafs.FileType.NotFound:
         return None
     with fs.open_input_file(path) as src:
-        return pl.from_arrow(pq.read_table(src))
+        meta = pq.ParquetFile(src).metadata
+        arrow_schema = meta.schema.to_arrow_schema()
+    empty = pl.from_arrow(arrow_schema.empty_table())
+    return empty.schema, meta.num_rows
 
 
 @lake_fs.translating("listing partitions")
