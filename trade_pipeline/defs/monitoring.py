@@ -250,7 +250,7 @@ def lake_table_checks(asset_key: str, table: str) -> list[dg.AssetChecksDefiniti
             return dg.AssetCheckResult(
                 passed=not problems,
                 description="; ".join(problems) or "matches the contract",
-                metadata={"columns": len(schema)},
+                metadata={"columns": len(schema), "partition": day},
             )
 
         return _per_day(context, asset_key, check)
@@ -269,7 +269,8 @@ def lake_table_checks(asset_key: str, table: str) -> list[dg.AssetChecksDefiniti
                 return _absent(settings, key)
             rows = footer[1]
             return dg.AssetCheckResult(
-                passed=rows > 0, metadata={"rows": rows}, description=f"{rows} rows",
+                passed=rows > 0, metadata={"rows": rows, "partition": day},
+                description=f"{day}: {rows} rows",
             )
 
         return _per_day(context, asset_key, check)
@@ -301,6 +302,7 @@ def lake_table_checks(asset_key: str, table: str) -> list[dg.AssetChecksDefiniti
                         else f"{gaps.gap_rate:.2%} of grid times missing in {gaps.gaps} gaps"
                     ),
                     metadata={
+                        "partition": day,
                         "gap_rate": gaps.gap_rate, "gaps": gaps.gaps, "sessions": gaps.sessions,
                         "missing_grid_times": gaps.missing_grid_times,
                         "longest_gap_s": gaps.longest_gap_s, "rows": gaps.rows,

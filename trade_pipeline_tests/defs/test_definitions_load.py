@@ -44,9 +44,20 @@ def _env(tmp_path, **extra) -> dict:
     return {**env, "TRADE_PIPELINE_HOME": str(tmp_path / "home"), **extra}
 
 
+# Beta (stable API, may still change in minor releases) and used on purpose: a backfill of
+# l2_snapshots runs its days in one run, in order, because each day continues the previous
+# day's book checkpoint (defs/ingest.py).
+# The daily job then mixes that policy with the per-day default of l2_features, and Dagster
+# says it runs the job one partition per run: what the job (one day, from its schedule) does.
+DELIBERATE = ("BetaWarning: Parameter `backfill_policy` of function `asset`",
+              "UserWarning: Asset job daily_l2_features materializes assets with varying "
+              "BackfillPolicies. Using backfill policy with minimum `max_partitions_per_run`: "
+              "BackfillPolicy.multi_run(max_partitions_per_run=1)")
+
+
 def test_no_dagster_deprecation_preview_or_supersession_warnings(tmp_path):
     loaded = _load(_env(tmp_path))
-    assert loaded["warnings"] == []
+    assert [w for w in loaded["warnings"] if not w.startswith(DELIBERATE)] == []
     assert loaded["start"] == "2024-08-01"  # the default, without a setting
 
 
