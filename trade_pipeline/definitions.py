@@ -1,25 +1,22 @@
 """The one place Dagster objects are assembled.
 
-Each area module in `trade_pipeline.defs` exposes `defs: dg.Definitions`; this module merges
-them and binds the resources for the home named by $TRADE_PIPELINE_HOME.
+Every asset, check, job, schedule and sensor is defined at module level in a module of the
+`trade_pipeline.defs` folder and loaded from there by Dagster's defs-folder loader (no list
+to keep in sync: a new module or object is picked up as it is). The monitoring area then adds
+the generic checks and freshness policies every asset gets (by its tags), and this module
+binds the resources of the home named by $TRADE_PIPELINE_HOME and the executor.
+
+The defs folder is named by `trade_pipeline/dg.toml` (package data, so an installed wheel
+loads exactly like the checkout; pyproject.toml's `[tool.dg]` mirrors it for the `dg` CLI).
 """
+
+from pathlib import Path
 
 import dagster as dg
 
-from trade_pipeline.defs import (
-    features,
-    ingest,
-    jobs,
-    models,
-    monitoring,
-    trades,
-    trading,
-    warehouse,
-)
+from trade_pipeline.defs.monitoring import with_monitoring
 from trade_pipeline.defs.resources import build_resources
 from trade_pipeline.settings import EXECUTORS, Settings, SettingsError
-
-AREAS = (warehouse, ingest, trades, features, models, trading, monitoring, jobs)
 
 
 def build_executor(name: str, dask_scheduler: str | None = None) -> dg.ExecutorDefinition:
@@ -47,11 +44,9 @@ def build_definitions(
     home: str | dg.EnvVar | None = None, executor: str = "in_process",
     dask_scheduler: str | None = None,
 ) -> dg.Definitions:
-    merged = monitoring.apply_freshness_policies(
-        dg.Definitions.merge(*(area.defs for area in AREAS))
-    )
+    loaded = with_monitoring(dg.load_from_defs_folder(path_within_project=Path(__file__).parent))
     return dg.Definitions.merge(
-        merged,
+        loaded,
         dg.Definitions(resources=build_resources(home),
                        executor=build_executor(executor, dask_scheduler)),
     )

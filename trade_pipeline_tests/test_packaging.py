@@ -92,6 +92,7 @@ def test_the_wheel_ships_the_sql_and_the_catalog_lock(wheel) -> None:
     assert up == SQL_IN_REPO and len(up) >= 3
     assert down == up  # every script with its down script
     assert "trade_pipeline/features/catalog.lock.json" in names
+    assert "trade_pipeline/dg.toml" in names  # the defs-folder loader's project config
     assert not any(n.startswith("trade_pipeline_tests/") for n in names)
 
 
@@ -138,3 +139,24 @@ def test_the_installed_wheel_migrates_a_fresh_warehouse_outside_the_repo(
                    "from trade_pipeline.defs.warehouse import PHASES; print(len(PHASES))"],
                   cwd=cwd, env=_clean_env(DAGSTER_HOME=str(home / "dagster"))).stdout
     assert int(phases.split()[-1]) == discovered
+
+    # The definitions load from the defs folder as in the checkout (the packaged dg.toml).
+    loaded = _run([installed / "python", "-c",
+                   "import trade_pipeline.definitions as d; "
+                   "g = d.defs.resolve_asset_graph(); "
+                   "print(len(list(g.get_all_asset_keys())), len(list(g.asset_check_keys)))"],
+                  cwd=cwd, env=_clean_env(TRADE_PIPELINE_HOME=str(home),
+                                          DAGSTER_HOME=str(home / "dagster"))).stdout
+    n_assets, n_checks = (int(v) for v in loaded.split()[-2:])
+    assert n_assets >= 10 and n_checks > n_assets
+
+
+def test_the_dg_project_config_is_one() -> None:
+    """pyproject.toml's [tool.dg] (the `dg` CLI) and the packaged dg.toml (what the loader
+    reads, also from a wheel) name the same project and defs folder."""
+    import tomllib
+
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["dg"]
+    packaged = tomllib.loads((ROOT / "trade_pipeline" / "dg.toml").read_text())
+    assert pyproject["directory_type"] == packaged["directory_type"] == "project"
+    assert pyproject["project"] == packaged["project"]

@@ -8,6 +8,7 @@ import json
 
 import dagster as dg
 
+from trade_pipeline.defs import tags
 from trade_pipeline.defs.partitions import DAILY
 from trade_pipeline.defs.resources import PipelineResource
 from trade_pipeline.defs.stage_metadata import bytes_per_row, stage_metadata
@@ -33,6 +34,7 @@ class FeaturesConfig(dg.Config):
     deps=[dg.AssetKey(SNAPSHOTS_TABLE)],
     group_name="features",
     kinds={"python", "parquet"},
+    tags=tags.LAKE_TABLE,
     description="The 118 L2 features (docs/FEATURES_REFERENCE.md) of one UTC day, warmed up exactly from "
     "the previous days' snapshots of the session open at midnight.",
     check_specs=[
@@ -105,6 +107,3 @@ def l2_features(context: dg.AssetExecutionContext, config: FeaturesConfig,
                                 metadata={"violations": dg.MetadataValue.json(violations)}),
         ],
     )
-
-
-defs = dg.Definitions(assets=[l2_features])

@@ -18,6 +18,7 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
+from trade_pipeline.defs import tags
 from trade_pipeline.defs.partitions import DAILY
 from trade_pipeline.defs.resources import PipelineResource
 from trade_pipeline.defs.stage_metadata import bytes_per_row as _bytes_per_row
@@ -67,6 +68,7 @@ class RawCapturesConfig(dg.Config):
     partitions_def=DAILY,
     group_name="ingest",
     kinds={"python", "file"},
+    tags=tags.RAW_CAPTURES,
     description="Raw order-book captures of one UTC day (append-only, gzip) in "
     "<home>/raw/exchange=/symbol=/date=/.",
 )
@@ -161,6 +163,7 @@ def _preview(frame: pl.DataFrame) -> str:
     backfill_policy=dg.BackfillPolicy.single_run(),
     group_name="ingest",
     kinds={"python", "parquet"},
+    tags=tags.LAKE_TABLE,
     description="Canonical 100 ms order-book snapshots (docs/DATA_FORMATS.md) of one UTC day: Parquet zstd "
     "in the lake's hive layout; sessions continue across midnight via the previous day's "
     "book checkpoint.",
@@ -203,6 +206,3 @@ def _snapshot_day(context: dg.AssetExecutionContext, settings: Settings, day: st
         **stage_metadata(built.timer, report["messages"]),
         "dagster/row_count": frame.height,
     }
-
-
-defs = dg.Definitions(assets=[raw_l2_captures, l2_snapshots])

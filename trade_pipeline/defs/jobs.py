@@ -13,5 +13,3 @@ main_job = dg.define_asset_job(
     description="Simulator -> raw captures -> l2_snapshots -> l2_features -> feature_stats "
     "-> l2_model (MLflow) -> backtest_results, after the warehouse migrations.",
 )
-
-defs = dg.Definitions(jobs=[main_job])

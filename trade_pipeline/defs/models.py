@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from trade_pipeline.defs import tags
 from trade_pipeline.defs.resources import DUCKDB_POOL, MlflowResource, PipelineResource
 from trade_pipeline.defs.warehouse import WAREHOUSE_READY
 
@@ -64,6 +65,7 @@ def _md_value(value):
     pool=DUCKDB_POOL,  # it writes the warehouse `models` table
     group_name="models",
     kinds={"lightgbm", "mlflow"},
+    tags=tags.MODEL,
     description="LightGBM model on the l2_features rows of a date range: Optuna search scored "
     "by purged walk-forward CV, final score on a held-out tail, logged and registered in "
     "MLflow as <base>_l2_<horizon> (alias challenger); the champion gate decides whether it "
@@ -389,9 +391,4 @@ def build_retrain_sensors(policy: RetrainPolicy = RetrainPolicy(),
     return [retrain_on_new_partitions, retrain_on_drift, retrain_on_age]
 
 
-defs = dg.Definitions(
-    assets=[l2_model, walkforward_results],
-    jobs=[train_l2_model_job, daily_l2_features_job],
-    schedules=[daily_l2_features_schedule],
-    sensors=build_retrain_sensors(),
-)
+retrain_on_new_partitions, retrain_on_drift, retrain_on_age = build_retrain_sensors()

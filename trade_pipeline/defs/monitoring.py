@@ -1,7 +1,8 @@
 """Dagster objects for monitoring: the `feature_stats` asset and asset checks for every asset.
 
-Checks come from small factories, applied by asset key to the assets the other areas define
-(discovered from their `defs`, so a new asset gets checks without editing this file):
+Checks come from small factories, applied (`with_monitoring`, called by definitions.py) to
+every asset the defs folder loads, chosen by the asset's `defs/tags.py` tags, never by its
+name, so a new asset gets checks without editing this file:
 
 - lake tables (`l2_snapshots`, `l2_features`, `feature_stats`): the partition's own rows are
   read back: `schema` (exact column names, order and types of the contract, blocking),
@@ -20,8 +21,8 @@ Checks come from small factories, applied by asset key to the assets the other a
   the daemon evaluates it): daily-partitioned assets must have been updated in the day
   before 06:00 UTC (the daily run of yesterday's partition), so today's partition, still
   incomplete, is never overdue; other recurring assets at least weekly; one-off migrations
-  and the legacy import have none. `apply_freshness_policies` attaches them to every
-  area's assets.
+  and the legacy import (tagged one-off) have none. `apply_freshness_policies` attaches them
+  to every asset.
 
 Checks are not partitioned (Dagster's partitioned checks are a preview feature): inside a
 partitioned run a check reads the run's partition, run on its own it reads the asset's
@@ -30,18 +31,12 @@ latest materialized partition, and its metadata names the partition it looked at
 
 import base64
 import datetime as dt
-import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 
 import dagster as dg
 import polars as pl
 
-from trade_pipeline.defs import features as features_area
-from trade_pipeline.defs import ingest as ingest_area
-from trade_pipeline.defs import models as models_area
-from trade_pipeline.defs import trades as trades_area
-from trade_pipeline.defs import trading as trading_area
-from trade_pipeline.defs import warehouse as warehouse_area
+from trade_pipeline.defs import tags
 from trade_pipeline.defs.partitions import DAILY
 from trade_pipeline.defs.resources import PipelineResource
 from trade_pipeline.market.schema import SNAPSHOT_SCHEMA
@@ -118,6 +113,7 @@ def _no_partition(asset_key) -> dg.AssetCheckResult:
     partitions_def=DAILY,
     deps=["l2_features"],
     group_name="monitoring",
+    tags=tags.LAKE_TABLE,
     # Follows l2_features: a new or re-materialized feature day gets its stats (the
     # automation daemon does it; backfills may select both assets as well).
     automation_condition=dg.AutomationCondition.eager(),
@@ -524,12 +520,6 @@ def model_checks(asset_key: dg.AssetKey) -> list[dg.AssetChecksDefinition]:
     return [schema_check]
 
 
-MODEL_ASSETS = {"l2_model"}
-_MIGRATION_RE = re.compile(r"^migration_(\d{3})")
-# Assets materialized once on purpose (no freshness expectation).
-ONE_OFF = {"legacy_import"}
-
-
 def migration_checks(asset_key: dg.AssetKey, version: int) -> list[dg.AssetChecksDefinition]:
     """A migration asset's phase is recorded as applied in migration_log (read-only query)."""
 
@@ -564,21 +554,18 @@ def migration_checks(asset_key: dg.AssetKey, version: int) -> list[dg.AssetCheck
     return [applied_check]
 
 
-def freshness_policy(
-    key: dg.AssetKey, partitions: dg.PartitionsDefinition | None
-) -> dg.FreshnessPolicy | None:
+def freshness_policy(spec: dg.AssetSpec) -> dg.FreshnessPolicy | None:
     """Daily assets: updated in the day before 06:00 UTC; other recurring assets: weekly;
-    migrations and one-off imports: none."""
-    name = key.to_user_string()
-    if _MIGRATION_RE.match(name) or name in ONE_OFF:
+    assets tagged one-off (migrations, imports): none."""
+    if spec.tags.get(tags.FRESHNESS) == "none":
         return None
-    if isinstance(partitions, dg.TimeWindowPartitionsDefinition):
+    if isinstance(spec.partitions_def, dg.TimeWindowPartitionsDefinition):
         return DAILY_FRESHNESS
     return WEEKLY_FRESHNESS
 
 
 def _with_policy(spec: dg.AssetSpec) -> dg.AssetSpec:
-    policy = freshness_policy(spec.key, spec.partitions_def)
+    policy = freshness_policy(spec)
     if policy is None or spec.freshness_policy is not None:  # the owning area's own wins
         return spec
     return dg.apply_freshness_policy(spec, policy)
@@ -598,28 +585,15 @@ def apply_freshness_policies(defs: dg.Definitions) -> dg.Definitions:
     )
 
 
-# ---- apply them to every asset ------------------------------------------------------------
+# ---- apply them to every asset the defs folder loads ----------------------------------------
 
 
-def _area_assets(areas: Iterable) -> list[tuple[dg.AssetKey, dg.PartitionsDefinition | None]]:
-    out = []
-    for area in areas:
-        for item in area.defs.assets or []:
-            if isinstance(item, dg.AssetsDefinition):
-                for key in item.keys:
-                    out.append((key, item.specs_by_key[key].partitions_def))
-            elif isinstance(item, dg.AssetSpec):
-                out.append((item.key, item.partitions_def))
-    return out
-
-
-def _existing_checks(areas: Iterable) -> set[tuple[dg.AssetKey, str]]:
+def _existing_checks(defs: dg.Definitions) -> set[tuple[dg.AssetKey, str]]:
     # A check the owning area defines already (same asset, same name) is not duplicated.
     keys = set()
-    for area in areas:
-        for item in [*(area.defs.asset_checks or []), *(area.defs.assets or [])]:
-            if isinstance(item, dg.AssetsDefinition):
-                keys |= {(k.asset_key, k.name) for k in item.check_keys}
+    for item in [*(defs.asset_checks or []), *(defs.assets or [])]:
+        if isinstance(item, dg.AssetsDefinition):
+            keys |= {(k.asset_key, k.name) for k in item.check_keys}
     return keys
 
 
@@ -631,34 +605,44 @@ def _covered(key: dg.AssetKey, name: str, existing: set[tuple[dg.AssetKey, str]]
     return any(w in n for n in mine for w in words.get(name, (name,)))
 
 
-def build_checks(
-    assets: Sequence[tuple[dg.AssetKey, dg.PartitionsDefinition | None]],
-    existing: set[tuple[dg.AssetKey, str]] = frozenset(),
-) -> list[dg.AssetChecksDefinition]:
-    """The checks for the given assets (key, partitions): see the module docstring.
-    Freshness is not a check: see `apply_freshness_policies`."""
+def checks_for(spec: dg.AssetSpec) -> list[dg.AssetChecksDefinition]:
+    """The generic checks of one asset, chosen by its `tags.CHECKS` tag (see defs/tags.py
+    and the module docstring)."""
+    kind = spec.tags.get(tags.CHECKS)
+    name = spec.key.to_user_string()
+    if kind == "lake_table":
+        if name not in LAKE_TABLES:
+            raise ValueError(f"{name} is tagged a lake table but has no contract in LAKE_TABLES")
+        return lake_table_checks(name, name)
+    if kind == "raw_captures":
+        return raw_capture_checks(name)
+    if kind == "migration":
+        return migration_checks(spec.key, int(spec.tags[tags.MIGRATION]))
+    if kind == "model":
+        # Row count from metadata (rows trained on); schema = the feature contract.
+        return [metadata_checks(spec.key, None, has_gaps=False)[0], *model_checks(spec.key)]
+    return metadata_checks(spec.key, spec.partitions_def, has_gaps=False)
+
+
+def generic_checks(defs: dg.Definitions) -> list[dg.AssetChecksDefinition]:
+    """The checks for every materializable asset of `defs` that its own area does not
+    already define. Freshness is not a check: see `apply_freshness_policies`."""
+    existing = _existing_checks(defs)
     checks: list[dg.AssetChecksDefinition] = []
-    for key, partitions in assets:
-        name = key.to_user_string()
-        if name in LAKE_TABLES and partitions == DAILY:
-            group = lake_table_checks(name, name)
-        elif name == "raw_l2_captures" and partitions == DAILY:
-            group = raw_capture_checks(name)
-        elif match := _MIGRATION_RE.match(name):
-            group = migration_checks(key, int(match.group(1)))
-        elif name in MODEL_ASSETS and partitions is None:
-            # Row count from metadata (rows trained on); schema = the feature contract.
-            group = [metadata_checks(key, None, has_gaps=False)[0], *model_checks(key)]
-        else:
-            group = metadata_checks(key, partitions, has_gaps=False)
-        checks += [c for c in group if not _covered(key, next(iter(c.check_keys)).name, existing)]
+    for item in defs.assets or []:
+        if not isinstance(item, dg.AssetsDefinition) or not item.is_executable:
+            continue
+        for spec in item.specs:
+            checks += [c for c in checks_for(spec)
+                       if not _covered(spec.key, next(iter(c.check_keys)).name, existing)]
     return checks
 
 
-OTHER_AREAS = (warehouse_area, ingest_area, trades_area, features_area, models_area,
-               trading_area)
-_ASSETS = [*_area_assets(OTHER_AREAS), (dg.AssetKey(FEATURE_STATS_TABLE), DAILY)]
-CHECKS = build_checks(_ASSETS, _existing_checks(OTHER_AREAS))
+def with_monitoring(defs: dg.Definitions) -> dg.Definitions:
+    """`defs` (what the defs folder loaded) with the generic checks and freshness policies."""
+    checked = dg.Definitions.merge(defs, dg.Definitions(asset_checks=generic_checks(defs)))
+    return apply_freshness_policies(checked)
+
 
 # Runs the assets' automation conditions (feature_stats follows l2_features). Dagster's own
 # default sensor for them starts stopped, which would leave feature_stats' condition dead.
@@ -668,8 +652,4 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Evaluates every asset's automation condition (e.g. feature_stats follows "
     "l2_features)",
-)
-
-defs = dg.Definitions(
-    assets=[feature_stats_asset], asset_checks=CHECKS, sensors=[automation_sensor]
 )

@@ -16,7 +16,6 @@ import datetime as dt
 import dagster as dg
 import polars as pl
 
-from trade_pipeline.defs.ingest import raw_l2_captures
 from trade_pipeline.defs.partitions import DAILY
 from trade_pipeline.defs.resources import PipelineResource
 from trade_pipeline.market.schema import TRADE_SCHEMA
@@ -42,7 +41,7 @@ def _preview(frame: pl.DataFrame) -> str:
     name=TRADES_TABLE,
     partitions_def=DAILY,
     deps=[
-        raw_l2_captures,
+        dg.AssetKey("raw_l2_captures"),
         # a day is de-duplicated against the previous day's last trades
         dg.AssetDep(TRADES_TABLE, partition_mapping=dg.TimeWindowPartitionMapping(
             start_offset=-1, end_offset=-1)),
@@ -153,6 +152,3 @@ def check_results(frame: pl.DataFrame, report: dict) -> list[dg.AssetCheckResult
         if bad else "no bad trade",
         metadata={"bad_trades": bad, "bad_by_reason": dg.MetadataValue.json(reasons)})
     return [schema, rows, duplicates, bad_lines]
-
-
-defs = dg.Definitions(assets=[l2_trades])

@@ -242,6 +242,3 @@ def event_backtest_results(
         "dagster/column_schema": dg.TableSchema(
             columns=[dg.TableColumn(name, type_) for name, type_ in FILL_COLUMNS]),
     })
-
-
-defs = dg.Definitions(assets=[backtest_results, event_backtest_results])

@@ -10,6 +10,7 @@
 
 import dagster as dg
 
+from trade_pipeline.defs import tags
 from trade_pipeline.defs.resources import DUCKDB_POOL, PipelineResource
 
 GROUP = "warehouse"
@@ -28,7 +29,7 @@ WAREHOUSE_READY = dg.AssetKey(PHASES[-1][1])
 
 def _migration_asset(version: int, name: str, description: str, deps: list[dg.AssetKey]):
     @dg.asset(name=name, deps=deps, pool=DUCKDB_POOL, group_name=GROUP, description=description,
-              kinds={"duckdb"})
+              kinds={"duckdb"}, tags=tags.migration(version))
     def _phase(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
         from trade_pipeline.lake import migrations, warehouse
 
@@ -80,6 +81,7 @@ class LegacyImportConfig(dg.Config):
 
 
 @dg.asset(deps=[WAREHOUSE_READY], pool=DUCKDB_POOL, group_name=GROUP, kinds={"duckdb", "parquet"},
+          tags=tags.ONE_OFF,
           description="Import an old system's SQLite l2_training_data_practical into the lake "
           "(l2_snapshots partitions); unusable rows go to legacy_quarantine with the reason.")
 def legacy_import(context: dg.AssetExecutionContext, config: LegacyImportConfig,
@@ -145,10 +147,4 @@ raw_retention_schedule = dg.ScheduleDefinition(
     cron_schedule="30 2 * * *",
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.STOPPED,
-)
-
-defs = dg.Definitions(
-    assets=[*migration_assets, legacy_import, raw_retention],
-    jobs=[raw_retention_job],
-    schedules=[raw_retention_schedule],
 )

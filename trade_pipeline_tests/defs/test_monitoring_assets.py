@@ -8,6 +8,7 @@ import polars as pl
 import pytest
 
 from trade_pipeline.defs import monitoring as mon
+from trade_pipeline.defs import tags
 from trade_pipeline.defs.partitions import DAILY
 from trade_pipeline.defs.resources import build_resources
 from trade_pipeline.features.catalog import FEATURE_NAMES
@@ -168,7 +169,7 @@ def test_every_asset_has_checks_and_freshness():
         assert any("row" in n for n in names), (key, names)
         # Freshness is Dagster's FreshnessPolicy now (it superseded freshness checks and
         # their sensor): every recurring asset has one.
-        if key.path[0] not in mon.ONE_OFF:
+        if graph.get(key).tags.get(tags.FRESHNESS) != "none":  # one-off imports: none
             policy = graph.get(key).freshness_policy
             assert policy is not None, f"{key.to_user_string()}: no freshness policy"
             daily = isinstance(graph.get(key).partitions_def, dg.TimeWindowPartitionsDefinition)
