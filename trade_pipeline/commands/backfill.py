@@ -17,8 +17,9 @@ import urllib.error
 import urllib.request
 
 from trade_pipeline.errors import TradePipelineError
+from trade_pipeline.storage import tables
 
-DEFAULT_ASSETS = ("l2_snapshots", "l2_features", "feature_stats")
+DEFAULT_ASSETS = (tables.SNAPSHOTS, tables.FEATURES, tables.FEATURE_STATS)
 DONE = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
 
 _LAUNCH = """

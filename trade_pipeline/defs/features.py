@@ -13,10 +13,11 @@ from trade_pipeline.defs.partitions import DAILY
 from trade_pipeline.defs.resources import PipelineResource
 from trade_pipeline.defs.stage_metadata import bytes_per_row, stage_metadata
 from trade_pipeline.market.stage_timer import StageTimer
+from trade_pipeline.storage import tables
 from trade_pipeline.storage.layout import PartitionKey, read_partition, write_partition
 
-SNAPSHOTS_TABLE = "l2_snapshots"
-FEATURES_TABLE = "l2_features"
+SNAPSHOTS_TABLE = tables.SNAPSHOTS
+FEATURES_TABLE = tables.FEATURES
 
 CHECK_SCHEMA = "schema_matches_catalog"
 CHECK_INF = "no_infinities"

@@ -31,7 +31,7 @@ from trade_pipeline.market.day_snapshots import (
     save_day_checkpoint,
 )
 from trade_pipeline.settings import Settings
-from trade_pipeline.storage import raw_store
+from trade_pipeline.storage import raw_store, tables
 from trade_pipeline.storage.layout import write_partition
 
 PREVIEW_ROWS = 5
@@ -151,7 +151,7 @@ def _preview(frame: pl.DataFrame) -> str:
         raw_l2_captures,
         # each day continues the previous day's book checkpoint: backfills run in day order
         dg.AssetDep(
-            "l2_snapshots",
+            tables.SNAPSHOTS,
             partition_mapping=dg.TimeWindowPartitionMapping(
                 start_offset=-1, end_offset=-1
             ),

@@ -18,10 +18,11 @@ import dagster as dg
 from trade_pipeline.defs import tags
 from trade_pipeline.defs.resources import DUCKDB_POOL, MlflowResource, PipelineResource
 from trade_pipeline.defs.warehouse import WAREHOUSE_READY
+from trade_pipeline.storage import tables
 
 MODEL_ASSET = "l2_model"
 GATE_CHECK = "champion_gate"
-FEATURES_TABLE = "l2_features"
+FEATURES_TABLE = tables.FEATURES
 
 
 class ModelConfig(dg.Config):
@@ -227,7 +228,7 @@ train_l2_model_job = dg.define_asset_job(
 
 daily_l2_features_job = dg.define_asset_job(
     "daily_l2_features",
-    selection=dg.AssetSelection.assets("l2_snapshots", FEATURES_TABLE),
+    selection=dg.AssetSelection.assets(tables.SNAPSHOTS, FEATURES_TABLE),
     description="One UTC day: rebuild its snapshots, then its features.",
 )
 

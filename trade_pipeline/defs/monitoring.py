@@ -43,6 +43,7 @@ from trade_pipeline.market.schema import SNAPSHOT_SCHEMA
 from trade_pipeline.monitoring.feature_stats import STATS_SCHEMA, feature_stats, summarize
 from trade_pipeline.monitoring.freshness import day_gaps
 from trade_pipeline.monitoring.plots import null_rate_png
+from trade_pipeline.storage import tables
 from trade_pipeline.storage.layout import (
     PartitionKey,
     partition_file,
@@ -51,7 +52,7 @@ from trade_pipeline.storage.layout import (
     write_partition,
 )
 
-FEATURE_STATS_TABLE = "feature_stats"
+FEATURE_STATS_TABLE = tables.FEATURE_STATS
 MAX_GAP_RATE = 0.05  # warn above 5 % missing grid times in a day
 DAILY_DEADLINE_CRON = "0 6 * * *"  # the daily run (yesterday's partition) done by 06:00 UTC
 WEEKLY = dt.timedelta(days=7)
@@ -76,8 +77,8 @@ def feature_names() -> list[str]:
 
 # table name -> (expected schema, whether it is a time series with a grid)
 LAKE_TABLES: dict[str, tuple[Callable[[], dict], bool]] = {
-    "l2_snapshots": (lambda: dict(SNAPSHOT_SCHEMA), True),
-    "l2_features": (feature_schema, True),
+    tables.SNAPSHOTS: (lambda: dict(SNAPSHOT_SCHEMA), True),
+    tables.FEATURES: (feature_schema, True),
     FEATURE_STATS_TABLE: (lambda: dict(STATS_SCHEMA), False),
 }
 
@@ -111,7 +112,7 @@ def _no_partition(asset_key) -> dg.AssetCheckResult:
 @dg.asset(
     name=FEATURE_STATS_TABLE,
     partitions_def=DAILY,
-    deps=["l2_features"],
+    deps=[tables.FEATURES],
     group_name="monitoring",
     tags=tags.LAKE_TABLE,
     # Follows l2_features: a new or re-materialized feature day gets its stats (the
@@ -124,7 +125,7 @@ def _no_partition(asset_key) -> dg.AssetCheckResult:
 def feature_stats_asset(context: dg.AssetExecutionContext, pipeline: PipelineResource):
     settings = pipeline.settings()
     key = _partition(settings, context.partition_key)
-    frame = read_partition(settings.lake_dir, "l2_features", key)
+    frame = read_partition(settings.lake_dir, tables.FEATURES, key)
     if frame is None:
         raise dg.Failure(
             f"l2_features has no partition {key.relpath('l2_features')}: materialize it first"

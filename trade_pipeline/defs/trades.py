@@ -19,10 +19,10 @@ import polars as pl
 from trade_pipeline.defs.partitions import DAILY
 from trade_pipeline.defs.resources import PipelineResource
 from trade_pipeline.market.schema import TRADE_SCHEMA
-from trade_pipeline.storage import raw_store
+from trade_pipeline.storage import raw_store, tables
 from trade_pipeline.storage.layout import PartitionKey, read_partition, write_partition
 
-TRADES_TABLE = "l2_trades"
+TRADES_TABLE = tables.TRADES
 PREVIEW_ROWS = 5
 
 

@@ -13,6 +13,7 @@ from trade_pipeline.defs.resources import DUCKDB_POOL, MlflowResource, PipelineR
 from trade_pipeline.defs.warehouse import WAREHOUSE_READY
 from trade_pipeline.models.oos import InSampleError
 from trade_pipeline.settings import SettingsError
+from trade_pipeline.storage import tables
 
 TRADE_COLUMNS = [
     ("decided_at", "timestamp[us, UTC]"), ("timestamp", "timestamp[us, UTC]"), ("side", "int8"),
@@ -61,7 +62,7 @@ def _png_markdown(png: bytes) -> str:
 
 @dg.asset(
     partitions_def=DAILY,
-    deps=["l2_model", "l2_features", "l2_snapshots", WAREHOUSE_READY],
+    deps=["l2_model", tables.FEATURES, tables.SNAPSHOTS, WAREHOUSE_READY],
     pool=DUCKDB_POOL,
     group_name="trading",
     kinds={"python", "duckdb", "mlflow"},
@@ -103,7 +104,7 @@ def backtest_results(
     schema = dg.TableSchema(columns=[dg.TableColumn(name, type_) for name, type_ in TRADE_COLUMNS])
     key = PartitionKey(settings.exchange, settings.symbol, context.partition_key)
     if all(key not in list_partitions(settings.lake_dir, t)
-           for t in ("l2_features", "l2_snapshots")):
+           for t in (tables.FEATURES, tables.SNAPSHOTS)):
         raise dg.Failure(f"l2_snapshots has no rows for {key.relpath('l2_snapshots')}: "
                          "materialize it first")
     model_ref = config.model or settings.model_ref

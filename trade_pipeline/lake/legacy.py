@@ -56,7 +56,7 @@ from trade_pipeline.market.schema import (
     SNAPSHOT_SCHEMA,
 )
 from trade_pipeline.settings import EXCHANGE_RE, SYMBOL_RE, Settings
-from trade_pipeline.storage import layout
+from trade_pipeline.storage import layout, tables
 
 LEGACY_TABLE = "l2_training_data_practical"
 LEGACY_TABLE_SQL = f'"{LEGACY_TABLE}"'
@@ -401,7 +401,7 @@ def import_legacy(
         (e, s, str(d)) for e, s, d in conn.execute(
             "SELECT exchange, symbol, date FROM legacy_import_log").fetchall()
     }
-    existing = {(k.exchange, k.symbol, k.date) for k in layout.list_partitions(settings.lake_dir, "l2_snapshots")}
+    existing = {(k.exchange, k.symbol, k.date) for k in layout.list_partitions(settings.lake_dir, tables.SNAPSHOTS)}
     blocked = [k for k in _partition_keys(new) if k in existing and k not in ours]
     if blocked:
         is_blocked = pl.any_horizontal([
@@ -421,7 +421,7 @@ def import_legacy(
     touched = _partition_keys(good.with_columns(
         pl.col("ts_us").cast(pl.Datetime("us", "UTC")).alias("timestamp")))
     earlier = [part for k in touched if k in existing and k in ours
-               if (part := layout.read_partition(settings.lake_dir, "l2_snapshots",
+               if (part := layout.read_partition(settings.lake_dir, tables.SNAPSHOTS,
                                                  layout.PartitionKey(*k))) is not None]
     already = 0
     merged_keys: list[str] = []
@@ -491,6 +491,6 @@ def import_legacy(
         conn.execute("ROLLBACK")
         raise
     for (e, s, d), part in parts.items():
-        layout.write_partition(part, settings.lake_dir, "l2_snapshots", layout.PartitionKey(e, s, d))
+        layout.write_partition(part, settings.lake_dir, tables.SNAPSHOTS, layout.PartitionKey(e, s, d))
     refresh_views(conn, settings.lake_dir)
     return report

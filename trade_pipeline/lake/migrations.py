@@ -31,13 +31,13 @@ import polars as pl
 from trade_pipeline.errors import TradePipelineError
 from trade_pipeline.lake import object_views
 from trade_pipeline.market.schema import SNAPSHOT_SCHEMA, TRADE_SCHEMA
-from trade_pipeline.storage import lake_fs, layout
+from trade_pipeline.storage import lake_fs, layout, tables
 from trade_pipeline.storage.atomic import write_parquet_atomic
 
 SQL_DIR = Path(__file__).resolve().parent / "sql"  # package data: it ships in the wheel
-LAKE_TABLES = ("l2_snapshots", "l2_features", "l2_trades")
+LAKE_TABLES = (tables.SNAPSHOTS, tables.FEATURES, tables.TRADES)
 # The migration that creates each lake table's view (refresh_views re-points only those).
-LAKE_VIEW_VERSION = {"l2_snapshots": 1, "l2_features": 1, "l2_trades": 4}
+LAKE_VIEW_VERSION = {tables.SNAPSHOTS: 1, tables.FEATURES: 1, tables.TRADES: 4}
 PLACEHOLDER_RELPATH = "exchange=_schema/symbol=_SCHEMA/date=1970-01-01/part-schema.parquet"
 FEATURE_METADATA_VERSION = 2  # the migration after which the catalog is synced
 
@@ -159,9 +159,9 @@ def discover(sql_dir: Path | None = None) -> list[Migration]:
 # ---- lake views ------------------------------------------------------------------------------
 
 def _placeholder_frame(table: str) -> pl.DataFrame:
-    if table == "l2_snapshots":
+    if table == tables.SNAPSHOTS:
         schema = dict(SNAPSHOT_SCHEMA)
-    elif table == "l2_trades":
+    elif table == tables.TRADES:
         schema = dict(TRADE_SCHEMA)
     else:
         from trade_pipeline.features.catalog import metadata_rows

@@ -28,10 +28,10 @@ from trade_pipeline.market.report import SnapshotReport
 from trade_pipeline.market.snapshots import STAGES, build_snapshots, empty_frame
 from trade_pipeline.market.stage_timer import StageTimer
 from trade_pipeline.settings import Settings
-from trade_pipeline.storage import checkpoints, raw_store
+from trade_pipeline.storage import checkpoints, raw_store, tables
 from trade_pipeline.storage.layout import PartitionKey
 
-SNAPSHOTS_TABLE = "l2_snapshots"
+SNAPSHOTS_TABLE = tables.SNAPSHOTS
 LOOKAHEAD_LINES = 2000  # first look-ahead; grows 8x until a time of record reaches midnight
 _FROM_CHECKPOINT = object()
 

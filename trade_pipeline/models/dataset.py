@@ -50,8 +50,9 @@ import polars as pl
 
 from trade_pipeline.errors import TradePipelineError
 from trade_pipeline.models.labels import forward_returns, parse_horizon, return_column
+from trade_pipeline.storage import tables
 
-TABLE = "l2_features"
+TABLE = tables.FEATURES
 # Columns the training step needs besides the model features (labels, costs, time order).
 CARRIED = ("timestamp", "session_id", "mid_price", "spread")
 COLUMN_GROUP = 8  # feature columns decoded at once: bounds the per-day transient memory

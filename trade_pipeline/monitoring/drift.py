@@ -34,7 +34,7 @@ import numpy as np
 import polars as pl
 
 from trade_pipeline.errors import TradePipelineError
-from trade_pipeline.storage import layout
+from trade_pipeline.storage import layout, tables
 from trade_pipeline.storage.layout import PartitionKey
 
 EPSILON = 1e-4
@@ -92,7 +92,7 @@ def feature_psi(
 
 # ---- one drift measurement: windows, features, binning and sampling all explicit -------------
 
-FEATURES_TABLE = "l2_features"
+FEATURES_TABLE = tables.FEATURES
 DEFAULT_BINS = 10
 DEFAULT_SAMPLE_ROWS = 200_000  # cap on each side's sample (every k-th row, deterministic)
 _US = dt.timedelta(microseconds=1)

@@ -18,10 +18,11 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from trade_pipeline.settings import Settings
+from trade_pipeline.storage import tables
 from trade_pipeline.storage.layout import PartitionKey, list_partitions, partition_file
 
-SNAPSHOTS = "l2_snapshots"
-FEATURES = "l2_features"
+SNAPSHOTS = tables.SNAPSHOTS
+FEATURES = tables.FEATURES
 
 
 def _filesystem(root: str) -> tuple[pafs.FileSystem, str]:

@@ -17,11 +17,13 @@ import polars as pl
 from trade_pipeline.monitoring.feature_stats import feature_stats, summarize
 from trade_pipeline.monitoring.freshness import freshness_report
 from trade_pipeline.settings import Settings
+from trade_pipeline.storage import tables
 from trade_pipeline.storage.layout import PartitionKey, list_partitions, read_partition
+from trade_pipeline.storage.tables import PREDICTIONS, TRADE_LOG
 
-FEATURES = "l2_features"
-SNAPSHOTS = "l2_snapshots"
-STATS = "feature_stats"
+FEATURES = tables.FEATURES
+SNAPSHOTS = tables.SNAPSHOTS
+STATS = tables.FEATURE_STATS
 PERFORMANCE_DAYS = 7
 ROLLING_EVERY = "1h"
 
@@ -195,13 +197,13 @@ def performance_section(settings: Settings, conn, now: dt.datetime) -> dict:
 
     if conn is None:
         return absent("no warehouse yet (run `trade-pipeline migrate`)")
-    if not _has_table(conn, "predictions"):
+    if not _has_table(conn, tables.PREDICTIONS):
         return absent("the warehouse has no predictions table (migrations not applied)")
     since = now - dt.timedelta(days=PERFORMANCE_DAYS)
     preds = _query(
         conn,
         "SELECT timestamp, exchange, symbol, model_name, model_version, source, role, prediction "
-        "FROM predictions WHERE timestamp >= ? AND exchange = ? AND symbol = ?",
+        f"FROM {PREDICTIONS} WHERE timestamp >= ? AND exchange = ? AND symbol = ?",
         [since, settings.exchange, settings.symbol],
     )
     if preds.is_empty():
@@ -245,14 +247,14 @@ def performance_section(settings: Settings, conn, now: dt.datetime) -> dict:
 def paper_section(conn) -> dict:
     if conn is None:
         return absent("no warehouse yet (run `trade-pipeline migrate`)")
-    if not _has_table(conn, "trades"):
+    if not _has_table(conn, tables.TRADE_LOG):
         return absent("the warehouse has no trades table (migrations not applied)")
     runs = _query(
         conn,
         "SELECT run_id, exchange, symbol, count(*) AS trades, sum(realized_pnl) AS realized_pnl, "
         "sum(fee) AS fees, sum(realized_pnl) - sum(fee) AS net_pnl, "
         "arg_max(position_after, timestamp) AS position, min(timestamp) AS first_trade, "
-        "max(timestamp) AS last_trade FROM trades WHERE source = ? "
+        f"max(timestamp) AS last_trade FROM {TRADE_LOG} WHERE source = ? "
         "GROUP BY run_id, exchange, symbol ORDER BY last_trade DESC LIMIT 20",
         ["paper"],
     )

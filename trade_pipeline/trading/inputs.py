@@ -14,6 +14,7 @@ import numpy as np
 import polars as pl
 
 from trade_pipeline.settings import Settings, SettingsError, check_date
+from trade_pipeline.storage import tables
 
 TS = pl.Datetime("us", "UTC")
 
@@ -57,7 +58,7 @@ def read_lake_snapshots(settings: Settings, start: dt.datetime | None, end: dt.d
     """The lake's `l2_snapshots` partitions of the settings' exchange/symbol in the window."""
     from trade_pipeline.storage.layout import list_partitions, read_partition
 
-    keys = [k for k in list_partitions(settings.lake_dir, "l2_snapshots")
+    keys = [k for k in list_partitions(settings.lake_dir, tables.SNAPSHOTS)
             if k.exchange == settings.exchange and k.symbol == settings.symbol
             and (start is None or k.day >= (start - dt.timedelta(days=1)).date())
             and (end is None or k.day <= end.date())]
@@ -65,7 +66,7 @@ def read_lake_snapshots(settings: Settings, start: dt.datetime | None, end: dt.d
         raise SettingsError(
             f"no l2_snapshots partitions for {settings.exchange}/{settings.symbol} in the lake "
             f"{settings.lake_dir} for that window; pass --snapshots FILE or build them first")
-    frames = [read_partition(settings.lake_dir, "l2_snapshots", k) for k in keys]
+    frames = [read_partition(settings.lake_dir, tables.SNAPSHOTS, k) for k in keys]
     frame = pl.concat([f for f in frames if f is not None], how="diagonal_relaxed")
     frame = frame.drop([c for c in ("date",) if c in frame.columns])
     return frame.with_columns(pl.col("timestamp").dt.replace_time_zone("UTC").cast(TS)).sort("timestamp")
@@ -119,8 +120,8 @@ def read_lake_features(settings: Settings, start: dt.datetime | None, end: dt.da
         return [k.date for k in list_partitions(settings.lake_dir, table)
                 if k.exchange == settings.exchange and k.symbol == settings.symbol]
 
-    feature_days = set(days_of("l2_features"))
-    days = _days(start, end, sorted(feature_days | set(days_of("l2_snapshots"))))
+    feature_days = set(days_of(tables.FEATURES))
+    days = _days(start, end, sorted(feature_days | set(days_of(tables.SNAPSHOTS))))
     if not days:
         raise SettingsError(
             f"no l2_features or l2_snapshots partitions for {settings.exchange}/"
@@ -129,11 +130,11 @@ def read_lake_features(settings: Settings, start: dt.datetime | None, end: dt.da
     for day in days:
         key = PartitionKey(settings.exchange, settings.symbol, day)
         if day in feature_days:
-            frames.append(read_partition(settings.lake_dir, "l2_features", key))
-            stamps.append(read_stamp(partition_file(settings.lake_dir, "l2_features", key)))
+            frames.append(read_partition(settings.lake_dir, tables.FEATURES, key))
+            stamps.append(read_stamp(partition_file(settings.lake_dir, tables.FEATURES, key)))
             from_lake.append(day)
             continue
-        snaps = read_partition(settings.lake_dir, "l2_snapshots", key).drop("date", strict=False)
+        snaps = read_partition(settings.lake_dir, tables.SNAPSHOTS, key).drop("date", strict=False)
 
         def previous(k: int, key=key):
             back = (key.day - dt.timedelta(days=k)).isoformat()

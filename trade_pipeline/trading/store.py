@@ -13,6 +13,7 @@ import polars as pl
 
 from trade_pipeline.errors import TradePipelineError
 from trade_pipeline.settings import Settings
+from trade_pipeline.storage.tables import BACKTEST_RESULTS, PREDICTIONS, TRADE_LOG
 from trade_pipeline.trading.engine import Trade
 
 PREDICTION_COLUMNS = ["timestamp", "exchange", "symbol", "model_name", "model_version",
@@ -22,7 +23,7 @@ TRADE_COLUMNS = ["trade_id", "run_id", "source", "timestamp", "exchange", "symbo
 SOURCES = ("backtest", "paper")
 # A/B role of a paper prediction (the traded model vs the shadow); backtests store NULL.
 ROLES = ("champion", "shadow")
-REQUIRED_TABLES = ("predictions", "trades", "backtest_results")
+REQUIRED_TABLES = (PREDICTIONS, TRADE_LOG, BACKTEST_RESULTS)
 
 
 class WarehouseNotReady(TradePipelineError, RuntimeError):
@@ -133,15 +134,15 @@ def write_run(
         conn.execute("BEGIN TRANSACTION")
         try:
             conn.execute(
-                'INSERT INTO backtest_results (run_id, model, "start", "end", metrics, config) '
+                f'INSERT INTO {BACKTEST_RESULTS} (run_id, model, "start", "end", metrics, config) '
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 [run_id, model, _us_to_dt(start_us), _us_to_dt(end_us),
                  json.dumps(metrics), json.dumps(_json_safe(config))],
             )
-            n_trades = _insert(conn, "trades", trades_rows(
+            n_trades = _insert(conn, TRADE_LOG, trades_rows(
                 trades, run_id=run_id, source=source, exchange=exchange, symbol=symbol,
                 offset=trade_offset), TRADE_COLUMNS)
-            n_preds = sum(_insert(conn, "predictions", p, PREDICTION_COLUMNS) for p in predictions or [])
+            n_preds = sum(_insert(conn, PREDICTIONS, p, PREDICTION_COLUMNS) for p in predictions or [])
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -159,10 +160,10 @@ def append_rows(settings: Settings, *, run_id: str, source: str, exchange: str, 
         _check_tables(conn)
         conn.execute("BEGIN TRANSACTION")
         try:
-            n_trades = _insert(conn, "trades", trades_rows(
+            n_trades = _insert(conn, TRADE_LOG, trades_rows(
                 trades, run_id=run_id, source=source, exchange=exchange, symbol=symbol,
                 offset=trade_offset), TRADE_COLUMNS)
-            n_preds = sum(_insert(conn, "predictions", p, PREDICTION_COLUMNS) for p in predictions)
+            n_preds = sum(_insert(conn, PREDICTIONS, p, PREDICTION_COLUMNS) for p in predictions)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")

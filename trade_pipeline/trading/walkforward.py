@@ -25,11 +25,12 @@ import numpy as np
 import polars as pl
 
 from trade_pipeline.settings import Settings, SettingsError
+from trade_pipeline.storage import tables
 from trade_pipeline.trading.backtest import BacktestResult, run_signals
 from trade_pipeline.trading.engine import TradingConfig
 from trade_pipeline.trading.strategy import next_signal
 
-TABLE = "walkforward_predictions"
+TABLE = tables.WALKFORWARD_PREDICTIONS
 EXPERIMENT_PREFIX = "walkforward"
 RETRAIN_TAG = "recommended_retrain_every"
 TS = pl.Datetime("us", "UTC")
