@@ -24,6 +24,7 @@ every tick of them would take gigabytes, and such levels never meet an order).
 import math
 
 import numba as nb
+import numpy as np
 
 from trade_pipeline.trading.event.layout import (
     D_BEST_ASK,
@@ -64,6 +65,15 @@ def tick_price(tick: int, tick_size: float) -> float:
     if k >= 1.0 and abs(inv - k) < 1e-9 * k:
         return tick / k
     return tick * tick_size
+
+
+@nb.njit(cache=True, error_model="numpy")
+def tick_prices(ticks: np.ndarray, tick_size: float) -> np.ndarray:
+    """`tick_price` of each tick (one compiled call for a whole column)."""
+    out = np.empty(len(ticks), dtype=np.float64)
+    for i in range(len(ticks)):
+        out[i] = tick_price(ticks[i], tick_size)
+    return out
 
 
 @nb.njit(cache=True, inline="always", error_model="numpy")

@@ -24,7 +24,7 @@ from trade_pipeline.market.event_execution_config import EventExecutionConfig
 from trade_pipeline.market.events import BOTH_CLOCKS, EVENT_DTYPE, EXCH_EVENT, LOCAL_EVENT
 from trade_pipeline.trading.event import layout as L
 from trade_pipeline.trading.event import local
-from trade_pipeline.trading.event.depth import tick_price
+from trade_pipeline.trading.event.depth import tick_price, tick_prices
 from trade_pipeline.trading.event.latency import check_table, table_from_feed
 from trade_pipeline.trading.event.loop import order_arrays, room_for_orders, run_until
 from trade_pipeline.trading.event.queue import QUEUE_MODELS
@@ -33,6 +33,7 @@ from trade_pipeline.trading.event.state import EngineState, outside, params_arra
 STATUS_NAMES = {L.ST_NONE: "pending", L.ST_NEW: "resting", L.ST_EXPIRED: "expired",
                 L.ST_FILLED: "filled", L.ST_CANCELED: "cancelled", L.ST_PARTIAL: "partially_filled",
                 L.ST_REJECTED: "rejected"}
+_STATUS_COLUMN = np.array([STATUS_NAMES[k] for k in range(len(STATUS_NAMES))])  # code -> name
 REFUSALS = {local.E_DUPLICATE_ID: "duplicate order id", local.E_UNKNOWN_ID: "unknown order id",
             local.E_IN_FLIGHT: "a request for this order is already in flight",
             local.E_BAD_QTY: "quantity below one lot", local.E_NOT_LIVE: "the order is not resting"}
@@ -387,12 +388,12 @@ def order_log_frame(ol: np.ndarray, olf: np.ndarray, tick_size: float) -> pl.Dat
         "type": np.where(ol[:, L.OL_TYPE] == L.MARKET, "market", "limit"),
         "post_only": ol[:, L.OL_TIF] == L.GTX,
         "price": np.where(ol[:, L.OL_TYPE] == L.MARKET, np.nan,
-                          [tick_price(int(t), tick_size) for t in ol[:, L.OL_TICK]]),
+                          tick_prices(ol[:, L.OL_TICK].astype(np.int64), tick_size)),
         "qty": olf[:, L.OLF_QTY],
         "filled": olf[:, L.OLF_FILLED],
         "fills": ol[:, L.OL_NFILLS],
         "replaces": ol[:, L.OL_REPLACES],
-        "status": [STATUS_NAMES[int(s)] for s in ol[:, L.OL_STATUS]],
+        "status": _STATUS_COLUMN[ol[:, L.OL_STATUS]],
         "queue_at_entry": olf[:, L.OLF_QUEUE_AT_ENTRY],
         "submitted_at": _ts(ol[:, L.OL_SUBMIT_TS]),
         "accepted_at": _ts(ol[:, L.OL_ACK_TS]),

@@ -63,7 +63,7 @@ def price_ticks(events: np.ndarray, tick_size: float) -> tuple[int, int] | None:
     """The range of interest in ticks: from the 0.5 % to the 99.5 % quantile of the book
     events' finite prices, widened by ROI_WIDEN of the price on each side (None if the
     events hold no price). Levels outside it are ignored (see `depth.py`)."""
-    step = max(1, len(events) // 500_000)  # a strided sample is plenty for two quantiles
+    step = max(1, len(events) // 50_000)  # a strided sample is plenty for two quantiles
     sample = events[::step]
     kind = sample["ev"] & EVENT_TYPE_MASK
     px = sample["px"][(kind == DEPTH_EVENT) | (kind == DEPTH_SNAPSHOT_EVENT) | (kind == DEPTH_CLEAR_EVENT)]
