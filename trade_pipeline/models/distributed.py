@@ -24,12 +24,13 @@ fixed number of rounds: the Optuna search stays a single-machine affair (its tri
 
 import dataclasses
 import datetime as dt
+import math
 import time
 import uuid
 
 import numpy as np
 
-from trade_pipeline.models import dataset
+from trade_pipeline.models import dataset, significance
 from trade_pipeline.models.labels import horizon_name, parse_horizon
 from trade_pipeline.models.training import (
     BASELINE_FEATURE,
@@ -224,11 +225,18 @@ def train_distributed(
     realized = y_tail.compute()
     tail_metrics = regression_metrics(pred, realized)
     obi = np.concatenate(client.gather(obi_tail))
+    # The IC's uncertainty as single-machine training reports it (block bootstrap sized for
+    # the labels' overlap; a stride of s rows leaves h / s overlapping rows per label).
+    h_ms = parse_horizon(horizon) / dt.timedelta(milliseconds=1)
+    h_rows = max(1, math.ceil(h_ms / settings.cadence_ms / plan.stride))
+    tail_ic = significance.ic_test(pred, realized, h_rows, seed=seed)
+    tail_metrics.update(ic_ci=tail_ic.ci, ic_p_value=tail_ic.p_value,
+                        independent_returns=round(tail_ic.n_independent, 1))
     baseline = {}
     if obi.size == realized.size:
+        base_ic = significance.ic_test(np.sign(obi), realized, h_rows, seed=seed)
         ok = np.isfinite(obi)
-        corr = np.corrcoef(obi[ok], realized[ok])[0, 1] if ok.sum() > 2 else None
-        baseline = {"ic": None if corr is None or not np.isfinite(corr) else float(corr),
+        baseline = {"ic": base_ic.ic, "ic_ci": base_ic.ci, "ic_p_value": base_ic.p_value,
                     "hit_rate": hit_rate(np.sign(obi[ok]), realized[ok]), "n": int(ok.sum())}
     firsts = [s["first"] for s in summaries if s["first"] is not None]
     lasts = [s["last"] for s in summaries if s["last"] is not None]

@@ -273,6 +273,57 @@ def log_and_register(
         return ModelRef(name=name, version=version, run_id=run.info.run_id, experiment_id=exp_id)
 
 
+DISTRIBUTED_NOT_REGISTERED = (
+    "trained across a Dask cluster: logged for comparison, not registered (the champion gate "
+    "scores the tail on one machine; train the chosen setup with `train` to register it)")
+
+
+def log_distributed(result, target: MlflowTarget, exchange: str, symbol: str) -> str:
+    """Log a `distributed.DistributedResult` as a run (metrics with their intervals, where
+    the rows were, the model) in the horizon's experiment, without registering it; returns
+    the run id."""
+    import mlflow
+    import mlflow.lightgbm
+
+    client = target.client()
+    exp_id = ensure_experiment(client, experiment_name(exchange, symbol, result.horizon),
+                               target.artifact_uri)
+    metrics = result.metrics()
+    with target.active(), mlflow.start_run(experiment_id=exp_id) as run:
+        mlflow.set_tags({
+            "exchange": exchange, "symbol": symbol, "horizon": result.horizon,
+            "training": "distributed (lightgbm.dask)", "registered": "no",
+            "why_not_registered": DISTRIBUTED_NOT_REGISTERED,
+            "data_start": metrics["data_start"], "data_end": metrics["data_end"],
+            "tail_start": metrics["tail_start"], "n_features": str(len(result.features)),
+        })
+        mlflow.log_params({"rounds": result.rounds, "stride": result.stride,
+                           "workers": metrics["workers"], "horizon": result.horizon})
+        undefined = []
+        for prefix, values in (("tail_", result.tail_metrics),
+                               ("baseline_", result.baseline_metrics)):
+            flat = dict(values)
+            if "ic_ci" in flat:
+                low, high = flat.pop("ic_ci")
+                flat.update({"ic_ci_low": low, "ic_ci_high": high})
+            ok, missing = _finite_metrics(prefix, flat)
+            mlflow.log_metrics(ok)
+            undefined += missing
+        mlflow.log_metrics({"rows": result.rows, "tail_rows": result.tail_rows,
+                            "max_worker_share": metrics["max_worker_share"],
+                            "trees": result.booster.num_trees(),
+                            "elapsed_s": result.elapsed_s})
+        if undefined:
+            mlflow.set_tag("undefined_metrics", ",".join(sorted(set(undefined))))
+        mlflow.log_dict({"rows_per_worker": result.rows_per_worker,
+                         "days_per_worker": result.days_per_worker}, "placement.json")
+        mlflow.log_dict({"features": result.features}, "features.json")
+        info = mlflow.lightgbm.log_model(result.booster, name="model",
+                                         pip_requirements=_pip_requirements())
+        mlflow.set_tag("model_uri", info.model_uri)
+        return run.info.run_id
+
+
 def get_by_alias(client, name: str, alias: str):
     """The model version holding `alias`, or None if the alias (or model) does not exist."""
     from mlflow.exceptions import MlflowException

@@ -162,7 +162,7 @@ def test_lightgbm_dask_trains_across_workers(backfilled, monkeypatch, capsys, tm
 
     from trade_pipeline.cli import main
 
-    lake_settings(backfilled, monkeypatch)  # the AWS variables of this process
+    settings = lake_settings(backfilled, monkeypatch)  # the AWS variables of this process
     monkeypatch.setenv("TRADE_PIPELINE_LAKE", backfilled["env"]["TRADE_PIPELINE_LAKE"])
     model = tmp_path / "model.txt"
     code = main(["--home", str(backfilled["tmp"] / "home"), "train-distributed",
@@ -181,6 +181,25 @@ def test_lightgbm_dask_trains_across_workers(backfilled, monkeypatch, capsys, tm
     assert metrics["tail_n"] == metrics["tail_rows"] > 1000
     assert metrics["tail_start"].startswith(DAYS[1])
     assert metrics["tail_ic"] is not None
+    # the figures come with their uncertainty, sized for the labels' overlap
+    low, high = metrics["tail_ic_ci"]
+    assert low <= metrics["tail_ic"] <= high and 0 < metrics["tail_independent_returns"] < metrics["tail_n"]
+    assert len(metrics["baseline_ic_ci"]) == 2
+    # logged to MLflow for comparison, never registered (the gate runs on one machine)
+    from trade_pipeline.models.registry import MlflowTarget
+
+    target = MlflowTarget.from_settings(settings)
+    client = target.client()
+    run = client.get_run(metrics["mlflow_run_id"])
+    assert run.data.tags["registered"] == "no"
+    assert run.data.metrics["tail_ic"] == pytest.approx(metrics["tail_ic"])
+    assert run.data.metrics["rows"] == metrics["rows"]
+    import mlflow.lightgbm
+
+    with target.active():
+        logged = mlflow.lightgbm.load_model(run.data.tags["model_uri"])
+    assert logged.num_trees() == metrics["trees"]
+    assert client.search_registered_models() == []
 
 
 def test_a_worker_killed_mid_step_reruns_the_step_and_never_shows_a_partial_partition(
