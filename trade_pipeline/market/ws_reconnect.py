@@ -1,6 +1,7 @@
 """One logical WebSocket stream over successive connections: connect, keep alive, reconnect.
 
-The one connect/reconnect loop of the project (the collector and paper trading use it). It owns everything about keeping a stream up and nothing about what the frames mean:
+The one connect/reconnect loop of the project (the collector and paper trading use it). It
+owns everything about keeping a stream up and nothing about what the frames mean:
 
     stream = ReconnectingWebSocket(url, on_open=subscribe, policy=ReconnectPolicy(),
                                    ping=lambda n: '{"op": "ping"}', is_data=is_push)
