@@ -188,4 +188,9 @@ def handle_paper(args: argparse.Namespace, settings) -> int:
         for key, value in out.items():
             if key != "trades":
                 print(f"  {key:28s} {value}")
-    return 0 if out.get("error") is None else 1
+    if out.get("error") is not None:
+        # the stream was given up (connect_failed / disconnected): the summary above, the
+        # reason in one line
+        print(f"trade-pipeline: error: {out['error']}", file=sys.stderr)
+        return 1
+    return 0

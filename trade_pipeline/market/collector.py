@@ -192,7 +192,9 @@ class Collector:
                 if msg is not None:
                     await self._handle(msg.text, msg.received_ns)
                 now = time.monotonic()
-                if (self._resync_since is not None
+                # ticks come while waiting to reconnect too: a resync pending on a lost
+                # connection is settled by the next one (on_open), not counted here
+                if (self._resync_since is not None and self.stream.connected
                         and now - self._resync_since > cfg.resync_timeout_s):
                     self.stats.resync_failures += 1
                     self._resync_since = None

@@ -1,13 +1,13 @@
 """One logical WebSocket stream over successive connections: connect, keep alive, reconnect.
 
-The one connect/reconnect loop of the project (the collector uses it; paper trading is meant
-to). It owns everything about keeping a stream up and nothing about what the frames mean:
+The one connect/reconnect loop of the project (the collector and paper trading use it). It
+owns everything about keeping a stream up and nothing about what the frames mean:
 
     stream = ReconnectingWebSocket(url, on_open=subscribe, policy=ReconnectPolicy(),
                                    ping=lambda n: '{"op": "ping"}', is_data=is_push)
     async for msg in stream.messages(tick_s=0.1):   # Received, or None after tick_s idle
         if msg is None:
-            ...  # housekeeping (kill switch, deadlines); the stream stays up
+            ...  # housekeeping (kill switch, deadlines); connected or waiting to reconnect
             continue
         handle(msg.text, msg.received_ns)
         await stream.send(...)       # on the current connection (e.g. a resubscribe)
@@ -20,7 +20,8 @@ break, an exception, a cancelled task): the open connection is then closed at on
 - `on_open(stream)` (async) runs after each successful connect, before any frame is yielded:
   send the subscriptions there. `msg.connection` tells the consumer a new connection began.
 - Backoff: before attempt k after a failure, wait `min(cap_s, initial_s * factor**(k-1))`
-  times a jitter factor drawn uniformly in [1 - jitter, 1]. The failure count resets only
+  times a jitter factor drawn uniformly in [1 - jitter, 1]; ticks go on during the wait (a
+  connection attempt itself is bounded by `open_timeout_s`). The failure count resets only
   when a connection proves healthy: it delivered a frame `is_data` accepts (acks and pongs
   do not count), so an outage right after a healthy period still backs off exponentially.
 - Keep-alive: `ping(n)` text is sent every `ping_interval_s` (Bybit wants application
@@ -201,12 +202,20 @@ class ReconnectingWebSocket:
     # ---- the loop ---------------------------------------------------------------------------
     async def messages(self, tick_s: float | None = None) -> AsyncIterator[Received | None]:
         """Frames of every connection in turn, reconnecting as needed; with `tick_s`, None is
-        yielded whenever no frame came for that long (the connection stays up)."""
+        yielded whenever no frame came for that long (an open connection stays up), also
+        while waiting to reconnect."""
         first = True
         while not self._stop.is_set():
             if not first:
                 self.stats.reconnects += 1
-                if await self._backoff():
+                end = time.monotonic() + self._next_delay()
+                # the wait, in ticks: the consumer's housekeeping goes on while disconnected
+                while (left := end - time.monotonic()) > 0:
+                    if await self._wait_stop(left if tick_s is None else min(left, tick_s)):
+                        return
+                    if tick_s is not None and time.monotonic() < end:
+                        yield None
+                if self._stop.is_set():
                     return
             first = False
             self.stats.attempts += 1
@@ -243,13 +252,17 @@ class ReconnectingWebSocket:
             finally:
                 self._ws = None
 
-    async def _backoff(self) -> bool:
-        """Sleep the backoff delay; True when stopped meanwhile."""
+    def _next_delay(self) -> float:
+        """The backoff delay before the next attempt (counted in the stats)."""
         delay = self.policy.delay(self._failures, self._rng)
         self.stats.waited_s += delay
         self.stats.longest_wait_s = max(self.stats.longest_wait_s, delay)
+        return delay
+
+    async def _wait_stop(self, seconds: float) -> bool:
+        """Wait up to `seconds`; True when stopped meanwhile."""
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(delay):
+            async with asyncio.timeout(seconds):
                 await self._stop.wait()
         return self._stop.is_set()
 

@@ -7,8 +7,9 @@ Entry points:
 - `service.backtest_model(settings, "NAME@ALIAS", snapshots, config)` -> (result,
   predictions, model): batch features + the registered model + the backtest;
   `service.record_backtest(settings, result, ...)`: warehouse rows + MLflow run + plot.
-- `paper.run_paper(settings, config=..., url=..., duration_s=..., model=..., shadow=...)`:
-  the live loop (WebSocket -> book -> row -> features -> model -> signal -> engine).
+- `paper.run_paper(settings, PaperConfig(url=..., duration_s=...), trading=..., model=...,
+  shadow=...)`: the live loop (WebSocket -> book -> row -> features -> model -> signal ->
+  engine), its stream kept by `market/ws_reconnect.py`.
 - `walkforward.walkforward_command(settings, wf_config=..., trading=...)`: walk-forward's
   stitched out-of-sample predictions (`models/walkforward.py`) traded through the same
   engine, stored in the lake, the warehouse and MLflow.

@@ -3,8 +3,8 @@
 The parts live in their own modules:
 - `paper_trader.PaperTrader`: the per-message path (book, grid row, features, model, signal,
   simulated orders on the grid engine or the event engine);
-- `paper_stream.StreamConnection`: the WebSocket connection (connect, subscribe, ping,
-  reconnect);
+- `market/ws_reconnect.ReconnectingWebSocket`: the WebSocket connection (connect, subscribe,
+  ping, reconnect with backoff; disconnects counted per reason), the collector's loop too;
 - `paper_config.PaperConfig`: what the session is told;
 - `paper_store`: warehouse rows (flushed while running, and at the end);
 - `paper_report`: the summary, the A/B comparison and the MLflow run.
@@ -17,31 +17,40 @@ position with market orders.
 """
 
 import asyncio
+import contextlib
 import gc
 import time
 from dataclasses import dataclass
 
+from trade_pipeline.market.bybit_ws import is_push, orderbook_topic, ping_request, subscribe_request
+from trade_pipeline.market.ws_reconnect import (
+    ReconnectExhausted,
+    ReconnectingWebSocket,
+    ReconnectPolicy,
+)
 from trade_pipeline.settings import Settings
 from trade_pipeline.trading.engine import TradingConfig
 from trade_pipeline.trading.model_adapter import LoadedModel
-from trade_pipeline.trading.paper_config import PaperConfig
-from trade_pipeline.trading.paper_stream import StreamClosed, StreamConnection
+from trade_pipeline.trading.paper_config import RECONNECT, PaperConfig
 from trade_pipeline.trading.paper_trader import PaperTrader
 from trade_pipeline.trading.risk import KillSwitch, StaleDataGuard
 
-
-def _is_data(raw) -> bool:
-    """A data push (Bybit puts "topic" first), as opposed to a pong or an ack."""
-    head = raw[:24]
-    return (b'"topic"' in head) if isinstance(head, bytes) else ('"topic"' in head)
+TICK_S = 0.1  # housekeeping (kill switch, stale data, deadline, flush) at least this often
 
 
 @dataclass
 class LoopResult:
+    # duration, end_of_stream, kill_switch:..., stale_data, or (the stream was given up)
+    # connect_failed (never connected) / disconnected (lost and not restored)
     stop_reason: str
-    connections: int
+    stream: dict  # the connection's stats: connections, reconnects, disconnects by reason, ...
     seconds: float
     flatten_trade: object | None = None
+    error: str | None = None  # one line, when the stream was given up
+
+    @property
+    def connections(self) -> int:
+        return self.stream["connections"]
 
 
 async def run_stream(trader: PaperTrader, *args, stop_signals: bool = False, **kwargs) -> LoopResult:
@@ -68,64 +77,70 @@ async def run_stream(trader: PaperTrader, *args, stop_signals: bool = False, **k
 
 async def _run_stream(trader: PaperTrader, url: str, symbol: str, duration_s: float, *,
                       stale: StaleDataGuard, kill: KillSwitch, flush_at_end: bool = True,
-                      max_reconnects: int = 10, end_of_stream=None, flush=None,
+                      policy: ReconnectPolicy = RECONNECT, end_of_stream=None, flush=None,
                       flush_every_s: float = 5.0) -> LoopResult:
     """Feed the trader from `orderbook.50.<symbol>` at `url` until the duration ends (then
-    the sampler's last rows are flushed), the kill switch trips or data goes stale (both:
+    the sampler's last rows are flushed), the kill switch trips, data goes stale or the
+    stream is given up after `policy.max_failures` failed attempts in a row (all three:
     flatten and stop).
 
+    The stale-data clock starts at the first connection: before it no position can exist,
+    and the policy alone decides (connect_failed).
     `end_of_stream` (optional callable): checked whenever the socket has been idle for
-    0.1 s; True ends the run like the duration does (a replayed file that was fully sent).
+    TICK_S; True ends the run like the duration does (a replayed file that was fully sent).
     `flush` (optional callable, run in a worker thread every `flush_every_s`): writes the
     rows produced so far (it receives `trader.take_unwritten`'s batch)."""
-    from trade_pipeline.market.bybit_ws import orderbook_topic
-
     start = time.monotonic()
     deadline = start + duration_s
     next_flush = start + flush_every_s
-    stale.touch()
-    stop = "duration"
-    conn = StreamConnection(url, [orderbook_topic(symbol)], max_reconnects=max_reconnects)
+    topics = [orderbook_topic(symbol)]
 
-    def idle_s() -> float:
-        now = time.monotonic()
-        return min(deadline - now, stale.remaining(now) + 1e-3, kill.check_every_s, 0.1)
+    async def on_open(stream: ReconnectingWebSocket) -> None:
+        if stream.stats.connections == 1:
+            stale.touch()
+        # each connection subscribes again; Bybit restarts the book with a snapshot
+        await stream.send(subscribe_request(topics, req_id=f"paper-{stream.stats.connections}"))
 
-    frames = conn.frames(idle_s, lambda: time.monotonic() >= deadline)
+    stream = ReconnectingWebSocket(url, on_open=on_open, policy=policy, is_data=is_push,
+                                   ping=lambda n: ping_request(req_id=f"paper-ping-{n}"))
+    stop, error = "duration", None
     try:
-        async for raw, recv_ns, t0 in frames:
-            now = time.monotonic()
-            reason = kill.check(now)
-            if reason:
-                stop = reason
-                break
-            if stale.stale(now):
-                stop = "stale_data"
-                break
-            if now >= deadline:
-                break
-            if flush is not None and now >= next_flush:
-                await asyncio.to_thread(flush, trader.take_unwritten(flush.run_id))
-                next_flush = time.monotonic() + flush_every_s
-            if raw is None:
-                if end_of_stream is not None and conn.connections and end_of_stream():
-                    stop = "end_of_stream"
+        async with contextlib.aclosing(stream.messages(tick_s=min(TICK_S, kill.check_every_s))) as msgs:
+            async for msg in msgs:
+                t0 = time.perf_counter_ns()  # tick-to-signal counts from the frame's arrival
+                now = time.monotonic()
+                reason = kill.check(now)
+                if reason:
+                    stop = reason
                     break
-                continue
-            if _is_data(raw):
-                stale.touch()
-            trader.on_message(raw, recv_ns, t0)
-    except StreamClosed as exc:
-        stop = exc.reason
-    finally:
-        await frames.aclose()
+                if stream.stats.connections and stale.stale(now):
+                    stop = "stale_data"
+                    break
+                if now >= deadline:
+                    break
+                if flush is not None and now >= next_flush:
+                    await asyncio.to_thread(flush, trader.take_unwritten(flush.run_id))
+                    next_flush = time.monotonic() + flush_every_s
+                if msg is None:
+                    if end_of_stream is not None and stream.stats.connections and end_of_stream():
+                        stop = "end_of_stream"
+                        break
+                    continue
+                if is_push(msg.text):
+                    stale.touch()
+                trader.on_message(msg.text, msg.received_ns, t0)
+    except ReconnectExhausted as exc:
+        stop = "disconnected" if stream.stats.connections else "connect_failed"
+        lost = (f"lost after {stream.stats.connections} connection(s) and not restored"
+                if stream.stats.connections else "never connected")
+        error = " ".join(f"{stop}: stream {lost}: {exc}".split())  # one line
     flat = None
     if stop in ("duration", "end_of_stream"):
         if flush_at_end:
             trader.finish()
     else:
         flat = trader.flatten_now(stop)
-    return LoopResult(stop, conn.connections, time.monotonic() - start, flat)
+    return LoopResult(stop, stream.stats.as_dict(), time.monotonic() - start, flat, error)
 
 
 # ---- a session ------------------------------------------------------------------------------------
@@ -180,7 +195,7 @@ def run_paper(settings: Settings, paper: PaperConfig, *, trading: TradingConfig,
                                   stale=StaleDataGuard(paper.stale_after_s), kill=kill,
                                   end_of_stream=end_of_stream, stop_signals=paper.install_signal,
                                   flush=flusher, flush_every_s=paper.flush_every_s,
-                                  max_reconnects=paper.max_reconnects))
+                                  policy=paper.reconnect))
     return finish_run(settings, trader, loop, run_id=run_id, store=paper.store, mlflow=paper.mlflow,
                       tracking_uri=paper.tracking_uri, artifact_uri=paper.artifact_uri,
                       flushed=flusher.written if flusher else None)

@@ -7,9 +7,15 @@ orders) or `EventBacktestConfig` (the event engine and its strategy: limit order
 from dataclasses import dataclass
 from pathlib import Path
 
+from trade_pipeline.market.ws_reconnect import ReconnectPolicy
 from trade_pipeline.settings import SettingsError
 
 EXECUTIONS = ("grid", "events")
+
+# The session's stream (market/ws_reconnect.py): 0.2 s doubling (jittered) to a 5 s cap; five
+# failed attempts in a row (about 1.5-3 s of waiting) end the session, sooner than the default
+# stale-data halt, so a dead stream is reported as such (connect_failed / disconnected).
+RECONNECT = ReconnectPolicy(initial_s=0.2, cap_s=5.0, max_failures=5)
 
 
 @dataclass(frozen=True)
@@ -31,7 +37,7 @@ class PaperConfig:
     tracking_uri: str | None = None
     artifact_uri: str | None = None
     flush_every_s: float = 5.0  # rows reach the warehouse while the session runs
-    max_reconnects: int = 10
+    reconnect: ReconnectPolicy = RECONNECT  # backoff, pings, idle timeout, max_failures
     # Trade even rows inside the model's training range (a replayed capture it was trained
     # on); the run is labelled in-sample instead of refused.
     allow_in_sample: bool = False
@@ -43,5 +49,8 @@ class PaperConfig:
             raise SettingsError(f"stale_after_s must be positive, got {self.stale_after_s!r}")
         if self.execution not in EXECUTIONS:
             raise SettingsError(f"execution must be one of {EXECUTIONS}, got {self.execution!r}")
+        if self.reconnect.max_failures is None:
+            raise SettingsError("a paper session's reconnect policy needs max_failures "
+                                "(a stream that cannot be restored must end the session)")
         if self.execution == "events" and self.shadow_ref:
             raise SettingsError("a shadow model runs with grid execution only")

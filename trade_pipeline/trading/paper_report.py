@@ -1,5 +1,7 @@
 """What a paper session did: its summary, the A/B comparison, and the MLflow run."""
 
+import re
+
 import numpy as np
 
 from trade_pipeline.settings import Settings
@@ -76,6 +78,8 @@ def summary(trader, loop, run_id: str) -> dict:
         "stop_reason": loop.stop_reason if loop else None,
         "seconds": loop.seconds if loop else None,
         "connections": loop.connections if loop else None,
+        "disconnects": dict(loop.stream["disconnects"]) if loop else None,  # by reason
+        "stream": loop.stream if loop else None,  # the connection's stats (market/ws_reconnect)
         "messages": trader.messages,
         "rows": trader.rows,
         "sampler": _sampler_counters(trader.sampler),
@@ -90,8 +94,7 @@ def summary(trader, loop, run_id: str) -> dict:
         "ab": ab_comparison(trader),
         "online_store_writes": trader.online_store.writes if trader.online_store else 0,
         "trades": trades,
-        "error": loop.stop_reason if loop and loop.stop_reason.startswith(
-            ("connect_failed", "disconnected")) else None,
+        "error": loop.error if loop else None,
     }
 
 
@@ -106,6 +109,19 @@ def side_by_side(trader):
     return pl.DataFrame(cols)
 
 
+def _stream_metrics(stream: dict | None) -> dict:
+    """Connections and disconnects (in all and per reason) as MLflow metric names."""
+    if not stream:
+        return {}
+    out = {"stream_connections": stream["connections"], "stream_reconnects": stream["reconnects"],
+           "stream_disconnects": sum(stream["disconnects"].values())}
+    for reason, n in stream["disconnects"].items():
+        # reasons are class names and our own words (and "InvalidStatus:503"): keep MLflow's
+        # name alphabet
+        out["stream_disconnects." + re.sub(r"[^\w.\-/ ]", "_", reason)] = n
+    return out
+
+
 def log_session(settings: Settings, trader, out: dict, run_id: str, *, tracking_uri: str | None,
                 artifact_uri: str | None) -> str:
     """The session as an MLflow run (metrics, A/B figures, equity plot, per-row table)."""
@@ -113,6 +129,7 @@ def log_session(settings: Settings, trader, out: dict, run_id: str, *, tracking_
     from trade_pipeline.trading.tracking import log_run
 
     flat = {**out["metrics"], **{k: v for k, v in out.items() if k.startswith("tick_to_signal")}}
+    flat.update(_stream_metrics(out["stream"]))
     if out["ab"]:
         flat.update({f"ab_{k}": v for k, v in out["ab"].items()})
     if trader.events is not None:

@@ -31,6 +31,7 @@ def store_session(settings: Settings, trader, out: dict, run_id: str, flushed: d
     ts = trader.main.ts_us
     metrics = {**out["metrics"], **{k: v for k, v in out.items() if k.startswith("tick_to_signal")},
                "messages": trader.messages, "stop_reason": out["stop_reason"], "ab": out["ab"],
+               "stream": out["stream"],
                "in_sample": out["in_sample"], "thresholds": out["thresholds"],
                "shadow": trader.shadow.model.label if trader.shadow else None,
                "execution": "events" if trader.events is not None else "grid"}

@@ -65,7 +65,3 @@ class StaleDataGuard:
     def stale(self, now: float | None = None) -> bool:
         now = time.monotonic() if now is None else now
         return now - self.last_update > self.stale_after_s
-
-    def remaining(self, now: float | None = None) -> float:
-        now = time.monotonic() if now is None else now
-        return max(0.0, self.stale_after_s - (now - self.last_update))

@@ -74,3 +74,36 @@ def test_ticks_idle_timeout_send_and_stop(bybit_delta_files):
     assert stream.stats.disconnects == {"idle_timeout": 1}
     assert opened == [1, 2] and stream.stats.healthy_connections == 1
     assert stream.stopped and not stream.connected
+
+
+def test_ticks_go_on_while_waiting_to_reconnect():
+    """Housekeeping during an outage (paper trading's kill switch and deadlines): ticks come
+    during each backoff wait, not only on an open connection; stop() from a tick ends the
+    loop without another attempt."""
+    import socket
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens: every attempt is refused
+    stream = ReconnectingWebSocket(
+        f"ws://127.0.0.1:{port}", seed=2,
+        policy=ReconnectPolicy(initial_s=0.4, cap_s=0.4, jitter=0, max_failures=10))
+
+    async def main():
+        seen = []  # attempts made when each tick came
+        async with contextlib.aclosing(stream.messages(tick_s=0.05)) as msgs:
+            async for msg in msgs:
+                assert msg is None and not stream.connected
+                seen.append(stream.stats.attempts)
+                if stream.stats.attempts == 3:
+                    stream.stop()
+                    t_stop = time.monotonic()
+        return seen, time.monotonic() - t_stop
+
+    seen, after_stop = asyncio.run(asyncio.wait_for(main(), 30))
+    # two full 0.4 s waits of 0.05 s ticks (about 7 each; fewer on a loaded machine), then
+    # the first tick of the third wait stopped it
+    assert seen.count(1) >= 2 and seen.count(2) >= 2 and seen[-1] == 3 and seen.count(3) == 1
+    assert after_stop < 0.2
+    assert stream.stats.attempts == 3 and stream.stats.disconnects == {"ConnectionRefusedError": 3}

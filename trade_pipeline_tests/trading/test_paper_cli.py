@@ -105,3 +105,31 @@ def test_paper_refuses_a_replay_of_its_training_data(registered, bybit_delta_fil
         signal.signal(signal.SIGUSR1, old)
     assert rc == 2
     assert "inside the training range" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_paper_cli_stream_never_up_is_the_summary_and_one_line(registered, capsys):
+    """No server at the URL: the default reconnect policy's attempts, then the JSON summary
+    (connections 0, the refusals counted) and one line on stderr saying why, exit 1."""
+    import socket
+
+    settings = registered
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    old = signal.getsignal(signal.SIGUSR1)
+    try:
+        rc = main(["--home", str(settings.home), "paper", "--duration", "20", "--url",
+                   f"ws://127.0.0.1:{port}", "--model", "btc_l2_1s@champion", "--no-redis",
+                   "--json"])
+    finally:
+        signal.signal(signal.SIGUSR1, old)
+    assert rc == 1
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith(f"trade-pipeline: error: connect_failed: stream never connected: "
+                             f"ws://127.0.0.1:{port}: 5 connection attempts failed in a row"), err
+    out = json.loads(captured.out)
+    assert out["stop_reason"] == "connect_failed" and out["connections"] == 0
+    assert out["disconnects"] == {"ConnectionRefusedError": 5} and out["rows"] == 0
