@@ -390,6 +390,7 @@ class EventStreamBuilder:
         self.x = np.zeros(NX, dtype=np.int64)
         self.x[X_LAST_LOCAL] = np.iinfo(np.int64).min
         self.x[X_LAST_EXCH] = np.iinfo(np.int64).min
+        self._lines_fed = 0  # `on_line`: the line number of the next line (bad-line examples)
         self._new_chunk()
 
     # -- pending input of the next kernel call
@@ -575,6 +576,25 @@ class EventStreamBuilder:
         yield from self._flush()
         self._finish()
 
+    def on_line(self, line: bytes, name: str = "live") -> np.ndarray:
+        """One capture line (a live frame as the raw store records it: `<recv_ns> <frame>`)
+        -> its events, at once. The live entry (paper trading): the same parse and kernel as
+        `chunks`, state kept between calls, so feeding a capture line by line gives exactly
+        the events of building it whole. The report: `current_report()`."""
+        fmt = self.fmt
+        if fmt not in EXCHANGE_OF:
+            raise ValueError(f"a line-by-line builder needs a concrete format, not {fmt!r}")
+        if self.ctx.exchange is None:
+            self.ctx.exchange = EXCHANGE_OF[fmt]
+        self._block(fmt, [line], name, self._lines_fed)
+        self._lines_fed += 1
+        return _concat(list(self._flush()))
+
+    def current_report(self) -> EventReport:
+        """The report of everything fed so far (the line-by-line entry's)."""
+        self._finish()
+        return self.report
+
     def _finish(self) -> None:
         r, ctx = self.report, self.ctx
         r.exchange, r.symbol = ctx.exchange, ctx.symbol
@@ -637,6 +657,29 @@ def simulated_event_stream(config) -> tuple[np.ndarray, EventReport]:
     return build_event_stream_from_lines(
         (b"%d %s" % (ns, frame.encode()) for ns, frame in simulate(config)), "bybit_raw",
         "simulator")
+
+
+# ---- the engine's clocks ------------------------------------------------------------------------
+def monotone_exchange_clock(events: np.ndarray, last: int | None = None) -> int:
+    """In place: each event's `exch_ts` raised to the highest one before it in order of
+    receipt (from `last`, the previous part's last `exch_ts`, when the stream comes in
+    parts); returns how many events were raised.
+
+    What the event engine runs on, in the backtest and live alike: order of receipt, both
+    clocks non-decreasing. A live consumer cannot move an event before one it has already
+    handled, so an event stamped before the previous one (a trade time before the book push
+    received just before it) is seen by the exchange side at the previous event's time; the
+    backtest does the same, so paper trading and the backtest see the same events.
+    (`hftbacktest_order` instead splits such events for hftbacktest's files.)"""
+    if len(events) == 0:
+        return 0
+    col = events["exch_ts"]
+    fixed = np.maximum.accumulate(col)
+    if last is not None:
+        np.maximum(fixed, last, out=fixed)
+    raised = int(np.count_nonzero(fixed != col))
+    events["exch_ts"] = fixed
+    return raised
 
 
 # ---- files for hftbacktest ----------------------------------------------------------------------

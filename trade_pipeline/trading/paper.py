@@ -30,10 +30,11 @@ from trade_pipeline.trading.paper_trader import PaperTrader
 from trade_pipeline.trading.risk import KillSwitch, StaleDataGuard
 
 
-def _is_data(raw) -> bool:
-    """A data push (Bybit puts "topic" first), as opposed to a pong or an ack."""
-    head = raw[:24]
-    return (b'"topic"' in head) if isinstance(head, bytes) else ('"topic"' in head)
+def _is_book(raw) -> bool:
+    """A book push (Bybit puts "topic" first), as opposed to a trade push, a pong or an ack:
+    what keeps the stale-data guard quiet."""
+    head = raw[:32]
+    return (b'"topic":"orderbook.' in head) if isinstance(head, bytes) else ('"topic":"orderbook.' in head)
 
 
 @dataclass
@@ -70,22 +71,26 @@ async def _run_stream(trader: PaperTrader, url: str, symbol: str, duration_s: fl
                       stale: StaleDataGuard, kill: KillSwitch, flush_at_end: bool = True,
                       max_reconnects: int = 10, end_of_stream=None, flush=None,
                       flush_every_s: float = 5.0) -> LoopResult:
-    """Feed the trader from `orderbook.50.<symbol>` at `url` until the duration ends (then
-    the sampler's last rows are flushed), the kill switch trips or data goes stale (both:
+    """Feed the trader from `orderbook.50.<symbol>` (and, with event execution, the trades of
+    `publicTrade.<symbol>`: maker orders fill on them) at `url` until the duration ends (then
+    the sampler's last rows are flushed), the kill switch trips or book data goes stale (both:
     flatten and stop).
 
     `end_of_stream` (optional callable): checked whenever the socket has been idle for
     0.1 s; True ends the run like the duration does (a replayed file that was fully sent).
     `flush` (optional callable, run in a worker thread every `flush_every_s`): writes the
     rows produced so far (it receives `trader.take_unwritten`'s batch)."""
-    from trade_pipeline.market.bybit_ws import orderbook_topic
+    from trade_pipeline.market.bybit_ws import orderbook_topic, trade_topic
 
     start = time.monotonic()
     deadline = start + duration_s
     next_flush = start + flush_every_s
     stale.touch()
     stop = "duration"
-    conn = StreamConnection(url, [orderbook_topic(symbol)], max_reconnects=max_reconnects)
+    topics = [orderbook_topic(symbol)]
+    if trader.events is not None:
+        topics.append(trade_topic(symbol))
+    conn = StreamConnection(url, topics, max_reconnects=max_reconnects)
 
     def idle_s() -> float:
         now = time.monotonic()
@@ -112,7 +117,7 @@ async def _run_stream(trader: PaperTrader, url: str, symbol: str, duration_s: fl
                     stop = "end_of_stream"
                     break
                 continue
-            if _is_data(raw):
+            if _is_book(raw):
                 stale.touch()
             trader.on_message(raw, recv_ns, t0)
     except StreamClosed as exc:
