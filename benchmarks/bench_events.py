@@ -9,8 +9,8 @@
    array, `elapse(100 ms)` until the end. Target: >= 1,000,000 events/s on one core.
 2. A maker strategy, fills and PnL compared: the GLFT market maker of hftbacktest's tutorial
    (`trading/market_maker.py` here; ported below to hftbacktest's API line for line) on the
-   Binance spot capture with its trades (hftbacktest's own example data; the book from the
-   readers, the trades from the capture's `@trade` lines), same queue model, latencies, fees,
+   Binance spot capture with its trades (hftbacktest's own example data; book diffs and
+   `@trade` lines through the event-stream builder), same queue model, latencies, fees,
    tick/lot, one-lot orders. Compared: the fills (order id = price tick, exchange time, price,
    qty, maker), the final position, fees and PnL. Then both on the capture tiled to a day for
    the time ratio (`--maker-hours`, default 6). Target: within 2x hftbacktest's time, or
@@ -21,13 +21,13 @@ Each timing reports wall and CPU seconds (best of `--repeat`), plus the load ave
 kernels (numba caches ours; hftbacktest's Python glue is jitted per process): compile runs
 are excluded by a warm-up on a small slice.
 
-Data plumbing marked STOPGAP (replace with the market layer's event builders when they land):
-`trading/book_events.py` for the book, `_binance_trades` below for the trades.
+Both engines run the same array: the captures through `market/event_stream.py` (book changes
+and the capture's trades in order of receipt) and the engine's clock order, as the event
+backtest runs them (`engine_stream`).
 """
 
 import argparse
 import functools
-import gzip
 import os
 import sys
 import time
@@ -73,28 +73,14 @@ def tile(events: np.ndarray, copies: int) -> np.ndarray:
     return out
 
 
-def _binance_trades(paths):
-    """STOPGAP: Binance `@trade` lines -> an l2_trades-layout frame (taker side: `m` true
-    means the buyer was the maker, so the taker sold)."""
-    import orjson
-    import polars as pl
+def engine_stream(paths) -> tuple[np.ndarray, dict]:
+    """Captures -> the stream the event backtest runs (`trading.event_service.load_events`:
+    the market layer's builder, book changes and trades, then the engine's clock order) and
+    its report."""
+    from trade_pipeline.trading.event_service import load_events
 
-    rows = {"timestamp": [], "received_timestamp": [], "side": [], "price": [], "size": []}
-    for path in paths:
-        with gzip.open(path, "rb") as f:
-            for line in f:
-                if b"@trade" not in line:
-                    continue
-                head, _, rest = line.partition(b" ")
-                d = orjson.loads(rest)["data"]
-                rows["timestamp"].append(d["T"] * 1000)
-                rows["received_timestamp"].append(int(head) // 1000)
-                rows["side"].append("sell" if d["m"] else "buy")
-                rows["price"].append(float(d["p"]))
-                rows["size"].append(float(d["q"]))
-    frame = pl.DataFrame(rows)
-    return frame.with_columns(pl.col("timestamp").cast(pl.Datetime("us", "UTC")),
-                              pl.col("received_timestamp").cast(pl.Datetime("us", "UTC")))
+    data = load_events([str(p) for p in paths])
+    return data.events, data.report
 
 
 # ---- hftbacktest side --------------------------------------------------------------------------
@@ -316,7 +302,6 @@ def run(settings, argv: list[str]) -> dict:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     from trade_pipeline.market.event_execution_config import EventExecutionConfig
-    from trade_pipeline.trading.book_events import book_events
     from trade_pipeline.trading.event import layout as L
     from trade_pipeline.trading.event.engine import EventEngine, prepare_events
 
@@ -325,7 +310,7 @@ def run(settings, argv: list[str]) -> dict:
     out: dict = {"load_average_start": _load(), "hftbacktest_version": _hbt_version()}
 
     # ---- 1. speed, no strategy -------------------------------------------------------------
-    base = book_events(DATA / "bybit" / BYBIT_FILE).events
+    base, _ = engine_stream([DATA / "bybit" / BYBIT_FILE])
     exe = EventExecutionConfig(feed_latency_ms=5.0)
     base, _ = prepare_events(base, exe)
     span_s = (base["exch_ts"][-1] - base["exch_ts"][0]) / 1e9
@@ -364,10 +349,11 @@ def run(settings, argv: list[str]) -> dict:
 
     # ---- 2. GLFT maker on Binance with trades ---------------------------------------------------
     paths = sorted((DATA / "binance").glob("*.gz"))
-    stream = book_events(paths, trades=_binance_trades(paths))
+    stream, report = engine_stream(paths)
     cfg = _maker_config(0.01, 0.00001, args.queue, window=600)  # 1 min window on 11 minutes of data
-    events, info = prepare_events(stream.events, cfg.execution)
-    out["maker_data"] = {"files": [p.name for p in paths], **{k: stream.report[k] for k in ("messages", "trades", "events")},
+    events, info = prepare_events(stream, cfg.execution)
+    out["maker_data"] = {"files": [p.name for p in paths],
+                         **{k: report[k] for k in ("messages", "trades", "events", "exch_ts_raised")},
                          "local_clock_shift_ns": info["local_shift_ns"]}
     run_ours(events[:20000], cfg)  # warm-up
     run_hbt_glft(events[:20000], cfg, args.queue)

@@ -16,7 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "execution model of --config (fees, latency, book walking) -> positions, PnL and "
         "metrics; results go to the warehouse (backtest_results, trades, predictions) and to "
         "MLflow unless --no-store. Event mode (--events CAPTURE...): the event-level engine on "
-        "the captures' book changes (and --trades) in order of receipt, with queue position, "
+        "the captures' book changes and public trades in order of receipt (maker orders fill on "
+        "the trades), with queue position, "
         "order-entry and response latency, maker/taker fees ([event_execution] of --config); "
         "it runs the orders of --orders, or the strategy of [event_run] (maker and taker trade "
         "--model's signal); prints fills, markouts, fill ratio, time in queue and the PnL "
@@ -38,14 +39,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-store", action="store_true", help="do not write the warehouse or MLflow")
     ev = p.add_argument_group("event mode")
     ev.add_argument("--events", nargs="+", metavar="CAPTURE",
-                    help="recorded captures (Bybit, ccxt or Binance files) to run on the event engine")
+                    help="captures (Bybit recorded or raw store files, ccxt or Binance files) to run "
+                    "on the event engine, with the trades they carry")
     ev.add_argument("--orders", metavar="ORDERS.parquet",
                     help="scripted orders: timestamp, order_id, action (limit|market|cancel), side, "
                     "price, qty [, post_only]")
     ev.add_argument("--queue-model", choices=["risk_averse", "prob", "prob_power", "prob_log"],
                     help="queue position model (prob = prob_power); overrides [event_execution]")
-    ev.add_argument("--trades", metavar="TRADES.parquet",
-                    help="public trades in the l2_trades layout, merged with the captures' book")
     ev.add_argument("--format", default="auto", choices=["auto", "bybit", "ccxt", "binance"],
                     help="capture format (default: detected)")
     p.add_argument("--allow-in-sample", action="store_true",
@@ -107,12 +107,14 @@ def handle_event_backtest(args: argparse.Namespace, settings) -> int:
         return 2
     out = event_backtest_command(
         settings, captures=args.events, fmt=args.format, orders_path=args.orders,
-        config_path=args.config, queue_model=args.queue_model, trades_path=args.trades,
-        model_ref=args.model, store=not args.no_store)
+        config_path=args.config, queue_model=args.queue_model, model_ref=args.model,
+        store=not args.no_store)
     if args.json:
         print(json.dumps(out, indent=2, default=str, allow_nan=False))
     else:
-        rep = out["report"]
+        rep, src = out["report"], out["input"]
+        print(f"  input: {src['events']} events ({src['trade_events']} trades) from "
+              f"{src['messages']} book messages")
         print(f"  mode {out['mode']}: {rep['fills']} fills ({rep['maker_fills']} maker), "
               f"{rep['orders']} orders, {len(out['refused'])} refused")
         for key in ("fill_ratio_qty", "fill_ratio_orders", "time_in_queue_to_fill_s", "markout_bp", "pnl"):
@@ -129,8 +131,8 @@ def handle_backtest(args: argparse.Namespace, settings) -> int:
     inputs.parse_bound(args.end, end=True)
     if args.events:
         return handle_event_backtest(args, settings)
-    if args.orders or args.queue_model or args.trades:
-        print("trade-pipeline: error: --orders, --queue-model and --trades need --events CAPTURE...",
+    if args.orders or args.queue_model:
+        print("trade-pipeline: error: --orders and --queue-model need --events CAPTURE...",
               file=sys.stderr)
         return 2
     if not (args.model or args.predictions):

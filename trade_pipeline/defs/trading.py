@@ -202,7 +202,8 @@ FILL_COLUMNS = [
     deps=["raw_l2_captures"],
     group_name="trading",
     kinds={"python", "mlflow"},
-    description="The day's raw book changes replayed on the event engine (queue position, "
+    description="The day's raw book changes and public trades replayed on the event engine "
+    "(maker orders fill on the trades; queue position, "
     "order-entry and response latency, maker/taker fees) under a strategy (default: the GLFT "
     "market maker): fills with markouts (0/1/5/30 s), fill ratio, time in queue, PnL split "
     "(spread capture, fees, inventory); MLflow run with the equity, inventory and markout plots.",
@@ -235,6 +236,7 @@ def event_backtest_results(
         "strategy": out.mode,
         "events": out.counts.get("events", 0),
         "messages": report_in["messages"],
+        "trade_events": report_in["trade_events"],
         "dagster/row_count": out.fills.height,
         "mlflow_run_id": mlflow_id,
         **{f"metric_{k}": v for k, v in numeric.items()},

@@ -17,8 +17,10 @@ books, and returns every book change and trade as one event array, in order of r
   trades are dropped as `market.trades` drops them (counted).
 
 Every event carries `EXCH_EVENT | LOCAL_EVENT`. `exch_ts` is the exchange's time of record in
-ns: for book events the same time the grid sampler uses (a time lower than the previous
-message's is clamped to it, so book events' `exch_ts` never decreases); for trades the trade
+ns: for book events the time the grid sampler applies the message at (docs/DATA_FORMATS.md
+rule 7: a clock fault, a time of record that goes back or runs ahead of the receive clock, is
+applied at the previous time plus the receive clock's advance; so book events' `exch_ts` never
+decreases); for trades the trade
 time `T`, as sent (a trade may carry a time before the book push received just before it:
 `exch_ts_backwards` counts such steps; `hftbacktest_order` fixes the order for hftbacktest).
 `local_ts` is the receive time (us resolution, in ns), never decreasing (a lower one is
@@ -29,9 +31,11 @@ clamped and counted); sources without a receive time (ccxt) use `exch_ts`.
 clear (or the new snapshot's deepest price, whichever is further), so the whole side goes; NaN
 when nothing was ever there.
 
-The decisions (apply / skip / gap / start) are the grid sampler's own (`sampler._decide`) on
-the same parsed messages, so replaying the depth events up to a grid time gives the book of
-that `l2_snapshots` row (a test checks it on the real captures).
+The decisions (clock, apply / skip / gap / start) and their commit (counters, book, state)
+are the grid sampler's own code (`sampler.decide_message`, `sampler.commit_message`) on the
+same parsed messages, so replaying the depth events up to a grid time gives the book of that
+`l2_snapshots` row (tests check it on the real captures and on damaged copies, clock faults
+included).
 """
 
 import json
@@ -50,7 +54,6 @@ from trade_pipeline.market.book import (
     BID_SIZES,
     grow_book,
     new_book,
-    set_level,
 )
 from trade_pipeline.market.events import (
     BOTH_CLOCKS,
@@ -66,18 +69,9 @@ from trade_pipeline.market.events import (
     TRADE_EVENT,
 )
 from trade_pipeline.market.messages import (
-    F_KIND,
     F_NA,
     F_NB,
-    F_PU,
     F_RECV,
-    F_RULE,
-    F_T,
-    F_UFIRST,
-    F_ULAST,
-    K_DELTA,
-    K_REPLAY,
-    K_REST,
     NFIELDS,
     NULL_I64,
     MessageBuffer,
@@ -92,45 +86,23 @@ from trade_pipeline.market.readers import (
     parse_tz,
 )
 from trade_pipeline.market.sampler import (
+    A_APPLY,
     A_BREAK,
-    A_DUP,
     A_FULL,
     A_GAP,
-    A_NOBOOK,
     A_REST,
-    A_STALE,
     A_START,
     A_SYNC,
-    C_AFTER_GAP,
-    C_APPLIED,
-    C_BACKWARDS,
-    C_BAD_LEVELS,
-    C_BEFORE_SNAPSHOT,
-    C_DUPLICATES,
-    C_GAPS,
-    C_REPLAYED,
-    C_RESYNCS,
-    C_SESSIONS,
-    C_SNAPSHOTS,
-    C_STALE,
-    C_TIME_BREAKS,
     COUNTER_NAMES,
     NCOUNTERS,
     NPARAMS,
     P_MAX_GAP,
-    S_APPLIED_T,
-    S_EVER,
-    S_LAST_RECV,
     S_LAST_T,
-    S_LAST_U,
-    S_LID,
     S_NA,
     S_NB,
-    S_PENDING,
-    S_SID,
-    S_VALID,
-    _decide,
     _good_level,
+    commit_message,
+    decide_message,
     fresh_state,
 )
 from trade_pipeline.market.trades import (
@@ -226,25 +198,6 @@ def _publish_book(o_ev, o_exch, o_local, o_px, o_qty, k, exch, local, pub, book,
 
 
 @nb.njit(cache=True, nogil=True)
-def _apply(book, st, cnt, levels, off, nbids, nasks):
-    # the sampler's `_apply_levels` (same filter, same counter)
-    nb_ = st[S_NB]
-    for j in range(2 * off, 2 * (off + nbids), 2):
-        if _good_level(levels[j], levels[j + 1]):
-            nb_ = set_level(book[BID_KEYS], book[BID_SIZES], nb_, -levels[j], levels[j + 1])
-        else:
-            cnt[C_BAD_LEVELS] += 1
-    st[S_NB] = nb_
-    na_ = st[S_NA]
-    for j in range(2 * (off + nbids), 2 * (off + nbids + nasks), 2):
-        if _good_level(levels[j], levels[j + 1]):
-            na_ = set_level(book[ASK_KEYS], book[ASK_SIZES], na_, levels[j], levels[j + 1])
-        else:
-            cnt[C_BAD_LEVELS] += 1
-    st[S_NA] = na_
-
-
-@nb.njit(cache=True, nogil=True)
 def _stamp(x, ecnt, exch, recv_us):
     """local_ts for an event: its receive time (ns), never lower than the previous one."""
     if recv_us == NULL_I64:
@@ -277,7 +230,7 @@ def build_events(items, fields, levels, tr_time, tr_recv, tr_side, tr_price, tr_
 
     Resumable: `x` holds where it stopped (item, message, trade, level offset); it stops
     before an item whose worst case does not fit the output (call again with a fresh one).
-    Book decisions and commits mirror `sampler.replay` (without grid emission).
+    Book decisions and commits are `sampler.replay`'s own functions (without grid emission).
     """
     if max(st[S_NB], st[S_NA]) + len(levels) // 2 + 1 > book.shape[1]:
         return -1
@@ -306,108 +259,43 @@ def build_events(items, fields, levels, tr_time, tr_recv, tr_side, tr_price, tr_
         # worst case: two clears and the whole book (plus this message's levels)
         if k + 4 + st[S_NB] + st[S_NA] + 2 * (nbids + nasks) > cap:
             break
-        kind = fields[m + F_KIND]
-        replayed = kind == K_REPLAY
-        if replayed:
-            kind = K_DELTA
-        rule = fields[m + F_RULE]
-        t = fields[m + F_T]
-        u_first = fields[m + F_UFIRST]
-        u_last = fields[m + F_ULAST]
-        backwards = False
-        if kind != K_REST and st[S_LAST_T] != NULL_I64 and t < st[S_LAST_T]:
-            backwards = not replayed
-            t = st[S_LAST_T]
-        action = _decide(st, prm, kind, rule, t, u_first, u_last, fields[m + F_PU])
+        # the grid sampler's decision and commit (rule 7 clock, continuity, counters, book)
+        action, t, fault, backwards, quiet, replayed = decide_message(fields, m, st, prm)
         off = x[X_OFF]
         t_ev = t
         if action == A_REST and st[S_LAST_T] != NULL_I64 and t_ev < st[S_LAST_T]:
             t_ev = st[S_LAST_T]  # a REST snapshot's time is its receive time: keep order
         exch = t_ev * 1000
         local = _stamp(x, ecnt, exch, fields[m + F_RECV])
+        published = not (np.isnan(pub[0]) and np.isnan(pub[1]))
+        commit_message(fields, m, levels, off, action, t, fault, backwards, quiet, replayed,
+                       book, st, prm, cnt)
 
-        if backwards and action != A_REST:
-            cnt[C_BACKWARDS] += 1
-        if replayed and (action in (A_DUP, A_NOBOOK, A_STALE)):
-            pass
-        elif action == A_DUP:
-            cnt[C_DUPLICATES] += 1
-        elif action == A_NOBOOK:
-            if st[S_EVER] == 1:
-                cnt[C_AFTER_GAP] += 1
-            else:
-                cnt[C_BEFORE_SNAPSHOT] += 1
-        elif action == A_STALE:
-            cnt[C_STALE] += 1
-        elif action in (A_GAP, A_BREAK):
-            if action == A_GAP:
-                cnt[C_GAPS] += 1
-            else:
-                cnt[C_TIME_BREAKS] += 1
-            st[S_VALID] = 0
-            st[S_PENDING] = 0
-            if not replayed:
-                cnt[C_AFTER_GAP] += 1
+        if action in (A_GAP, A_BREAK) or (action == A_REST and published):
+            # the book is invalid until the next snapshot / resync: clear both sides
             k = _clear_both(o_ev, o_exch, o_local, o_px, o_qty, k, exch, local, pub, book,
                             st, ecnt, False)
-        elif action == A_REST:
-            cnt[C_RESYNCS] += 1
-            if not (np.isnan(pub[0]) and np.isnan(pub[1])):
-                k = _clear_both(o_ev, o_exch, o_local, o_px, o_qty, k, exch, local, pub, book,
-                                st, ecnt, False)
-            st[S_VALID] = 0
-            st[S_PENDING] = 1
-            st[S_EVER] = 1
-            st[S_LID] = u_last
-            st[S_NB] = 0
-            st[S_NA] = 0
-            _apply(book, st, cnt, levels, off, nbids, nasks)
-        else:
-            starts = action in (A_START, A_FULL, A_SYNC)
-            if action in (A_START, A_FULL):
-                cnt[C_SNAPSHOTS] += 1
-                st[S_NB] = 0
-                st[S_NA] = 0
-            if action in (A_START, A_SYNC):
-                cnt[C_SESSIONS] += 1
-                sid = t
-                if st[S_SID] != NULL_I64 and sid <= st[S_SID]:
-                    sid = st[S_SID] + 1
-                st[S_SID] = sid
-                st[S_VALID] = 1
-                st[S_PENDING] = 0
-                st[S_EVER] = 1
-            _apply(book, st, cnt, levels, off, nbids, nasks)
-            if replayed:
-                cnt[C_REPLAYED] += 1
-            else:
-                cnt[C_APPLIED] += 1
-            st[S_LAST_U] = u_last
-            st[S_LAST_RECV] = fields[m + F_RECV]
-            st[S_APPLIED_T] = t
-            if starts:
-                k = _clear_both(o_ev, o_exch, o_local, o_px, o_qty, k, exch, local, pub, book,
-                                st, ecnt, True)
-                k = _publish_book(o_ev, o_exch, o_local, o_px, o_qty, k, exch, local, pub,
-                                  book, st, ecnt)
-            else:
-                for j in range(2 * off, 2 * (off + nbids), 2):
-                    px = levels[j]
-                    if _good_level(px, levels[j + 1]):
-                        k = _put(o_ev, o_exch, o_local, o_px, o_qty, k, _DEPTH_BID, exch, local,
-                                 px, levels[j + 1])
-                        if levels[j + 1] > 0.0 and (np.isnan(pub[0]) or px < pub[0]):
-                            pub[0] = px
-                for j in range(2 * (off + nbids), 2 * (off + nbids + nasks), 2):
-                    px = levels[j]
-                    if _good_level(px, levels[j + 1]):
-                        k = _put(o_ev, o_exch, o_local, o_px, o_qty, k, _DEPTH_ASK, exch, local,
-                                 px, levels[j + 1])
-                        if levels[j + 1] > 0.0 and (np.isnan(pub[1]) or px > pub[1]):
-                            pub[1] = px
-                ecnt[E_DEPTH] += k - k0
-        if action != A_REST:
-            st[S_LAST_T] = t
+        elif action in (A_START, A_FULL, A_SYNC):
+            k = _clear_both(o_ev, o_exch, o_local, o_px, o_qty, k, exch, local, pub, book,
+                            st, ecnt, True)
+            k = _publish_book(o_ev, o_exch, o_local, o_px, o_qty, k, exch, local, pub,
+                              book, st, ecnt)
+        elif action == A_APPLY:
+            for j in range(2 * off, 2 * (off + nbids), 2):
+                px = levels[j]
+                if _good_level(px, levels[j + 1]):
+                    k = _put(o_ev, o_exch, o_local, o_px, o_qty, k, _DEPTH_BID, exch, local,
+                             px, levels[j + 1])
+                    if levels[j + 1] > 0.0 and (np.isnan(pub[0]) or px < pub[0]):
+                        pub[0] = px
+            for j in range(2 * (off + nbids), 2 * (off + nbids + nasks), 2):
+                px = levels[j]
+                if _good_level(px, levels[j + 1]):
+                    k = _put(o_ev, o_exch, o_local, o_px, o_qty, k, _DEPTH_ASK, exch, local,
+                             px, levels[j + 1])
+                    if levels[j + 1] > 0.0 and (np.isnan(pub[1]) or px > pub[1]):
+                        pub[1] = px
+            ecnt[E_DEPTH] += k - k0
         x[X_OFF] = off + nbids + nasks
         x[X_MSG] += 1
         x[X_ITEM] += 1
@@ -502,6 +390,7 @@ class EventStreamBuilder:
         self.x = np.zeros(NX, dtype=np.int64)
         self.x[X_LAST_LOCAL] = np.iinfo(np.int64).min
         self.x[X_LAST_EXCH] = np.iinfo(np.int64).min
+        self._lines_fed = 0  # `on_line`: the line number of the next line (bad-line examples)
         self._new_chunk()
 
     # -- pending input of the next kernel call
@@ -687,6 +576,25 @@ class EventStreamBuilder:
         yield from self._flush()
         self._finish()
 
+    def on_line(self, line: bytes, name: str = "live") -> np.ndarray:
+        """One capture line (a live frame as the raw store records it: `<recv_ns> <frame>`)
+        -> its events, at once. The live entry (paper trading): the same parse and kernel as
+        `chunks`, state kept between calls, so feeding a capture line by line gives exactly
+        the events of building it whole. The report: `current_report()`."""
+        fmt = self.fmt
+        if fmt not in EXCHANGE_OF:
+            raise ValueError(f"a line-by-line builder needs a concrete format, not {fmt!r}")
+        if self.ctx.exchange is None:
+            self.ctx.exchange = EXCHANGE_OF[fmt]
+        self._block(fmt, [line], name, self._lines_fed)
+        self._lines_fed += 1
+        return _concat(list(self._flush()))
+
+    def current_report(self) -> EventReport:
+        """The report of everything fed so far (the line-by-line entry's)."""
+        self._finish()
+        return self.report
+
     def _finish(self) -> None:
         r, ctx = self.report, self.ctx
         r.exchange, r.symbol = ctx.exchange, ctx.symbol
@@ -749,6 +657,29 @@ def simulated_event_stream(config) -> tuple[np.ndarray, EventReport]:
     return build_event_stream_from_lines(
         (b"%d %s" % (ns, frame.encode()) for ns, frame in simulate(config)), "bybit_raw",
         "simulator")
+
+
+# ---- the engine's clocks ------------------------------------------------------------------------
+def monotone_exchange_clock(events: np.ndarray, last: int | None = None) -> int:
+    """In place: each event's `exch_ts` raised to the highest one before it in order of
+    receipt (from `last`, the previous part's last `exch_ts`, when the stream comes in
+    parts); returns how many events were raised.
+
+    What the event engine runs on, in the backtest and live alike: order of receipt, both
+    clocks non-decreasing. A live consumer cannot move an event before one it has already
+    handled, so an event stamped before the previous one (a trade time before the book push
+    received just before it) is seen by the exchange side at the previous event's time; the
+    backtest does the same, so paper trading and the backtest see the same events.
+    (`hftbacktest_order` instead splits such events for hftbacktest's files.)"""
+    if len(events) == 0:
+        return 0
+    col = events["exch_ts"]
+    fixed = np.maximum.accumulate(col)
+    if last is not None:
+        np.maximum(fixed, last, out=fixed)
+    raised = int(np.count_nonzero(fixed != col))
+    events["exch_ts"] = fixed
+    return raised
 
 
 # ---- files for hftbacktest ----------------------------------------------------------------------

@@ -134,11 +134,6 @@ class LiveSampler:
             return blocks[0]
         return (np.concatenate([b[0] for b in blocks]), np.concatenate([b[1] for b in blocks]))
 
-    def message_arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        """The last message parsed, as `MessageBuffer.arrays()` (msgs, levels): views valid
-        until the next call (the event engine's paper trading turns them into events)."""
-        return self._buf.arrays()
-
     def close_arrays(self) -> tuple[np.ndarray, np.ndarray] | None:
         """`close()` as arrays (see `on_message_arrays`), or None when no row is pending."""
         blocks = list(self.sampler.close())

@@ -322,6 +322,97 @@ def _clock(st, kind, replayed, t, recv):
 
 
 @nb.njit(cache=True, nogil=True)
+def decide_message(fields, m, st, prm):
+    """Rules 7 (clock) and continuity for the message at fields[m:]; pure (no state change).
+
+    Returns (action, t, fault, backwards, quiet, replayed): t is the time the message is
+    applied at, quiet means skipped without touching the book (no clock move, no fault
+    counted). Shared by `replay` and the event-stream builder (`event_stream.build_events`),
+    so both take the same decision on every message."""
+    kind = fields[m + F_KIND]
+    replayed = kind == K_REPLAY
+    if replayed:
+        kind = K_DELTA
+    t, fault, backwards = _clock(st, kind, replayed, fields[m + F_T], fields[m + F_RECV])
+    action = _decide(st, prm, kind, fields[m + F_RULE], t, fields[m + F_UFIRST],
+                     fields[m + F_ULAST], fields[m + F_PU])
+    quiet = action in (A_DUP, A_STALE) or (action == A_NOBOOK and st[S_EVER] == 0)
+    return action, t, fault, backwards, quiet, replayed
+
+
+@nb.njit(cache=True, nogil=True)
+def commit_message(fields, m, levels, off, action, t, fault, backwards, quiet, replayed, book,
+                   st, prm, cnt):
+    """Counters, book and state for a message `decide_message` decided (no emission). Shared
+    by `replay` and the event-stream builder."""
+    if fault and not quiet:
+        cnt[C_CLOCK_FAULTS] += 1
+        if backwards:
+            cnt[C_BACKWARDS] += 1
+    nbids = fields[m + F_NB]
+    nasks = fields[m + F_NA]
+    if replayed and action in (A_DUP, A_NOBOOK, A_STALE):
+        pass  # already counted when the diff was first read
+    elif action == A_DUP:
+        cnt[C_DUPLICATES] += 1
+    elif action == A_NOBOOK:
+        if st[S_EVER] == 1:
+            cnt[C_AFTER_GAP] += 1
+        else:
+            cnt[C_BEFORE_SNAPSHOT] += 1
+    elif action == A_STALE:
+        cnt[C_STALE] += 1
+    elif action in (A_GAP, A_BREAK):
+        if action == A_GAP:
+            cnt[C_GAPS] += 1
+        else:
+            cnt[C_TIME_BREAKS] += 1
+        st[S_VALID] = 0
+        st[S_PENDING] = 0
+        if not replayed:
+            cnt[C_AFTER_GAP] += 1  # the message that revealed the break is not applied
+    elif action == A_REST:
+        cnt[C_RESYNCS] += 1
+        st[S_VALID] = 0
+        st[S_PENDING] = 1
+        st[S_EVER] = 1
+        st[S_LID] = fields[m + F_ULAST]
+        st[S_NB] = 0
+        st[S_NA] = 0
+        _apply_levels(book, st, cnt, levels, off, nbids, nasks)
+    else:
+        if action in (A_START, A_FULL):
+            cnt[C_SNAPSHOTS] += 1
+            st[S_NB] = 0
+            st[S_NA] = 0
+        if action in (A_START, A_SYNC):
+            cnt[C_SESSIONS] += 1
+            sid = t
+            if st[S_SID] != NULL_I64 and sid <= st[S_SID]:
+                sid = st[S_SID] + 1
+            st[S_SID] = sid
+            st[S_VALID] = 1
+            st[S_PENDING] = 0
+            st[S_EVER] = 1
+            step = prm[P_CADENCE]
+            if step > 0:
+                # never re-emit a grid time an earlier session already covered
+                st[S_NEXT_G] = max(((t + step - 1) // step) * step, st[S_NEXT_G])
+        _apply_levels(book, st, cnt, levels, off, nbids, nasks)
+        if replayed:
+            cnt[C_REPLAYED] += 1
+        else:
+            cnt[C_APPLIED] += 1
+        st[S_LAST_U] = fields[m + F_ULAST]
+        st[S_LAST_RECV] = fields[m + F_RECV]
+        st[S_APPLIED_T] = t
+    if action != A_REST and not quiet:
+        st[S_LAST_T] = t
+        st[S_RAW_T] = fields[m + F_T]
+        st[S_CLOCK_RECV] = fields[m + F_RECV]
+
+
+@nb.njit(cache=True, nogil=True)
 def replay(fields, levels, i0, book, st, prm, cnt, out_i, out_f):
     """Process messages i0.. of a flat buffer; returns (next message index, rows written).
 
@@ -345,19 +436,7 @@ def replay(fields, levels, i0, book, st, prm, cnt, out_i, out_f):
         off += fields[k * NFIELDS + F_NB] + fields[k * NFIELDS + F_NA]
     while i < n:
         m = i * NFIELDS
-        kind = fields[m + F_KIND]
-        replayed = kind == K_REPLAY
-        if replayed:
-            kind = K_DELTA
-        rule = fields[m + F_RULE]
-        t_raw = fields[m + F_T]
-        recv = fields[m + F_RECV]
-        u_first = fields[m + F_UFIRST]
-        u_last = fields[m + F_ULAST]
-        t, fault, backwards = _clock(st, kind, replayed, t_raw, recv)
-        action = _decide(st, prm, kind, rule, t, u_first, u_last, fields[m + F_PU])
-        # skipped without touching the book: no clock move, no fault counted
-        quiet = action in (A_DUP, A_STALE) or (action == A_NOBOOK and st[S_EVER] == 0)
+        action, t, fault, backwards, quiet, replayed = decide_message(fields, m, st, prm)
 
         # 1. emission owed before this message (may stop here; nothing committed yet)
         if action in (A_APPLY, A_FULL):
@@ -375,73 +454,11 @@ def replay(fields, levels, i0, book, st, prm, cnt, out_i, out_f):
                 return i, r
 
         # 2. commit: counters, book, state
-        if fault and not quiet:
-            cnt[C_CLOCK_FAULTS] += 1
-            if backwards:
-                cnt[C_BACKWARDS] += 1
-        nbids = fields[m + F_NB]
-        nasks = fields[m + F_NA]
-        if replayed and action in (A_DUP, A_NOBOOK, A_STALE):
-            pass  # already counted when the diff was first read
-        elif action == A_DUP:
-            cnt[C_DUPLICATES] += 1
-        elif action == A_NOBOOK:
-            if st[S_EVER] == 1:
-                cnt[C_AFTER_GAP] += 1
-            else:
-                cnt[C_BEFORE_SNAPSHOT] += 1
-        elif action == A_STALE:
-            cnt[C_STALE] += 1
-        elif action in (A_GAP, A_BREAK):
-            if action == A_GAP:
-                cnt[C_GAPS] += 1
-            else:
-                cnt[C_TIME_BREAKS] += 1
-            st[S_VALID] = 0
-            st[S_PENDING] = 0
-            if not replayed:
-                cnt[C_AFTER_GAP] += 1  # the message that revealed the break is not applied
-        elif action == A_REST:
-            cnt[C_RESYNCS] += 1
-            st[S_VALID] = 0
-            st[S_PENDING] = 1
-            st[S_EVER] = 1
-            st[S_LID] = u_last
-            st[S_NB] = 0
-            st[S_NA] = 0
-            _apply_levels(book, st, cnt, levels, off, nbids, nasks)
-        else:
-            if action in (A_START, A_FULL):
-                cnt[C_SNAPSHOTS] += 1
-                st[S_NB] = 0
-                st[S_NA] = 0
-            if action in (A_START, A_SYNC):
-                cnt[C_SESSIONS] += 1
-                sid = t
-                if st[S_SID] != NULL_I64 and sid <= st[S_SID]:
-                    sid = st[S_SID] + 1
-                st[S_SID] = sid
-                st[S_VALID] = 1
-                st[S_PENDING] = 0
-                st[S_EVER] = 1
-                if step > 0:
-                    # never re-emit a grid time an earlier session already covered
-                    st[S_NEXT_G] = max(((t + step - 1) // step) * step, st[S_NEXT_G])
-            _apply_levels(book, st, cnt, levels, off, nbids, nasks)
-            if replayed:
-                cnt[C_REPLAYED] += 1
-            else:
-                cnt[C_APPLIED] += 1
-            st[S_LAST_U] = u_last
-            st[S_LAST_RECV] = fields[m + F_RECV]
-            st[S_APPLIED_T] = t
-            if step == 0:
-                r += _emit_row(t, book, st, prm, cnt, out_i, out_f, r)
-        if action != A_REST and not quiet:
-            st[S_LAST_T] = t
-            st[S_RAW_T] = t_raw
-            st[S_CLOCK_RECV] = recv
-        off += nbids + nasks
+        commit_message(fields, m, levels, off, action, t, fault, backwards, quiet, replayed,
+                       book, st, prm, cnt)
+        if step == 0 and action in (A_APPLY, A_START, A_SYNC, A_FULL):
+            r += _emit_row(t, book, st, prm, cnt, out_i, out_f, r)
+        off += fields[m + F_NB] + fields[m + F_NA]
         i += 1
     return i, r
 

@@ -9,7 +9,7 @@ arrive, `advance()`, and `finish()`; fed the same stream it reproduces the batch
 Signals (for the taker and the maker) are a frame with `available_ns` (the receive time from
 which the strategy may use the value) and `value` (for the maker: the model's expected return;
 for the taker: the target sign), in time order. `signals_from_predictions` builds it from grid
-predictions and the stream.
+predictions and the stream (`market.event_stream`'s events and the same rows prepared).
 """
 
 from dataclasses import dataclass, field
@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from trade_pipeline.market.events import EVENT_DTYPE, EXCH_EVENT
+from trade_pipeline.market.event_stream import event_type
+from trade_pipeline.market.events import EVENT_DTYPE, TRADE_EVENT
 from trade_pipeline.trading.accounting import Account
 from trade_pipeline.trading.event import layout as L
 from trade_pipeline.trading.event.engine import EventEngine, prepare_events
@@ -43,16 +44,23 @@ from trade_pipeline.trading.event_driver import (
 HALT_NAMES = {0: None, HALT_DRAWDOWN: "drawdown_stop", HALT_STOP: "stopped"}
 
 
-def signals_from_predictions(events: np.ndarray, ts_us: np.ndarray, values: np.ndarray) -> pl.DataFrame:
+def signals_from_predictions(stream: np.ndarray, prepared: np.ndarray, ts_us: np.ndarray,
+                             values: np.ndarray) -> pl.DataFrame:
     """Grid predictions (row time in us, value) -> signals usable from the receive time of
-    the first event after the row's time: the message that completed the row (as the live
-    sampler emits it). Rows no later event completes are never usable (dropped)."""
-    exch = events[(events["ev"] & EXCH_EVENT) != 0]
+    the message that completed each row (as the live sampler emits it): the first book event
+    of `stream` (the builder's events, book times as the grid sampler applies them) after the
+    row's time, at that event's local time in `prepared` (the same rows as the engine runs
+    them). Trades complete no row. Rows no later book event completes are never usable
+    (dropped)."""
+    if len(stream) != len(prepared):
+        raise ValueError(f"the prepared stream has {len(prepared)} events, the built one "
+                         f"{len(stream)}: they must be the same rows")
+    book = np.flatnonzero(event_type(stream) != TRADE_EVENT)
     row_ns = np.asarray(ts_us, dtype=np.int64) * 1000
-    idx = np.searchsorted(exch["exch_ts"], row_ns, side="right")
-    ok = idx < len(exch)
-    avail = np.where(ok, exch["local_ts"][np.minimum(idx, len(exch) - 1)], L.NEVER)
-    frame = pl.DataFrame({"available_ns": avail[ok], "value": np.asarray(values, dtype=np.float64)[ok]})
+    idx = np.searchsorted(stream["exch_ts"][book], row_ns, side="right")
+    ok = idx < len(book)
+    avail = prepared["local_ts"][book[idx[ok]]]
+    frame = pl.DataFrame({"available_ns": avail, "value": np.asarray(values, dtype=np.float64)[ok]})
     return frame.filter(pl.col("value").is_not_nan())
 
 

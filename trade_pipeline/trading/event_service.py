@@ -1,5 +1,6 @@
-"""Event backtests end to end: captures -> events -> scripted orders or a strategy ->
-fills, report, plots -> JSON (and MLflow). Shared by the CLI and the Dagster asset."""
+"""Event backtests end to end: captures -> events (book changes and trades,
+`market.event_stream`) -> scripted orders or a strategy -> fills, report, plots -> JSON (and
+MLflow). Shared by the CLI and the Dagster asset."""
 
 import math
 from dataclasses import dataclass, field
@@ -84,18 +85,32 @@ class EventRunOutput:
                              self.equity["position"].to_numpy(), curves, title=title)
 
 
-def load_events(captures: list[str], fmt: str = "auto", trades_path: str | None = None):
-    from trade_pipeline.trading.book_events import book_events
+@dataclass
+class EventInput:
+    """The captures as the engine runs them, and what was read."""
 
-    trades = None
-    if trades_path:
-        if not Path(trades_path).exists():
-            raise SettingsError(f"trades file {trades_path} does not exist")
-        trades = pl.read_parquet(trades_path)
-    stream = book_events(captures, fmt, trades=trades)
-    if len(stream.events) == 0:
+    stream: np.ndarray  # `market.event_stream`'s events: order of receipt, times of record
+    events: np.ndarray  # the same rows, exchange clock made non-decreasing (the engine's input)
+    report: dict  # the builder's report, plus `exch_ts_raised`
+
+
+def load_events(captures: list[str], fmt: str = "auto") -> EventInput:
+    """Captures -> their book changes and trades (`market.event_stream`, the same conversion
+    as paper trading's, message by message) -> the engine's order (`monotone_exchange_clock`)."""
+    from trade_pipeline.market.event_stream import (
+        build_event_stream,
+        event_type,
+        monotone_exchange_clock,
+    )
+    from trade_pipeline.market.events import TRADE_EVENT
+
+    stream, built = build_event_stream(captures, fmt)
+    if not np.any(event_type(stream) != TRADE_EVENT):
         raise SettingsError("the captures hold no book events")
-    return stream
+    events = stream.copy()
+    report = built.to_dict()
+    report["exch_ts_raised"] = monotone_exchange_clock(events)
+    return EventInput(stream, events, report)
 
 
 def _output(mode, fills, orders, events, config, counts, **kw) -> EventRunOutput:
@@ -117,10 +132,11 @@ def run_scripted(events: np.ndarray, config: EventBacktestConfig, orders_path: s
                    refused=refused, id_names=engine.id_names)
 
 
-def model_signals(settings: Settings, model_ref: str, captures: list[str], fmt: str,
+def model_signals(settings: Settings, model_ref: str, captures: list[str], stream: np.ndarray,
                   prepared: np.ndarray) -> pl.DataFrame:
     """The registered model's predictions on the captures' snapshot grid, as signals usable
-    from the receive time of the message that completed each row."""
+    from the receive time of the message that completed each row (`stream`: the builder's
+    events, `prepared`: the same rows as the engine runs them)."""
     from trade_pipeline.market.snapshots import build_snapshots
     from trade_pipeline.trading.event_backtest import signals_from_predictions
     from trade_pipeline.trading.inputs import model_predictions
@@ -130,7 +146,7 @@ def model_signals(settings: Settings, model_ref: str, captures: list[str], fmt: 
     snaps = build_snapshots([Path(c) for c in captures]).frame
     preds = model_predictions(model, snaps)
     ts_us = preds["timestamp"].dt.epoch("us").to_numpy()
-    return signals_from_predictions(prepared, ts_us, preds["prediction"].to_numpy())
+    return signals_from_predictions(stream, prepared, ts_us, preds["prediction"].to_numpy())
 
 
 def run_strategy(events: np.ndarray, config: EventBacktestConfig,
@@ -147,8 +163,9 @@ def run_strategy(events: np.ndarray, config: EventBacktestConfig,
 
 
 def day_config() -> EventBacktestConfig:
-    """The asset's default: the GLFT market maker on book changes alone (captures of the
-    book topic have no trades: arrivals read from the touch), a 5-minute estimation window."""
+    """The asset's default: the GLFT market maker, its order arrivals read from the touch (a
+    day's captures may hold the book topic alone), a 5-minute estimation window. Maker
+    orders fill on the captures' trades whenever they carry any."""
     from trade_pipeline.trading.event_config import EventRunConfig
     from trade_pipeline.trading.market_maker import MarketMakerConfig
 
@@ -157,21 +174,21 @@ def day_config() -> EventBacktestConfig:
 
 
 def run_captures(settings: Settings, captures: list[str], config: EventBacktestConfig, *,
-                 fmt: str = "auto", orders_path: str | None = None, trades_path: str | None = None,
+                 fmt: str = "auto", orders_path: str | None = None,
                  model_ref: str | None = None) -> tuple[EventRunOutput, dict]:
-    """Scripted orders (`orders_path`) or the config's strategy on the captures; returns the
-    output and the input report."""
-    stream = load_events(captures, fmt, trades_path)
+    """Scripted orders (`orders_path`) or the config's strategy on the captures (their book
+    changes and trades); returns the output and the input report."""
+    data = load_events(captures, fmt)
     if orders_path:
-        return run_scripted(stream.events, config, orders_path), stream.report
+        return run_scripted(data.events, config, orders_path), data.report
     signals = None
     if config.run.strategy in ("maker", "taker"):
         if not model_ref:
             raise SettingsError(f"strategy {config.run.strategy!r} trades a model's signal: "
                                 "give --model NAME@ALIAS")
-        prepared, _ = prepare_events(stream.events, config.execution)
-        signals = model_signals(settings, model_ref, captures, fmt, prepared)
-    return run_strategy(stream.events, config, signals), stream.report
+        prepared, _ = prepare_events(data.events, config.execution)
+        signals = model_signals(settings, model_ref, captures, data.stream, prepared)
+    return run_strategy(data.events, config, signals), data.report
 
 
 def log_output(settings: Settings, out: EventRunOutput, *, tracking_uri: str | None = None,
@@ -193,15 +210,15 @@ def log_output(settings: Settings, out: EventRunOutput, *, tracking_uri: str | N
 
 def event_backtest_command(settings: Settings, *, captures: list[str], fmt: str = "auto",
                            orders_path: str | None, config_path: str | None,
-                           queue_model: str | None, trades_path: str | None = None,
-                           model_ref: str | None = None, store: bool = True) -> dict:
+                           queue_model: str | None, model_ref: str | None = None,
+                           store: bool = True) -> dict:
     from trade_pipeline.trading.store import _json_safe
 
     config = EventBacktestConfig.load(config_path)
     if queue_model:
         config = config.with_(execution=config.execution.with_(queue_model=QUEUE_CHOICES[queue_model]))
     out, report_in = run_captures(settings, captures, config, fmt=fmt, orders_path=orders_path,
-                                  trades_path=trades_path, model_ref=model_ref)
+                                  model_ref=model_ref)
     result = out.to_dict()
     result["input"] = report_in
     if store:

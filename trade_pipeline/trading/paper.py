@@ -22,7 +22,13 @@ import gc
 import time
 from dataclasses import dataclass
 
-from trade_pipeline.market.bybit_ws import is_push, orderbook_topic, ping_request, subscribe_request
+from trade_pipeline.market.bybit_ws import (
+    is_push,
+    orderbook_topic,
+    ping_request,
+    subscribe_request,
+    trade_topic,
+)
 from trade_pipeline.market.ws_reconnect import (
     ReconnectExhausted,
     ReconnectingWebSocket,
@@ -36,6 +42,13 @@ from trade_pipeline.trading.paper_trader import PaperTrader
 from trade_pipeline.trading.risk import KillSwitch, StaleDataGuard
 
 TICK_S = 0.1  # housekeeping (kill switch, stale data, deadline, flush) at least this often
+
+
+def _is_book(raw) -> bool:
+    """A book push (Bybit puts "topic" first), as opposed to a trade push, a pong or an ack:
+    what keeps the stale-data guard quiet."""
+    head = raw[:32]
+    return (b'"topic":"orderbook.' in head) if isinstance(head, bytes) else ('"topic":"orderbook.' in head)
 
 
 @dataclass
@@ -79,8 +92,9 @@ async def _run_stream(trader: PaperTrader, url: str, symbol: str, duration_s: fl
                       stale: StaleDataGuard, kill: KillSwitch, flush_at_end: bool = True,
                       policy: ReconnectPolicy = RECONNECT, end_of_stream=None, flush=None,
                       flush_every_s: float = 5.0) -> LoopResult:
-    """Feed the trader from `orderbook.50.<symbol>` at `url` until the duration ends (then
-    the sampler's last rows are flushed), the kill switch trips, data goes stale or the
+    """Feed the trader from `orderbook.50.<symbol>` (and, with event execution, the trades of
+    `publicTrade.<symbol>`: maker orders fill on them) at `url` until the duration ends (then
+    the sampler's last rows are flushed), the kill switch trips, book data goes stale or the
     stream is given up after `policy.max_failures` failed attempts in a row (all three:
     flatten and stop).
 
@@ -94,6 +108,8 @@ async def _run_stream(trader: PaperTrader, url: str, symbol: str, duration_s: fl
     deadline = start + duration_s
     next_flush = start + flush_every_s
     topics = [orderbook_topic(symbol)]
+    if trader.events is not None:
+        topics.append(trade_topic(symbol))
 
     async def on_open(stream: ReconnectingWebSocket) -> None:
         if stream.stats.connections == 1:
@@ -126,7 +142,7 @@ async def _run_stream(trader: PaperTrader, url: str, symbol: str, duration_s: fl
                         stop = "end_of_stream"
                         break
                     continue
-                if is_push(msg.text):
+                if _is_book(msg.text):
                     stale.touch()
                 trader.on_message(msg.text, msg.received_ns, t0)
     except ReconnectExhausted as exc:

@@ -83,6 +83,7 @@ def summary(trader, loop, run_id: str) -> dict:
         "messages": trader.messages,
         "rows": trader.rows,
         "sampler": _sampler_counters(trader.sampler),
+        "event_input": trader.events.report() if trader.events is not None else None,
         "model": trader.main.model.label,
         "model_version": trader.main.model.version,
         "execution": "events" if trader.events is not None else "grid",

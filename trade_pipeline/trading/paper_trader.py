@@ -5,9 +5,10 @@ message -> `LiveSampler` (book + grid, the batch sampler's code) -> grid row ->
 
 - grid execution: `next_signal` -> `TradingEngine.on_row` (the grid backtest's step; market
   orders), or
-- event execution: the message's book changes become events and each row's prediction a
-  signal (usable from this message's receive time), fed to the event backtest's driver and
-  strategy (`EventRun`, live): limit orders with queue position and latencies.
+- event execution: the message (book push or trade push) becomes events through the event
+  backtest's own builder and each row's prediction a signal (usable from this message's
+  receive time), fed to the event backtest's driver and strategy (`EventRun`, live): limit
+  orders with queue position and latencies, filled by the stream's trades.
 
 Either way the live run equals the backtest over the same stream. Tick to signal is measured
 per grid row: from the frame's arrival in the process to the signal (network excluded).
@@ -70,43 +71,59 @@ def feature_index(model: LoadedModel, names: list[str]) -> np.ndarray | None:
 class EventExecution:
     """Event execution of a paper session: the batch event backtest, fed message by message.
 
-    Each message's book changes become events exactly as the batch adapter makes them (same
-    conversion, each clock kept non-decreasing, the config's feed clock); the predictions of
-    the rows a message completes become signals usable from that message's receive time (the
-    batch run uses the first event after the row's time: the same message). Rows completed
-    by a message without book changes wait for the next one that has some."""
+    Each frame (book push or trade push) becomes events through the event-stream builder the
+    backtest uses (`market.event_stream`, line by line: the same parse, the same decisions,
+    the same trades), then the engine's order (`monotone_exchange_clock`, carried across
+    frames) and the config's feed clock. The predictions of the rows a message completes
+    become signals usable from the receive time of that message's first book event (the
+    batch run uses the first book event after the row's time: the same message). Rows
+    completed by a message without book events wait for the next one that has some."""
 
     def __init__(self, config):
-        from trade_pipeline.trading.event.layout import INVALID_MIN
+        from trade_pipeline.market.event_stream import EventStreamBuilder
         from trade_pipeline.trading.event_backtest import EventRun
 
         self.config = config
         self.run = EventRun(config, None, live=True)
+        self.builder = EventStreamBuilder(fmt="bybit_raw")
         feed = config.execution.feed_latency_ms
         self.feed_ns = None if feed is None else round(feed * 1_000_000)
-        self.last_exch = INVALID_MIN
-        self.last_local = INVALID_MIN
+        self.last_exch: int | None = None
+        self.exch_ts_raised = 0
         self.pending: list[float] = []
 
-    def on_message(self, msgs: np.ndarray, levels: np.ndarray, predictions: list[float]) -> None:
-        from trade_pipeline.trading.book_events import events_from_messages
+    def on_message(self, raw: bytes | str, recv_ns: int | None,
+                   predictions: list[float]) -> None:
+        from trade_pipeline.market.event_stream import event_type, monotone_exchange_clock
+        from trade_pipeline.market.events import TRADE_EVENT
 
         self.pending.extend(predictions)
-        ev = events_from_messages(msgs, levels)
+        frame = raw.encode() if isinstance(raw, str) else raw
+        # the raw store's line for this frame (a frame may carry its receive time already)
+        line = frame if recv_ns is None else b"%d %s" % (recv_ns, frame)
+        ev = self.builder.on_line(line)
         if len(ev) == 0:
             return
-        ev["exch_ts"] = np.maximum.accumulate(np.maximum(ev["exch_ts"], self.last_exch))
-        ev["local_ts"] = np.maximum.accumulate(np.maximum(ev["local_ts"], self.last_local))
-        self.last_exch, self.last_local = int(ev["exch_ts"][-1]), int(ev["local_ts"][-1])
+        self.exch_ts_raised += monotone_exchange_clock(ev, self.last_exch)
+        self.last_exch = int(ev["exch_ts"][-1])
         if self.feed_ns is not None:
             ev["local_ts"] = ev["exch_ts"] + self.feed_ns
-        n = len(self.pending)
-        sig_ts = np.full(n, ev["local_ts"][0], dtype=np.int64)
-        sig_val = np.asarray(self.pending, dtype=np.float64)
-        finite = np.isfinite(sig_val)
-        self.pending = []
-        self.run.append(ev, sig_ts[finite], sig_val[finite])
+        book = np.flatnonzero(event_type(ev) != TRADE_EVENT)
+        if self.pending and len(book):
+            sig_val = np.asarray(self.pending, dtype=np.float64)
+            finite = np.isfinite(sig_val)
+            sig_ts = np.full(int(finite.sum()), ev["local_ts"][book[0]], dtype=np.int64)
+            self.pending = []
+            self.run.append(ev, sig_ts, sig_val[finite])
+        else:
+            self.run.append(ev)
         self.run.advance()
+
+    def report(self) -> dict:
+        """What the builder read and emitted (the event backtest's input report)."""
+        out = self.builder.current_report().to_dict()
+        out["exch_ts_raised"] = self.exch_ts_raised
+        return out
 
     def finish(self) -> None:
         self.pending = []  # rows no later message completes are never usable (as in batch)
@@ -165,8 +182,7 @@ class PaperTrader:
         if block is not None:
             self._process(block[0], block[1], t0)
         if self.events is not None:
-            msgs, levels = self.sampler.message_arrays()
-            self.events.on_message(msgs, levels, self.main.predictions[first:])
+            self.events.on_message(raw, recv_ns, self.main.predictions[first:])
         return 0 if block is None else block[0].shape[0]
 
     def finish(self) -> int:

@@ -95,6 +95,7 @@ def test_event_backtest_results_asset(bybit_delta_files, tmp_path):
     assert result.success
     meta = result.asset_materializations_for_node("event_backtest_results")[0].metadata
     assert meta["strategy"].value == "market_maker" and meta["messages"].value == 44077
+    assert meta["trade_events"].value == 0  # a recording of the book topic alone
     assert meta["dagster/row_count"].value == meta["metric_fills"].value > 0
     assert meta["plots"].value.startswith("![equity, inventory, markouts](data:image/png;base64,")
     assert {"metric_pnl_spread_capture", "metric_pnl_fees", "metric_pnl_inventory_pnl",

@@ -10,6 +10,8 @@ import pytest
 from trade_pipeline.cli import main
 from trade_pipeline.market.readers import FileStatus, ParseContext, detect_format, read_messages
 
+MS_NS = 1_000_000
+
 
 def _book_at(path, t_ns: int) -> tuple[dict, dict]:
     """The capture's book after every message with time of record <= t (a plain dict replay)."""
@@ -87,3 +89,57 @@ def test_orders_file_errors_are_one_line(bybit_delta_files, settings, tmp_path, 
     assert err.count("\n") == 0 and "row 0: a market order has no price" in err
     rc = main(["--home", str(settings.home), "backtest", "--orders", str(tmp_path / "bad.parquet")])
     assert rc == 2 and "need --events" in capsys.readouterr().err
+
+
+def test_resting_maker_order_fills_on_the_captures_trades(binance_files, settings, tmp_path,
+                                                           capsys):
+    """The Binance capture carries its trades (`@trade` lines): they reach the engine, and a
+    resting post-only bid fills as maker when a taker sells through it, before the book
+    alone (the same capture without its trade lines) would fill it."""
+    import gzip
+
+    import numpy as np
+
+    from trade_pipeline.market.event_stream import build_event_stream, event_type
+    from trade_pipeline.market.events import BUY_EVENT, TRADE_EVENT
+    from trade_pipeline_tests.market.event_book import book_rows_at
+
+    stream, _ = build_event_stream(binance_files)
+    t0_ns = int(stream["exch_ts"][0]) + 60 * 10**9
+    t0_ns -= t0_ns % 1000  # the orders file holds microseconds
+    bid = float(book_rows_at(stream, np.array([t0_ns + 10 * MS_NS]))[0][0])  # at arrival
+    t0 = dt.datetime.fromtimestamp(t0_ns / 1e9, dt.UTC)
+    _orders(tmp_path / "orders.parquet", [(t0, "bid", "limit", "buy", bid, 0.001, True)])
+    (tmp_path / "exec.toml").write_text(
+        "[event_execution]\nfeed_latency_ms = 5.0\nentry_latency_ms = 10.0\n"
+        "response_latency_ms = 10.0\ntick_size = 0.01\nlot_size = 0.00001\n")
+    book_only = tmp_path / "book_only.gz"
+    lines = []
+    for path in binance_files:
+        with gzip.open(path, "rb") as f:
+            lines += [ln for ln in f.read().splitlines() if b"@trade" not in ln]
+    book_only.write_bytes(gzip.compress(b"\n".join(lines) + b"\n"))
+
+    def run(captures) -> dict:
+        rc = main(["--home", str(settings.home), "backtest", "--events", *map(str, captures),
+                   "--orders", str(tmp_path / "orders.parquet"), "--config",
+                   str(tmp_path / "exec.toml"), "--json", "--no-store"])
+        assert rc == 0
+        return json.loads(capsys.readouterr().out)
+
+    out = run(binance_files)
+    assert out["input"]["trade_events"] == out["input"]["trades"] == 19_904
+    assert out["counts"]["trade_events"] == 19_904  # what the engine ran on
+    fill = out["fills"][0]
+    assert (fill["liquidity"], fill["side"], fill["price"]) == ("maker", "buy", bid)
+    # at the exchange time of a taker sell at or through the bid: a trade filled it
+    fill_ns = int(dt.datetime.fromisoformat(fill["fill_at"]).timestamp() * 10**6) * 1000
+    trades = stream[event_type(stream) == TRADE_EVENT]
+    sells = trades[(trades["ev"] & BUY_EVENT == 0) & (trades["px"] <= bid)
+                   & (trades["exch_ts"] > t0_ns)]
+    assert fill_ns in sells["exch_ts"].tolist()
+    # the book alone fills it later (when the asks come down to it), or never
+    alone = run([book_only])
+    assert alone["input"]["trade_events"] == alone["counts"]["trade_events"] == 0
+    assert all(dt.datetime.fromisoformat(f["fill_at"]) > dt.datetime.fromisoformat(fill["fill_at"])
+               for f in alone["fills"])

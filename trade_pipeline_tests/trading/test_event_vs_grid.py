@@ -9,13 +9,13 @@ import pytest
 from trade_pipeline.market.event_execution_config import EventExecutionConfig
 from trade_pipeline.market.snapshots import build_snapshots
 from trade_pipeline.trading.backtest import run_backtest
-from trade_pipeline.trading.book_events import events_from_grid
 from trade_pipeline.trading.engine import TradingConfig
 from trade_pipeline.trading.event_backtest import run_event_backtest
 from trade_pipeline.trading.event_config import EventBacktestConfig, EventRunConfig
 from trade_pipeline.trading.event_taker import TakerConfig
 from trade_pipeline.trading.execution import ExecutionConfig
 from trade_pipeline.trading.strategy import StrategyConfig
+from trade_pipeline_tests.trading.event_streams import events_from_grid
 
 
 def _gap_free_session(path) -> pl.DataFrame:

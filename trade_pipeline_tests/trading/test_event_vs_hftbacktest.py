@@ -1,6 +1,7 @@
 """Our event engine against hftbacktest 2.4.4 on the same arrays: the GLFT market maker of
 hftbacktest's tutorial on the Binance capture with its trades (hftbacktest's own example
-data) makes exactly the same fills on both engines (order id, exchange time to the ns,
+data, through the event backtest's own input: `market/event_stream.py`) makes exactly the
+same fills on both engines (order id, exchange time to the ns,
 price, quantity, maker flag), with both queue models. The comparison code is the benchmark's
 (`benchmarks/bench_events.py`)."""
 
@@ -23,12 +24,12 @@ def bench():
 
 @pytest.mark.parametrize("queue", ["risk_averse", "prob_power"])
 def test_glft_fills_identical_to_hftbacktest(bench, binance_files, queue):
-    from trade_pipeline.trading.book_events import book_events
     from trade_pipeline.trading.event.engine import prepare_events
 
-    stream = book_events(binance_files, trades=bench._binance_trades(binance_files))
+    stream, report = bench.engine_stream(binance_files)
+    assert report["trade_events"] == report["trades"] == 19_904  # the capture's trades
     cfg = bench._maker_config(0.01, 0.00001, queue, window=600)
-    events, _ = prepare_events(stream.events, cfg.execution)
+    events, _ = prepare_events(stream, cfg.execution)
     ours = bench.run_ours(events, cfg)
     ref = bench.run_hbt_glft(events, cfg, queue)
     cmp = bench._compare(ours, ref, 0.01, 0.00001)

@@ -1,7 +1,9 @@
 """Paper trading with limit orders (event execution) on the replay server equals the event
-backtest on the same file: same fills, same PnL. And the kill switch cancels resting orders."""
+backtest on the same file: same events (book and trades, one conversion), same fills, same
+PnL. And the kill switch cancels resting orders."""
 
 import asyncio
+import datetime as dt
 import time
 
 import numpy as np
@@ -9,17 +11,19 @@ import pytest
 
 from trade_pipeline.market.event_execution_config import EventExecutionConfig
 from trade_pipeline.market.replay_server import ReplayServerThread
+from trade_pipeline.market.simulator import SimulatorConfig, simulate
 from trade_pipeline.market.snapshots import build_snapshots
-from trade_pipeline.trading.book_events import book_events
 from trade_pipeline.trading.engine import TradingConfig
 from trade_pipeline.trading.event.engine import prepare_events
 from trade_pipeline.trading.event_backtest import run_event_backtest, signals_from_predictions
 from trade_pipeline.trading.event_config import EventBacktestConfig, EventRunConfig
+from trade_pipeline.trading.event_service import load_events
 from trade_pipeline.trading.inputs import model_predictions
 from trade_pipeline.trading.maker import MakerConfig
 from trade_pipeline.trading.paper import build_trader, run_paper, run_stream
 from trade_pipeline.trading.paper_config import PaperConfig
 from trade_pipeline.trading.risk import KillSwitch, StaleDataGuard
+from trade_pipeline_tests.market.streams import interleave_trades, read_records, write_lines
 
 
 def _config() -> EventBacktestConfig:
@@ -35,27 +39,52 @@ def _config() -> EventBacktestConfig:
 
 
 def _backtest(path, model, cfg):
-    events = book_events([path]).events
-    prepared, _ = prepare_events(events, cfg.execution)
+    data = load_events([str(path)])
+    prepared, _ = prepare_events(data.events, cfg.execution)
     preds = model_predictions(model, build_snapshots([path]).frame)
-    signals = signals_from_predictions(prepared, preds["timestamp"].dt.epoch("us").to_numpy(),
+    signals = signals_from_predictions(data.stream, prepared,
+                                       preds["timestamp"].dt.epoch("us").to_numpy(),
                                        preds["prediction"].to_numpy())
-    return run_event_backtest(events, cfg, signals=signals)
+    return run_event_backtest(data.events, cfg, signals=signals), data.report
+
+
+def _simulated_capture(tmp_path, shared_data):
+    """The simulator's raw store file: book pushes and publicTrade pushes."""
+    cfg = SimulatorConfig(start=dt.datetime(2025, 8, 1, tzinfo=dt.UTC), duration_s=120, seed=5,
+                          trades=True)
+    return write_lines(tmp_path / "000000000000-00000005.raw.gz",
+                       [b"%d %s" % (ns, f.encode()) for ns, f in simulate(cfg)])
+
+
+def _real_capture_with_trades(tmp_path, shared_data):
+    """A real Bybit capture with format-2b trade lines among its book lines."""
+    path = shared_data / "bybit" / "l2_data_BTC_USDT_USDT_20250707_053714.jsonl.gz"
+    lines, _trades = interleave_trades(read_records(path), every=2)
+    return write_lines(tmp_path / "mixed.jsonl.gz", lines)
 
 
 @pytest.mark.slow
-def test_paper_limit_orders_equal_event_backtest(bybit_delta_files, test_models, settings):
+@pytest.mark.parametrize("capture", [_simulated_capture, _real_capture_with_trades])
+def test_paper_limit_orders_equal_event_backtest(capture, shared_data, test_models, settings,
+                                                 tmp_path):
     champion, _ = test_models
-    path = next(p for p in bybit_delta_files if "20250707_053714" in p.name)
+    path = capture(tmp_path, shared_data)
     cfg = _config()
-    bt = _backtest(path, champion, cfg)
+    bt, report = _backtest(path, champion, cfg)
+    assert report["trade_events"] > 1000, "the comparison needs trades"
     assert bt.fills.height >= 3 and bt.orders.height >= 10, "the comparison needs orders and fills"
     with ReplayServerThread([path], speed=0) as srv:
         out = run_paper(settings, PaperConfig(url=srv.url, duration_s=120, execution="events",
-                                              stale_after_s=30, store=False, mlflow=False),
+                                              stale_after_s=30, store=False, mlflow=False,
+                                              allow_in_sample=True),
                         trading=TradingConfig(), model=champion, events=cfg,
                         end_of_stream=lambda: srv.finished.is_set())
     assert out["stop_reason"] == "end_of_stream" and out["execution"] == "events"
+    # the same events: every trade of the file reached the paper session
+    seen = out["event_input"]
+    for key in ("trade_events", "depth_events", "snapshot_events", "clear_events",
+                "exch_ts_raised"):
+        assert seen[key] == report[key], key
     fills = out["trades"]
     assert [(f["order_id"], f["side"], f["price"], f["qty"], f["liquidity"], f["fill_at"])
             for f in fills] == [(r["order_id"], r["side"], r["price"], r["qty"], r["liquidity"],

@@ -21,7 +21,14 @@ import polars as pl
 
 from trade_pipeline.errors import TradePipelineError
 from trade_pipeline.market.event_execution_config import EventExecutionConfig
-from trade_pipeline.market.events import BOTH_CLOCKS, EVENT_DTYPE, EXCH_EVENT, LOCAL_EVENT
+from trade_pipeline.market.events import (
+    BOTH_CLOCKS,
+    EVENT_DTYPE,
+    EVENT_TYPE_MASK,
+    EXCH_EVENT,
+    LOCAL_EVENT,
+    TRADE_EVENT,
+)
 from trade_pipeline.trading.event import layout as L
 from trade_pipeline.trading.event import local
 from trade_pipeline.trading.event.depth import tick_price, tick_prices
@@ -116,6 +123,8 @@ def prepare_events(events: np.ndarray, config: EventExecutionConfig) -> tuple[np
                 out["local_ts"] -= worst  # hftbacktest's correct_local_timestamp
                 info["local_shift_ns"] = -worst
     info["events"] = len(out)
+    # trades are what maker orders fill on: a stream without any fills them on the book alone
+    info["trade_events"] = int(np.count_nonzero((out["ev"] & EVENT_TYPE_MASK) == TRADE_EVENT))
     return out, info
 
 
