@@ -112,3 +112,29 @@ def test_event_backtest_results_asset(bybit_delta_files, tmp_path):
     assert [a.path for a in client.list_artifacts(run.info.run_id, "plots")] == ["plots/event_backtest.png"]
     assert {a.path for a in client.list_artifacts(run.info.run_id, "tables")} == {
         "tables/fills.csv", "tables/orders.csv", "tables/equity.csv"}
+
+
+@pytest.mark.slow
+def test_event_backtest_results_asset_fills_on_the_days_trades(tmp_path):
+    """A raw day with both topics (the simulator writes book and publicTrade pushes, as the
+    collector does): the asset's engine gets the trades, and the GLFT maker's resting quotes
+    fill on them."""
+    from trade_pipeline.defs.ingest import raw_l2_captures
+    from trade_pipeline.defs.trading import event_backtest_results
+
+    home = tmp_path / "home"
+    run_toml = tmp_path / "run.toml"
+    run_toml.write_text(
+        "[event_execution]\nfeed_latency_ms = 5.0\nmaker_fee = -0.00005\n"
+        "[event_run]\nstrategy = \"market_maker\"\ndrawdown_stop = 0.5\n"
+        "[market_maker]\nwindow = 600\n")
+    result = dg.materialize(
+        [raw_l2_captures, event_backtest_results], resources=build_resources(str(home)),
+        partition_key=DAY, instance=dg.DagsterInstance.ephemeral(),
+        run_config={"ops": {
+            "raw_l2_captures": {"config": {"source": "simulator", "duration_s": 300}},
+            "event_backtest_results": {"config": {"run_config": str(run_toml)}}}})
+    assert result.success
+    meta = result.asset_materializations_for_node("event_backtest_results")[0].metadata
+    assert meta["trade_events"].value > 300  # the simulator trades every second or so
+    assert meta["dagster/row_count"].value == meta["metric_fills"].value > 0
