@@ -321,7 +321,7 @@ def _clock(st, kind, replayed, t, recv):
     return t, False, False
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, inline="always")
 def decide_message(fields, m, st, prm):
     """Rules 7 (clock) and continuity for the message at fields[m:]; pure (no state change).
 
@@ -340,7 +340,7 @@ def decide_message(fields, m, st, prm):
     return action, t, fault, backwards, quiet, replayed
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, inline="always")
 def commit_message(fields, m, levels, off, action, t, fault, backwards, quiet, replayed, book,
                    st, prm, cnt):
     """Counters, book and state for a message `decide_message` decided (no emission). Shared
