@@ -31,7 +31,7 @@ import uuid
 import numpy as np
 
 from trade_pipeline.models import dataset, significance
-from trade_pipeline.models.labels import horizon_name, parse_horizon
+from trade_pipeline.models.labels import horizon_name, horizon_rows, parse_horizon
 from trade_pipeline.models.training import (
     BASELINE_FEATURE,
     DEFAULT_SEARCH_POINT,
@@ -227,8 +227,7 @@ def train_distributed(
     obi = np.concatenate(client.gather(obi_tail))
     # The IC's uncertainty as single-machine training reports it (block bootstrap sized for
     # the labels' overlap; a stride of s rows leaves h / s overlapping rows per label).
-    h_ms = parse_horizon(horizon) / dt.timedelta(milliseconds=1)
-    h_rows = max(1, math.ceil(h_ms / settings.cadence_ms / plan.stride))
+    h_rows = max(1, math.ceil(horizon_rows(horizon, settings.cadence_ms) / plan.stride))
     tail_ic = significance.ic_test(pred, realized, h_rows, seed=seed)
     tail_metrics.update(ic_ci=tail_ic.ci, ic_p_value=tail_ic.p_value,
                         independent_returns=round(tail_ic.n_independent, 1))

@@ -28,7 +28,7 @@ import polars as pl
 from trade_pipeline.market.execution_config import ExecutionConfig
 from trade_pipeline.models import contract, significance
 from trade_pipeline.models.decision import DecisionRule, horizon_trades, signed_score
-from trade_pipeline.models.labels import parse_horizon
+from trade_pipeline.models.labels import horizon_rows, parse_horizon
 from trade_pipeline.models.registry import (
     CHAMPION,
     MlflowTarget,
@@ -85,11 +85,6 @@ def _rule(meta: dict) -> DecisionRule:
     return DecisionRule.from_dict(meta["decision_rule"])
 
 
-def _horizon_rows(horizon: str, exe: ExecutionConfig) -> int:
-    ms = parse_horizon(horizon) / dt.timedelta(milliseconds=1)
-    return max(1, int(np.ceil(ms / exe.cadence_ms)))
-
-
 def champion_gate(
     target: MlflowTarget, name: str, challenger_version: str, frame: pl.DataFrame, *,
     alpha: float = DEFAULT_ALPHA, margin: float = DEFAULT_MARGIN,
@@ -106,7 +101,7 @@ def champion_gate(
     challenger = client.get_model_version(name, str(challenger_version))
     meta = version_metadata(target, name, challenger.version)
     horizon, task = meta["horizon"], meta["task"]
-    h_rows = _horizon_rows(horizon, exe)
+    h_rows = horizon_rows(horizon, exe.cadence_ms)
     start, end = _dt(meta, "tail_start"), _dt(meta, "tail_end")
 
     champion = get_by_alias(client, name, CHAMPION)

@@ -20,6 +20,7 @@ Definition (the contract; tests check each clause):
 """
 
 import datetime as dt
+import math
 import re
 
 import numpy as np
@@ -50,6 +51,13 @@ def parse_horizon(horizon: str | dt.timedelta) -> dt.timedelta:
     if delta <= dt.timedelta(0):
         raise LabelError(f"horizon must be positive, got {horizon!r}")
     return delta
+
+
+def horizon_rows(horizon: str | dt.timedelta, cadence_ms: float) -> int:
+    """Grid rows one label spans: how many neighbouring labels overlap (sizes every
+    significance test's blocks)."""
+    ms = parse_horizon(horizon) / dt.timedelta(milliseconds=1)
+    return max(1, math.ceil(ms / cadence_ms))
 
 
 def horizon_name(horizon: str | dt.timedelta) -> str:

@@ -41,9 +41,9 @@ from trade_pipeline.models.labels import (
     direction_labels,
     forward_returns,
     horizon_name,
-    parse_horizon,
     return_column,
 )
+from trade_pipeline.models.labels import horizon_rows as label_rows
 
 TASKS = ("regression", "classification")
 BASELINE_FEATURE = "order_book_imbalance"
@@ -124,8 +124,7 @@ class TrainConfig:
     @property
     def horizon_rows(self) -> int:
         """Grid rows one label spans (its overlap with the next labels)."""
-        h_ms = parse_horizon(self.horizon) / dt.timedelta(milliseconds=1)
-        return max(1, math.ceil(h_ms / self.execution.cadence_ms))
+        return label_rows(self.horizon, self.execution.cadence_ms)
 
 
 @dataclass
