@@ -94,6 +94,12 @@ def is_push(frame: str | bytes) -> bool:
     return (b'"topic"' in head) if isinstance(head, bytes) else ('"topic"' in head)
 
 
+def is_book_push(frame: str | bytes) -> bool:
+    """A push of an `orderbook.*` topic (not a trade push, a pong or an ack), as cheaply."""
+    head = frame[:32]
+    return (b'"topic":"orderbook.' in head) if isinstance(head, bytes) else ('"topic":"orderbook.' in head)
+
+
 class FrameKind(Enum):
     DATA = "data"
     PONG = "pong"

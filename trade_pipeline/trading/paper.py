@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 
 from trade_pipeline.market.bybit_ws import (
+    is_book_push,
     is_push,
     orderbook_topic,
     ping_request,
@@ -42,13 +43,6 @@ from trade_pipeline.trading.paper_trader import PaperTrader
 from trade_pipeline.trading.risk import KillSwitch, StaleDataGuard
 
 TICK_S = 0.1  # housekeeping (kill switch, stale data, deadline, flush) at least this often
-
-
-def _is_book(raw) -> bool:
-    """A book push (Bybit puts "topic" first), as opposed to a trade push, a pong or an ack:
-    what keeps the stale-data guard quiet."""
-    head = raw[:32]
-    return (b'"topic":"orderbook.' in head) if isinstance(head, bytes) else ('"topic":"orderbook.' in head)
 
 
 @dataclass
@@ -142,7 +136,7 @@ async def _run_stream(trader: PaperTrader, url: str, symbol: str, duration_s: fl
                         stop = "end_of_stream"
                         break
                     continue
-                if _is_book(msg.text):
+                if is_book_push(msg.text):  # trades alone do not keep the book fresh
                     stale.touch()
                 trader.on_message(msg.text, msg.received_ns, t0)
     except ReconnectExhausted as exc:
