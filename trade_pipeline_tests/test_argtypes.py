@@ -18,6 +18,9 @@ from trade_pipeline.commands import argtypes
     (argtypes.port, {"0": 0, "8080": 8080, "65535": 65535},
      {"65536": "port must be in 0..65535, got 65536", "-1": "0..65535",
       "1.5": "not a port number: '1.5'"}),
+    (argtypes.stride_or_auto, {"auto": None, "1": 1, "10": 10},
+     {"0": "expected a positive integer or 'auto', got '0'", "-2": "positive integer",
+      "2.5": "positive integer", "": "positive integer"}),
 ])
 def test_values_and_messages(func, good, bad) -> None:
     for text, value in good.items():

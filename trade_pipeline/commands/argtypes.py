@@ -82,3 +82,16 @@ def json_object(text: str) -> dict:
         raise argparse.ArgumentTypeError(
             f"must be a JSON object like '{{\"impact_qty\": 2.0}}', got {type(value).__name__}")
     return value
+
+
+def stride_or_auto(text: str) -> int | None:
+    """A row stride: an integer >= 1, or 'auto' (None: the training data picks it)."""
+    if text == "auto":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'auto', got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'auto', got {text!r}")
+    return value

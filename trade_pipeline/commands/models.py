@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from trade_pipeline.commands.argtypes import non_negative_finite_float, positive_int
+from trade_pipeline.commands.argtypes import non_negative_finite_float, positive_int, stride_or_auto
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--task", choices=("regression", "classification"), default="regression",
                    help="regression on the forward return (default) or 3-class direction")
     p.add_argument("--folds", type=positive_int, default=3, help="walk-forward folds (default 3)")
-    p.add_argument("--stride", type=_stride, default=None,
+    p.add_argument("--stride", type=stride_or_auto, default=None,
                    help="keep every Nth 100 ms row after labelling (lake only; default auto: "
                    "every row if they fit TRADE_PIPELINE_TRAIN_MEMORY_GB, else the smallest "
                    "stride that fits)")
@@ -191,18 +191,6 @@ def handle_register_pending(args: argparse.Namespace, settings) -> int:
     if args.json:
         print(json.dumps(done, indent=2, default=str))
     return 0
-
-
-def _stride(text: str) -> int | None:
-    if text == "auto":
-        return None
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer or 'auto', got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer or 'auto', got {text!r}")
-    return value
 
 
 def handle(args: argparse.Namespace, settings) -> int:

@@ -10,6 +10,8 @@ import json
 import sys
 from pathlib import Path
 
+from trade_pipeline.commands.argtypes import stride_or_auto
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -28,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--start", help="first day (YYYY-MM-DD)")
     p.add_argument("--end", help="last day (YYYY-MM-DD, inclusive)")
     p.add_argument("--horizon", default="5s", help="label horizon (default 5s)")
-    p.add_argument("--stride", default="auto",
+    p.add_argument("--stride", type=stride_or_auto, default=None,
                    help="keep every Nth grid row after labelling (default auto)")
     p.add_argument("--rounds", type=int, default=200, help="boosting rounds (default 200)")
     p.add_argument("--tail-fraction", type=float, default=0.2,
@@ -47,7 +49,6 @@ def handle(args: argparse.Namespace, settings) -> int:
         if day:
             check_date(day)
     horizon = horizon_name(args.horizon)
-    stride = None if args.stride == "auto" else _positive(args.stride, "--stride")
     if args.rounds < 1:
         raise SettingsError(f"--rounds must be >= 1, got {args.rounds}")
     address = args.scheduler or settings.dask_scheduler
@@ -73,7 +74,7 @@ def handle(args: argparse.Namespace, settings) -> int:
     # which is the JSON's: send it to stderr with the other progress.
     with client, contextlib.redirect_stdout(sys.stderr):
         result = train_distributed(settings, client, args.start, args.end, horizon=horizon,
-                                   stride=stride, rounds=args.rounds,
+                                   stride=args.stride, rounds=args.rounds,
                                    tail_fraction=args.tail_fraction)
     out = result.metrics()
     if target is not None:
@@ -93,15 +94,3 @@ def handle(args: argparse.Namespace, settings) -> int:
             print(f"{key:20s} {out.get(key)}")
     sys.stdout.flush()
     return 0
-
-
-def _positive(text: str, flag: str) -> int:
-    from trade_pipeline.settings import SettingsError
-
-    try:
-        value = int(text)
-    except ValueError:
-        raise SettingsError(f"{flag}: expected a positive integer or 'auto', got {text!r}") from None
-    if value < 1:
-        raise SettingsError(f"{flag}: expected a positive integer or 'auto', got {text!r}")
-    return value
