@@ -313,6 +313,8 @@ class EventReport:
     symbol: str | None = None
     messages: int = 0  # book messages parsed
     bad_lines: int = 0  # book lines that could not be read (trade lines: see trades)
+    out_of_range_lines: int = 0  # bad lines with an implausible time or id (DATA_FORMATS rule 8)
+    bad_receive_times: int = 0  # implausible receive times dropped (the message kept)
     bad_line_examples: list[str] = field(default_factory=list)
     other_symbol: int = 0
     control_messages: int = 0
@@ -331,6 +333,8 @@ class EventReport:
             **self.events,
             "messages": self.messages,
             "bad_lines": self.bad_lines,
+            "out_of_range_lines": self.out_of_range_lines,
+            "bad_receive_times": self.bad_receive_times,
             "trades": self.trades.get("trades", 0),
             "bad_trades": self.trades.get("bad_trades", 0),
             "duplicate_trades": self.trades.get("duplicates", 0),
@@ -349,21 +353,6 @@ class EventReport:
             "empty_files": self.empty_files,
             "files": self.files,
         }
-
-
-def _ctx_save(ctx: ParseContext) -> tuple:
-    """What parsing may change in a ParseContext (to undo a block parsed in one call)."""
-    return (ctx.symbol, ctx.bad_lines, len(ctx.bad_examples), ctx.other_symbol, ctx.control,
-            dict(ctx.non_book), ctx.replays, list(ctx.recent_diffs))
-
-
-def _ctx_restore(ctx: ParseContext, saved: tuple) -> None:
-    (ctx.symbol, ctx.bad_lines, n_examples, ctx.other_symbol, ctx.control, non_book,
-     ctx.replays, recent) = saved
-    del ctx.bad_examples[n_examples:]
-    ctx.non_book = non_book
-    ctx.recent_diffs.clear()
-    ctx.recent_diffs.extend(recent)
 
 
 class EventStreamBuilder:
@@ -489,16 +478,17 @@ class EventStreamBuilder:
         if expected is None:
             return None
         buf, ctx = self.msgs, self.ctx
-        saved = _ctx_save(ctx)
+        saved = ctx.checkpoint()
+        bad_before = ctx.bad_lines
         n0 = len(buf)
         l0 = len(buf.levels)
         parse_block(fmt, lines, buf, ctx, name, base)
-        if len(buf) - n0 == sum(expected) and ctx.bad_lines == saved[1]:
+        if len(buf) - n0 == sum(expected) and ctx.bad_lines == bad_before:
             ctx.messages += len(buf) - n0
             return expected
         del buf.fields[n0 * NFIELDS:]
         del buf.levels[l0:]
-        _ctx_restore(ctx, saved)
+        ctx.rollback(saved)
         return None
 
     def _flush(self) -> Iterator[np.ndarray]:
@@ -600,6 +590,8 @@ class EventStreamBuilder:
         r.exchange, r.symbol = ctx.exchange, ctx.symbol
         r.messages = ctx.messages
         r.bad_lines = ctx.bad_lines
+        r.out_of_range_lines = ctx.out_of_range
+        r.bad_receive_times = ctx.bad_receive_times
         r.bad_line_examples = list(ctx.bad_examples)
         r.other_symbol = ctx.other_symbol
         r.control_messages = ctx.control

@@ -297,6 +297,19 @@ class ParseContext:
         if len(self.bad_examples) < 20:
             self.bad_examples.append(f"{where}: {reason}")
 
+    def checkpoint(self) -> tuple:
+        """What parsing may change here, to undo a block parsed in one call (`rollback`)."""
+        return (self.symbol, self.bad_lines, self.out_of_range, self.bad_receive_times,
+                len(self.bad_examples), self.other_symbol, self.control, dict(self.non_book),
+                self.replays, list(self.recent_diffs))
+
+    def rollback(self, saved: tuple) -> None:
+        (self.symbol, self.bad_lines, self.out_of_range, self.bad_receive_times, n_examples,
+         self.other_symbol, self.control, self.non_book, self.replays, recent) = saved
+        del self.bad_examples[n_examples:]
+        self.recent_diffs.clear()
+        self.recent_diffs.extend(recent)
+
     def accept_symbol(self, symbol: str) -> bool:
         if self.symbol is None:
             self.symbol = symbol

@@ -425,3 +425,25 @@ def test_line_by_line_equals_the_whole_build(tmp_path, binance_files, source):
     got = builder.current_report()
     assert got.events == report.events and got.book == report.book
     assert got.trades == report.trades
+
+
+def test_out_of_range_lines_and_receive_times_are_counted_as_in_the_snapshot_report(
+        tmp_path, shared_data):
+    """Rule 8 (docs/DATA_FORMATS.md) in the event stream: implausible times of record and ids
+    are counted bad lines, an implausible receive time is dropped and counted (its message
+    kept), with the same counts as the snapshot report of the same damaged capture. The bad
+    lines sit in blocks that the builder first parses whole and then undoes, which must not
+    count them twice."""
+    recs = read_records(shared_data / "bybit" / "l2_data_BTC_USDT_USDT_20250706_070028.jsonl.gz")
+    n = len(recs)
+    recs[n // 3]["timestamp_ms"] = 9 * 10**15
+    recs[n // 2]["update_id"] = 2**63
+    recs[2 * n // 3]["received_timestamp_ms"] = 9 * 10**15
+    path = write_lines(tmp_path / "range.jsonl.gz", recs)
+    _events, report = build_event_stream([path])
+    rep = report.to_dict()
+    srep = build_snapshots([path]).report.to_dict()
+    assert (srep["out_of_range_lines"], srep["bad_receive_times"], srep["bad_lines"]) == (2, 1, 2)
+    for key in ("out_of_range_lines", "bad_receive_times", "bad_lines", "messages"):
+        assert rep[key] == srep[key], key
+    assert rep["messages"] == n - 2
