@@ -135,6 +135,20 @@ def _finite_metrics(prefix: str, metrics: dict) -> tuple[dict, list[str]]:
     return ok, undefined
 
 
+def _log_metric_groups(groups) -> None:
+    """Log each (prefix, metrics) group's numeric values in the active run; undefined ones
+    are named in the `undefined_metrics` tag instead of being faked."""
+    import mlflow
+
+    undefined: list[str] = []
+    for prefix, metrics in groups:
+        ok, missing = _finite_metrics(prefix, metrics)
+        mlflow.log_metrics(ok)
+        undefined += missing
+    if undefined:
+        mlflow.set_tag("undefined_metrics", ",".join(sorted(set(undefined))))
+
+
 def _plots(result) -> dict:
     """importance, predicted vs realized, calibration (matplotlib Agg, no display)."""
     import matplotlib
@@ -224,12 +238,7 @@ def log_and_register(
             ok, _ = _finite_metrics("cv_", fold)
             for key, value in ok.items():
                 mlflow.log_metric(key, value, step=k)
-        undefined = []
-        for prefix, metrics in (("tail_", result.tail_metrics),
-                                ("baseline_", result.baseline_metrics)):
-            ok, missing = _finite_metrics(prefix, metrics)
-            mlflow.log_metrics(ok)
-            undefined += missing
+        _log_metric_groups((("tail_", result.tail_metrics), ("baseline_", result.baseline_metrics)))
         mlflow.log_metrics({"cv_score": result.cv_score, "tail_score": result.score,
                             "rows": result.n_rows, "trees": result.booster.num_trees()})
         if result.top_k:
@@ -237,8 +246,6 @@ def log_and_register(
                                                if k != "features"})
             mlflow.log_metrics(ok)
             mlflow.log_dict(result.top_k, "top_k.json")
-        if undefined:
-            mlflow.set_tag("undefined_metrics", ",".join(sorted(set(undefined))))
         mlflow.log_dict(spec, "features.json")
         mlflow.log_dict({"partitions": result.partitions, **range_tags}, "data.json")
         mlflow.log_dict({"importance": result.importance}, "importance.json")
@@ -278,6 +285,15 @@ DISTRIBUTED_NOT_REGISTERED = (
     "scores the tail on one machine; train the chosen setup with `train` to register it)")
 
 
+def _split_ci(metrics: dict) -> dict:
+    """An `ic_ci` pair as two metrics (MLflow stores numbers)."""
+    flat = dict(metrics)
+    if "ic_ci" in flat:
+        low, high = flat.pop("ic_ci")
+        flat.update({"ic_ci_low": low, "ic_ci_high": high})
+    return flat
+
+
 def log_distributed(result, target: MlflowTarget, exchange: str, symbol: str) -> str:
     """Log a `distributed.DistributedResult` as a run (metrics with their intervals, where
     the rows were, the model) in the horizon's experiment, without registering it; returns
@@ -299,22 +315,12 @@ def log_distributed(result, target: MlflowTarget, exchange: str, symbol: str) ->
         })
         mlflow.log_params({"rounds": result.rounds, "stride": result.stride,
                            "workers": metrics["workers"], "horizon": result.horizon})
-        undefined = []
-        for prefix, values in (("tail_", result.tail_metrics),
-                               ("baseline_", result.baseline_metrics)):
-            flat = dict(values)
-            if "ic_ci" in flat:
-                low, high = flat.pop("ic_ci")
-                flat.update({"ic_ci_low": low, "ic_ci_high": high})
-            ok, missing = _finite_metrics(prefix, flat)
-            mlflow.log_metrics(ok)
-            undefined += missing
+        _log_metric_groups((prefix, _split_ci(values)) for prefix, values in
+                           (("tail_", result.tail_metrics), ("baseline_", result.baseline_metrics)))
         mlflow.log_metrics({"rows": result.rows, "tail_rows": result.tail_rows,
                             "max_worker_share": metrics["max_worker_share"],
                             "trees": result.booster.num_trees(),
                             "elapsed_s": result.elapsed_s})
-        if undefined:
-            mlflow.set_tag("undefined_metrics", ",".join(sorted(set(undefined))))
         mlflow.log_dict({"rows_per_worker": result.rows_per_worker,
                          "days_per_worker": result.days_per_worker}, "placement.json")
         mlflow.log_dict({"features": result.features}, "features.json")

@@ -255,3 +255,20 @@ def test_importance_table_shap_and_top_k_report_in_mlflow(tmp_path, frame) -> No
     table = json.loads(Path(path).read_text())
     assert {"feature", "gain", "split", "shap"} <= set(table["columns"])
     assert len(table["data"]) == len(result.features)
+
+
+def test_undefined_metrics_are_tagged_not_faked(store):
+    """A metric with no value (NaN, None: an IC over a constant prediction, say) is not logged
+    as a number; the run names it in `undefined_metrics`. An `ic_ci` pair becomes two metrics."""
+    import mlflow
+
+    _settings, target, refs, _gates, _results = store
+    with target.active(), mlflow.start_run(experiment_id=refs[0].experiment_id) as run:
+        registry._log_metric_groups([
+            ("tail_", registry._split_ci({"ic": 0.12, "ic_ci": (0.05, 0.2), "hit_rate": float("nan")})),
+            ("baseline_", {"ic": None, "rows": 10}),
+        ])
+    logged = target.client().get_run(run.info.run_id).data
+    assert logged.metrics == {"tail_ic": 0.12, "tail_ic_ci_low": 0.05, "tail_ic_ci_high": 0.2,
+                              "baseline_rows": 10.0}
+    assert logged.tags["undefined_metrics"] == "baseline_ic,tail_hit_rate"
