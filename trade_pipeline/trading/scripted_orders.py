@@ -11,8 +11,9 @@ ORDERS (Parquet) columns:
 - optional `post_only` (bool): a post-only limit order (rejected if it would cross).
 
 Rows run in time order (file order among equal times). A request the engine refuses (a
-cancel of an order that is already gone, a quantity below one lot...) is reported in
-`refused` with its reason; a malformed file is an error naming the first bad row.
+cancel of an order that has already ended, a quantity that is not a whole number of lots, a
+price off the tick grid...) is reported in `refused` with its reason; a malformed file is
+an error naming the first bad row.
 """
 
 from dataclasses import dataclass

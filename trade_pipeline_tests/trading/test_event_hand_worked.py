@@ -289,6 +289,67 @@ def test_refused_requests_are_counted_not_sent():
     assert eng.refused_requests == 3
 
 
+@pytest.mark.parametrize("action, price, qty, reason", [
+    ("limit", 100.05, 1.0, "tick"),  # between ticks: never rounded to a more aggressive price
+    ("limit", 100.0, 1.05, "lots"),  # 10.5 lots: never rounded up to 1.1
+    ("market", None, 0.15, "lots"),
+    ("limit", -0.1, 1.0, "tick"),
+    ("limit", math.nan, 1.0, "tick"),
+    ("limit", 100.0, math.nan, "lots"),
+    ("replace", 100.05, 1.0, "tick"),
+    ("replace", 100.0, 0.25, "lots"),
+])
+def test_orders_off_the_tick_or_lot_grid_are_refused_not_rounded(action, price, qty, reason):
+    from trade_pipeline.trading.event.engine import OrderRefused
+
+    eng = _engine(_book(Stream()).bid(30, 99.9, 3.0))
+    eng.run_until(at(10))
+    if action == "replace":
+        eng.submit_limit(1, BUY, 99.9, 1.0)
+        eng.run_until(at(20))
+    with pytest.raises(OrderRefused, match=reason):
+        if action == "limit":
+            eng.submit_limit(2, BUY, price, qty)
+        elif action == "market":
+            eng.submit_market(2, BUY, qty)
+        else:
+            eng.replace(1, price, qty)
+    eng.run_to_end()
+    assert eng.refused_requests == 1 and eng.fills().height == 0
+    assert eng.order_log().height == (1 if action == "replace" else 0)
+
+
+def test_cancel_after_the_fill_is_known_names_the_ended_order():
+    """Once the strategy has seen its order fill, a cancel is refused as 'ended', not as an
+    id it never used."""
+    from trade_pipeline.trading.event.engine import OrderRefused
+
+    s = _book(Stream()).sell_trade(20, 100.0, 7.0).bid(30, 100.0, 1.0)
+    eng = _engine(s)
+    eng.run_until(at(10))
+    eng.submit_limit(1, BUY, 100.0, 1.0)
+    eng.run_until(at(25))
+    assert eng.position == pytest.approx(1.0) and eng.order(1) is None
+    with pytest.raises(OrderRefused, match="already ended"):
+        eng.cancel(1)
+    with pytest.raises(OrderRefused, match="unknown"):
+        eng.cancel(2)
+
+
+def test_quantities_are_reported_as_exact_decimals():
+    """Lots summed in floats carry noise (0.1 + 0.2 = 0.30000000000000004); fills and the
+    order log report the decimals the exchange would. Market buy 0.7 against asks of 0.3
+    and 0.4 at two levels, with lot 0.1: fills 0.3 and 0.4, filled 0.7, leaves 0.4 and 0.0."""
+    s = Stream().snapshot(0, [(100.0, 5.0)], [(100.1, 0.3), (100.2, 0.4), (100.3, 10.0)]).bid(30, 99.9, 3.0)
+    eng = _engine(s)
+    eng.run_until(at(10))
+    eng.submit_market(1, BUY, 0.7)
+    eng.run_to_end()
+    fills, orders = eng.fills(), eng.order_log()
+    assert fills["qty"].to_list() == [0.3, 0.4] and fills["leaves"].to_list() == [0.4, 0.0]
+    assert orders["filled"].to_list() == [0.7] and orders["qty"].to_list() == [0.7]
+
+
 def test_table_latency_is_interpolated():
     # Latency table rows (req_ts, exch_ts, resp_ts): at 0 ms entry 10 ms, at 100 ms entry 30 ms.
     # A request at 50 ms: entry = 10 + (30 - 10) * 50/100 = 20 ms -> reaches the exchange at

@@ -23,6 +23,8 @@ from trade_pipeline.errors import TradePipelineError
 from trade_pipeline.market.event_execution_config import EventExecutionConfig
 from trade_pipeline.market.events import (
     BOTH_CLOCKS,
+    DEPTH_EVENT,
+    DEPTH_SNAPSHOT_EVENT,
     EVENT_DTYPE,
     EVENT_TYPE_MASK,
     EXCH_EVENT,
@@ -35,7 +37,14 @@ from trade_pipeline.trading.event.depth import tick_price, tick_prices
 from trade_pipeline.trading.event.latency import check_table, table_from_feed
 from trade_pipeline.trading.event.loop import order_arrays, room_for_orders, run_until
 from trade_pipeline.trading.event.queue import QUEUE_MODELS
-from trade_pipeline.trading.event.state import EngineState, outside, params_array, price_ticks
+from trade_pipeline.trading.event.state import (
+    EngineState,
+    likely_step,
+    off_grid,
+    outside,
+    params_array,
+    price_ticks,
+)
 
 STATUS_NAMES = {L.ST_NONE: "pending", L.ST_NEW: "resting", L.ST_EXPIRED: "expired",
                 L.ST_FILLED: "filled", L.ST_CANCELED: "cancelled", L.ST_PARTIAL: "partially_filled",
@@ -43,7 +52,10 @@ STATUS_NAMES = {L.ST_NONE: "pending", L.ST_NEW: "resting", L.ST_EXPIRED: "expire
 _STATUS_COLUMN = np.array([STATUS_NAMES[k] for k in range(len(STATUS_NAMES))])  # code -> name
 REFUSALS = {local.E_DUPLICATE_ID: "duplicate order id", local.E_UNKNOWN_ID: "unknown order id",
             local.E_IN_FLIGHT: "a request for this order is already in flight",
-            local.E_BAD_QTY: "quantity below one lot", local.E_NOT_LIVE: "the order is not resting"}
+            local.E_BAD_QTY: "quantity is not a positive whole number of lots",
+            local.E_BAD_PRICE: "price is not a positive multiple of the tick size",
+            local.E_ENDED: "the order has already ended (filled, cancelled or expired)",
+            local.E_NOT_LIVE: "the order is not resting"}
 
 
 class EventStreamError(TradePipelineError, ValueError):
@@ -101,6 +113,43 @@ def check_events(events: np.ndarray) -> np.ndarray:
     return events
 
 
+# More than this share of a stream's prices (sizes) off the configured tick (lot) means the
+# config is not the instrument's: Binance spot BTCUSDT trades in 0.01 and 0.00001, Bybit's
+# linear contract in 0.1 and 0.001. A few are real: Binance keeps far levels whose sizes
+# predate a lot-size change (200000.00 x 25.426189); those are counted, not refused.
+OFF_GRID_LIMIT = 0.01
+OFF_GRID_MIN = 20
+
+
+class GridCheck:
+    """Book and trade prices against the tick, sizes against the lot, over a whole stream
+    (batch) or everything appended so far (live)."""
+
+    def __init__(self, config: EventExecutionConfig):
+        self.config = config
+        self.seen = self.off_tick = self.off_lot = 0
+
+    def add(self, events: np.ndarray) -> None:
+        n, n_px, row_px, n_qty, row_qty = off_grid(events, self.config.tick_size, self.config.lot_size)
+        self.seen += n
+        self.off_tick += n_px
+        self.off_lot += n_qty
+        for off, row, column, name in ((self.off_tick, row_px, "px", "tick_size"),
+                                       (self.off_lot, row_qty, "qty", "lot_size")):
+            if off >= OFF_GRID_MIN and off > OFF_GRID_LIMIT * self.seen:
+                raise EventStreamError(self._message(events, off, row, column, name))
+
+    def _message(self, events: np.ndarray, off: int, row: int, column: str, name: str) -> str:
+        kind = events["ev"] & EVENT_TYPE_MASK
+        sample = events[column][np.isin(kind, (DEPTH_EVENT, DEPTH_SNAPSHOT_EVENT, TRADE_EVENT))]
+        step = likely_step(sample[:: max(1, len(sample) // 50_000)])
+        hint = f"the data's look like multiples of {step:g}" if step else "the data's fit no usual step"
+        first = f" (first: {float(events[column][row])!r})" if row >= 0 else ""
+        return (f"{off:,} of the stream's {self.seen:,} {'prices' if column == 'px' else 'sizes'} "
+                f"are not multiples of {name} {getattr(self.config, name):g}{first}; {hint}: set "
+                f"event_execution.{name} to the instrument's")
+
+
 def prepare_events(events: np.ndarray, config: EventExecutionConfig) -> tuple[np.ndarray, dict]:
     """The stream with the config's feed clock applied (a copy), and what was changed.
 
@@ -137,6 +186,9 @@ class EventEngine:
             events, self.prepare_info = prepare_events(events, config)
         elif events is not None:
             check_events(events)
+        self.grid = GridCheck(config)
+        if events is not None:
+            self.grid.add(events)
         table = self._latency_table(config, events, latency_table)
         prm = params_array(tick_size=config.tick_size, lot_size=config.lot_size,
                            maker_fee=config.maker_fee, taker_fee=config.taker_fee,
@@ -189,6 +241,7 @@ class EventEngine:
         if len(events) == 0:
             return
         check_events(events)
+        self.grid.add(events)
         cnt = self.state.cnt
         loc = events[(events["ev"] & LOCAL_EVENT) != 0]
         exch = events[(events["ev"] & EXCH_EVENT) != 0]
@@ -330,8 +383,9 @@ class EventEngine:
             return None
         oi, of = self.state.oi[slot], self.state.of[slot]
         return {"order_id": int(oi[L.OI_ID]), "status": STATUS_NAMES[int(oi[L.OI_LSTATUS])],
-                "price": float(tick_price(int(oi[L.OI_LTICK]), self.config.tick_size)), "qty": float(of[L.OF_LQTY]),
-                "leaves": float(of[L.OF_LLEAVES]), "request_in_flight": int(oi[L.OI_LREQ]) != L.REQ_NONE}
+                "price": float(tick_price(int(oi[L.OI_LTICK]), self.config.tick_size)), "qty": round(float(of[L.OF_LQTY]), lot_decimals(self.config.lot_size)),
+                "leaves": round(float(of[L.OF_LLEAVES]), lot_decimals(self.config.lot_size)),
+                "request_in_flight": int(oi[L.OI_LREQ]) != L.REQ_NONE}
 
     def queue_ahead(self, order_id: int) -> float | None:
         """The queue ahead of a resting order on the exchange (for tests and reports)."""
@@ -349,11 +403,12 @@ class EventEngine:
         """Every fill so far, in the order the exchange made them."""
         n = int(self.state.cnt[L.C_NFILL])
         fi, ff = self.state.fi[:n], self.state.ff[:n]
-        return fills_frame(fi, ff)
+        return fills_frame(fi, ff, self.config.lot_size)
 
     def order_log(self) -> pl.DataFrame:
         n = int(self.state.cnt[L.C_NLOG])
-        return order_log_frame(self.state.ol[:n], self.state.olf[:n], self.config.tick_size)
+        return order_log_frame(self.state.ol[:n], self.state.olf[:n], self.config.tick_size,
+                               self.config.lot_size)
 
     def counts(self) -> dict:
         c = self.state.cnt
@@ -361,6 +416,7 @@ class EventEngine:
                 "local_events": int(c[L.C_LEVENTS]), "fills": int(c[L.C_NFILL]),
                 "orders": int(c[L.C_NLOG]), "refused_requests": int(c[L.C_ERRORS]),
                 "levels_outside_price_range": self.outside_roi,
+                "prices_off_tick": self.grid.off_tick, "sizes_off_lot": self.grid.off_lot,
                 **self.prepare_info}
 
 
@@ -374,15 +430,29 @@ def _ts(values: np.ndarray) -> pl.Series:
     return out.set(pl.Series(v == L.NEVER), None)
 
 
-def fills_frame(fi: np.ndarray, ff: np.ndarray) -> pl.DataFrame:
+def lot_decimals(lot_size: float) -> int:
+    """Decimals that write any multiple of `lot_size` exactly (0.001 -> 3, 1e-05 -> 5)."""
+    for d in range(13):
+        if abs(lot_size * 10**d - round(lot_size * 10**d)) < 1e-9:
+            return d
+    return 12
+
+
+def in_lots(values: np.ndarray, lot_size: float) -> np.ndarray:
+    """Quantities as the decimals they are: sums of lots carry float noise (8 lots of 0.001
+    summed are 0.007999999999999998), which the reports must not show."""
+    return np.round(values, lot_decimals(lot_size))
+
+
+def fills_frame(fi: np.ndarray, ff: np.ndarray, lot_size: float) -> pl.DataFrame:
     return pl.DataFrame({
         "order_id": fi[:, L.FI_ID],
         "side": fi[:, L.FI_SIDE].astype(np.int8),
         "liquidity": np.where(fi[:, L.FI_MAKER] == 1, "maker", "taker"),
         "price": ff[:, L.FF_PRICE],
-        "qty": ff[:, L.FF_QTY],
+        "qty": in_lots(ff[:, L.FF_QTY], lot_size),
         "fee": ff[:, L.FF_FEE],
-        "leaves": ff[:, L.FF_LEAVES],
+        "leaves": in_lots(ff[:, L.FF_LEAVES], lot_size),
         "fill_at": _ts(fi[:, L.FI_EXCH_TS]),
         "known_at": _ts(fi[:, L.FI_LOCAL_TS]),
         "mid_at_fill": ff[:, L.FF_MID],
@@ -390,7 +460,7 @@ def fills_frame(fi: np.ndarray, ff: np.ndarray) -> pl.DataFrame:
     })
 
 
-def order_log_frame(ol: np.ndarray, olf: np.ndarray, tick_size: float) -> pl.DataFrame:
+def order_log_frame(ol: np.ndarray, olf: np.ndarray, tick_size: float, lot_size: float) -> pl.DataFrame:
     return pl.DataFrame({
         "order_id": ol[:, L.OL_ID],
         "side": ol[:, L.OL_SIDE].astype(np.int8),
@@ -398,8 +468,8 @@ def order_log_frame(ol: np.ndarray, olf: np.ndarray, tick_size: float) -> pl.Dat
         "post_only": ol[:, L.OL_TIF] == L.GTX,
         "price": np.where(ol[:, L.OL_TYPE] == L.MARKET, np.nan,
                           tick_prices(ol[:, L.OL_TICK].astype(np.int64), tick_size)),
-        "qty": olf[:, L.OLF_QTY],
-        "filled": olf[:, L.OLF_FILLED],
+        "qty": in_lots(olf[:, L.OLF_QTY], lot_size),
+        "filled": in_lots(olf[:, L.OLF_FILLED], lot_size),
         "fills": ol[:, L.OL_NFILLS],
         "replaces": ol[:, L.OL_REPLACES],
         "status": _STATUS_COLUMN[ol[:, L.OL_STATUS]],

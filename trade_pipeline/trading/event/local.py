@@ -2,8 +2,9 @@
 
 The strategy only knows what has reached it: the local book (events at `local_ts`), and its
 orders as the last response described them. Requests are refused here, without reaching
-the exchange, when they cannot be valid (unknown or duplicate id, a request already in
-flight for that order, a quantity below one lot); refused requests are counted.
+the exchange, when they cannot be valid (unknown, ended or duplicate id, a request already
+in flight for that order, a quantity that is not a positive whole number of lots, a price
+off the tick grid); refused requests are counted.
 Position and fees move when a fill's response arrives (`A_LPOS`, `A_LFEES`).
 """
 
@@ -116,6 +117,10 @@ E_UNKNOWN_ID = -3
 E_IN_FLIGHT = -4
 E_BAD_QTY = -5
 E_NOT_LIVE = -6
+E_BAD_PRICE = -7
+E_ENDED = -8  # an id the strategy used, whose order has ended (filled, cancelled, expired)
+
+GRID_TOLERANCE = 1e-4  # of a tick / lot: far above float error, far below a real mismatch
 
 
 @nb.njit(cache=True, error_model="numpy")
@@ -226,8 +231,35 @@ def _request(S, slot: int, kind: int, tick: int, qty: float) -> None:
 
 @nb.njit(cache=True)
 def lots(prm, qty: float) -> float:
-    """`qty` rounded to whole lots (half away from zero), as a quantity."""
-    return depth.rust_round(qty / prm[P_LOT]) * prm[P_LOT]
+    """`qty` as a whole number of lots (the exact decimal: 8 lots of 0.001 are 0.008, not
+    8 * 0.001), or 0.0 when it is not a positive whole number of lots: the exchange
+    refuses such a quantity, and rounding it would trade what nobody asked for."""
+    n_lots = qty / prm[P_LOT]
+    n = depth.rust_round(n_lots)
+    if not (n > 0.0 and abs(n_lots - n) <= GRID_TOLERANCE):
+        return 0.0
+    return depth.tick_price(int(n), prm[P_LOT])
+
+
+@nb.njit(cache=True)
+def price_tick(prm, price: float) -> int:
+    """The tick of a limit price, or INVALID_MIN when the price is not a multiple of the
+    tick size (refused, as the exchange does; never rounded to a more aggressive price)."""
+    x = price / prm[P_TICK]
+    t = depth.rust_round(x)
+    if not (abs(x - t) <= GRID_TOLERANCE and t > 0.0):
+        return INVALID_MIN
+    return int(t)
+
+
+@nb.njit(cache=True)
+def _unknown(S, order_id: int) -> int:
+    """E_ENDED when the order log holds `order_id` (its order has ended), else E_UNKNOWN_ID."""
+    cnt, ol = S[0], S[15]
+    for lg in range(cnt[C_NLOG] - 1, -1, -1):
+        if ol[lg, OL_ID] == order_id:
+            return E_ENDED
+    return E_UNKNOWN_ID
 
 
 @nb.njit(cache=True)
@@ -238,6 +270,10 @@ def submit(S, order_id: int, side: int, order_type: int, tif: int, price: float,
     if not q > 0.0:
         cnt[C_ERRORS] += 1
         return E_BAD_QTY
+    tick = price_tick(prm, price) if order_type == LIMIT else 0
+    if tick == INVALID_MIN:
+        cnt[C_ERRORS] += 1
+        return E_BAD_PRICE
     if find(S, order_id) >= 0:
         cnt[C_ERRORS] += 1
         return E_DUPLICATE_ID
@@ -258,7 +294,6 @@ def submit(S, order_id: int, side: int, order_type: int, tif: int, price: float,
             cnt[C_NFREE] += 1
         return E_NO_SLOT
     cnt[C_NLOG] = lg + 1
-    tick = depth.to_tick(price, prm[P_TICK]) if order_type == LIMIT else 0
     gen = oi[slot, OI_GEN] + 1
     oi[slot, :] = 0
     oi[slot, OI_GEN] = gen
@@ -305,7 +340,7 @@ def _live_slot(S, order_id: int) -> int:
     slot = find(S, order_id)
     if slot < 0:
         cnt[C_ERRORS] += 1
-        return E_UNKNOWN_ID
+        return _unknown(S, order_id)
     if oi[slot, OI_LREQ] != REQ_NONE:
         cnt[C_ERRORS] += 1
         return E_IN_FLIGHT
@@ -332,9 +367,12 @@ def replace(S, order_id: int, price: float, qty: float) -> int:
     if not q > 0.0:
         S[0][C_ERRORS] += 1
         return E_BAD_QTY
+    tick = price_tick(prm, price)
+    if tick == INVALID_MIN:
+        S[0][C_ERRORS] += 1
+        return E_BAD_PRICE
     slot = _live_slot(S, order_id)
     if slot >= 0:
-        tick = depth.to_tick(price, prm[P_TICK])
         _request(S, slot, REQ_REPLACE, tick, q)
         S[6][slot, OI_LTICK] = tick
         S[7][slot, OF_LQTY] = q

@@ -8,6 +8,8 @@ when a live batch brings a price outside their tick range. Growing copies the co
 a run continues exactly where it stopped.
 """
 
+import math
+
 import numba as nb
 import numpy as np
 
@@ -16,6 +18,7 @@ from trade_pipeline.market.events import (
     DEPTH_EVENT,
     DEPTH_SNAPSHOT_EVENT,
     EVENT_TYPE_MASK,
+    TRADE_EVENT,
 )
 from trade_pipeline.trading.event import depth
 from trade_pipeline.trading.event.layout import (
@@ -87,6 +90,51 @@ def outside(events: np.ndarray, tick_size: float, lo_tick: int, hi_tick: int) ->
             if t < lo_tick or t > hi_tick:
                 n += 1
     return n
+
+
+GRID_TOLERANCE = 1e-4  # of a step: far above float error, far below any real mismatch
+STEP_CANDIDATES = (1.0, 0.5, 0.1, 0.05, 0.01, 0.005, 0.001, 0.0005, 0.0001, 1e-5, 1e-6, 1e-7, 1e-8)
+
+
+@nb.njit(cache=True, inline="always")
+def _off_grid(x: float, step: float) -> bool:
+    r = x / step
+    return abs(r - depth.rust_round(r)) > GRID_TOLERANCE
+
+
+@nb.njit(cache=True)
+def off_grid(events: np.ndarray, tick_size: float, lot_size: float) -> tuple[int, int, int, int, int]:
+    """(book levels and trades checked, prices off the tick grid, first such row, sizes off
+    the lot grid, first such row) over `events` (-1: none)."""
+    n = n_px = n_qty = 0
+    first_px = first_qty = -1
+    for i in range(len(events)):
+        e = events[i]
+        kind = e.ev & EVENT_TYPE_MASK
+        if kind in (DEPTH_EVENT, DEPTH_SNAPSHOT_EVENT, TRADE_EVENT):
+            n += 1
+            if math.isfinite(e.px) and _off_grid(e.px, tick_size):
+                n_px += 1
+                if first_px < 0:
+                    first_px = i
+            if math.isfinite(e.qty) and _off_grid(e.qty, lot_size):
+                n_qty += 1
+                if first_qty < 0:
+                    first_qty = i
+    return n, n_px, first_px, n_qty, first_qty
+
+
+def likely_step(values: np.ndarray, share: float = 0.99) -> float | None:
+    """The largest usual step (1, 0.5, 0.1 ... 1e-8) of which at least `share` of the values
+    are multiples (a few stray values must not hide the instrument's step)."""
+    values = values[np.isfinite(values)]
+    if len(values) == 0:
+        return None
+    for step in STEP_CANDIDATES:
+        r = values / step
+        if np.mean(np.abs(r - np.round(r)) <= GRID_TOLERANCE) >= share:
+            return step
+    return None
 
 
 class EngineState:
