@@ -93,7 +93,12 @@ def _hbt(events, cfg, queue: str):
              .partial_fill_exchange()
              .trading_value_fee_model(ex.maker_fee, ex.taker_fee)
              .tick_size(ex.tick_size).lot_size(ex.lot_size).last_trades_capacity(100_000))
-    asset = asset.power_prob_queue_model(ex.queue_power) if queue == "prob_power" else asset.risk_adverse_queue_model()
+    if queue == "prob_power":
+        asset = asset.power_prob_queue_model(ex.queue_power)
+    elif queue == "prob_log":
+        asset = asset.log_prob_queue_model()
+    else:
+        asset = asset.risk_adverse_queue_model()
     return HashMapMarketDepthBacktest([asset])
 
 
@@ -294,7 +299,7 @@ def run(settings, argv: list[str]) -> dict:
     parser = argparse.ArgumentParser(prog="bench events")
     parser.add_argument("--days", type=float, default=1.0, help="tiled stream length for the speed runs")
     parser.add_argument("--repeat", type=int, default=2)
-    parser.add_argument("--queue", default="risk_averse", choices=["risk_averse", "prob_power"])
+    parser.add_argument("--queue", default="risk_averse", choices=["risk_averse", "prob_power", "prob_log"])
     parser.add_argument("--maker-hours", type=float, default=6.0,
                         help="tiled length of the maker comparison's long run (memory: ~64 bytes "
                         "an event per engine; the Binance capture is ~29,000 events a minute)")

@@ -2,7 +2,7 @@
 hftbacktest's tutorial on the Binance capture with its trades (hftbacktest's own example
 data, through the event backtest's own input: `market/event_stream.py`) makes exactly the
 same fills on both engines (order id, exchange time to the ns,
-price, quantity, maker flag), with both queue models. The comparison code is the benchmark's
+price, quantity, maker flag), with each queue model. The comparison code is the benchmark's
 (`benchmarks/bench_events.py`)."""
 
 import importlib.util
@@ -22,7 +22,7 @@ def bench():
     return module
 
 
-@pytest.mark.parametrize("queue", ["risk_averse", "prob_power"])
+@pytest.mark.parametrize("queue", ["risk_averse", "prob_power", "prob_log"])
 def test_glft_fills_identical_to_hftbacktest(bench, binance_files, queue):
     from trade_pipeline.trading.event.engine import prepare_events
 
