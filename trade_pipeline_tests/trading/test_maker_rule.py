@@ -9,6 +9,9 @@ fills on the real Binance capture (book diffs and its 19,904 trades):
 - when the signal flips, the resting quote is cancelled at the first wake-up that sees the
   flip (it ends at that wake-up plus the entry latency) and the other side is quoted;
 - |position| stays within max_position under a signal that never changes side.
+
+Plus a hand-built race (the only way to place a fill exactly inside a replace's flight):
+a replace must not take the position past the limit when the order fills unseen meanwhile.
 """
 
 import numpy as np
@@ -22,6 +25,8 @@ from trade_pipeline.trading.event_config import EventBacktestConfig, EventRunCon
 from trade_pipeline.trading.event_service import load_events
 from trade_pipeline.trading.maker import BP, MakerConfig
 from trade_pipeline_tests.market.event_book import book_rows_at
+
+from .event_streams import Stream, at
 
 MS = 1_000_000
 S = 1_000_000_000
@@ -202,3 +207,36 @@ def test_position_stays_within_the_limit_under_a_one_sided_signal(events, sign):
     assert (r.orders["qty"] <= maker.order_qty + 1e-12).all()
     assert 0.002 in np.round(r.orders["qty"].to_numpy(), 9).tolist()
 
+
+def test_a_replace_cannot_breach_the_limit_with_a_fill_in_flight():
+    """Tick 0.1, lot 0.1, 10 ms each way, wake-ups every 25 ms, feed latency 0; a 10 bp
+    signal from the start; order_qty = max_position = 1.0.
+
+    25 ms: bid 1.0 @ 100.0 (behind 2.0), resting from 35 ms.  192 ms: a 2.5 sell at 100.0
+    fills 0.5 of it (we learn of it at 202 ms).  195 ms: a bid appears at 100.1.  200 ms:
+    the maker sees its bid live with 1.0 left, position 0, the touch at 100.1.  215 ms: a
+    5.0 sell at 100.1.
+
+    Replacing to 100.1 with 1.0 (the room it sees) would land at 210 ms and rest 1.0 more,
+    which the 215 ms sell fills: position 1.5. The replace must be sized for the fill it
+    cannot see yet (room 1.0 - 1.0 left = nothing), so the maker cancels instead: the
+    cancel lands at 210 ms, the position stays 0.5 and the quote is renewed at 100.1 for the
+    0.5 that fits once the cancel is known (225 ms)."""
+    s = (Stream().snapshot(0, [(100.0, 2.0), (99.9, 2.0)], [(100.2, 2.0)])
+         .sell_trade(192, 100.0, 2.5).bid(195, 100.1, 1.0).sell_trade(215, 100.1, 5.0)
+         .ask(400, 100.3, 1.0).ask(1000, 100.4, 1.0))
+    cfg = EventBacktestConfig(
+        execution=EventExecutionConfig(tick_size=0.1, lot_size=0.1, maker_fee=0.0,
+                                       entry_latency_ms=10, response_latency_ms=10),
+        run=EventRunConfig(strategy="maker", interval_ms=25.0, drawdown_stop=None),
+        maker=MakerConfig(order_qty=1.0, max_position=1.0, adverse_prior_bp=0.0,
+                          adverse_prior_weight=0.0))
+    r = run_event_backtest(s.array(), cfg, signals=_signals([at(0)], [1e-3]))
+    truth = np.cumsum(r.fills["side"].to_numpy() * r.fills["qty"].to_numpy())
+    assert truth.max() <= 1.0 + 1e-9
+    first = r.orders.row(0, named=True)
+    assert (first["status"], first["filled"], first["replaces"]) == ("cancelled", 0.5, 0)
+    assert _ns(r.orders["ended_at"])[0] == at(210)
+    renewed = r.orders.row(1, named=True)
+    assert (renewed["price"], renewed["qty"]) == (pytest.approx(100.1), pytest.approx(0.5))
+    assert _ns(r.orders["submitted_at"])[1] == at(225)
