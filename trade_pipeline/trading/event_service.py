@@ -191,20 +191,42 @@ def run_captures(settings: Settings, captures: list[str], config: EventBacktestC
     return run_strategy(data.events, config, signals), data.report
 
 
-def log_output(settings: Settings, out: EventRunOutput, *, tracking_uri: str | None = None,
+def run_market(settings: Settings, source: dict | None) -> tuple[str, str]:
+    """(exchange, symbol) the run traded: the captures' as the event-stream builder read
+    them (`source`: its report), each falling back to the settings' when the data did not
+    say or says something that is not a valid name (it becomes an experiment name and an
+    artifact path)."""
+    from trade_pipeline.settings import check_exchange, check_symbol
+
+    def valid(check, value) -> str | None:
+        try:
+            return check(value) if value is not None else None
+        except SettingsError:
+            return None
+
+    source = source or {}
+    return (valid(check_exchange, source.get("exchange")) or settings.exchange,
+            valid(check_symbol, source.get("symbol")) or settings.symbol)
+
+
+def log_output(settings: Settings, out: EventRunOutput, *, source: dict | None = None,
+               tracking_uri: str | None = None,
                artifact_uri: str | None = None) -> tuple[str, str, bytes]:
-    """The run in MLflow (metrics, config, plots, fills/orders/equity tables); returns
-    (run id, MLflow run id, the plot)."""
+    """The run in MLflow (metrics, config, plots, fills/orders/equity tables), under the
+    experiment of the market the captures hold (`source`: the input report; `run_market`);
+    returns (run id, MLflow run id, the plot)."""
     from trade_pipeline.trading.service import new_run_id
     from trade_pipeline.trading.tracking import log_run
 
     run_id = new_run_id("ev")
+    exchange, symbol = run_market(settings, source)
     png = out.png(f"event backtest {out.mode} ({run_id})")
     mlflow_id = log_run(
         settings, run_name=run_id, kind="event_backtest", params=out.config.as_dict(),
         metrics=out.metrics(), pngs={"event_backtest.png": png},
         tables={"fills.csv": out.fills, "orders.csv": out.orders, "equity.csv": out.equity},
-        tags={"mode": out.mode, "run_id": run_id}, tracking_uri=tracking_uri, artifact_uri=artifact_uri)
+        tags={"mode": out.mode, "run_id": run_id, "exchange": exchange, "symbol": symbol},
+        tracking_uri=tracking_uri, artifact_uri=artifact_uri, exchange=exchange, symbol=symbol)
     return run_id, mlflow_id, png
 
 
@@ -222,5 +244,5 @@ def event_backtest_command(settings: Settings, *, captures: list[str], fmt: str 
     result = out.to_dict()
     result["input"] = report_in
     if store:
-        result["run_id"], result["mlflow_run_id"], _png = log_output(settings, out)
+        result["run_id"], result["mlflow_run_id"], _png = log_output(settings, out, source=report_in)
     return _json_safe(result)

@@ -143,3 +143,30 @@ def test_resting_maker_order_fills_on_the_captures_trades(binance_files, setting
     assert alone["input"]["trade_events"] == alone["counts"]["trade_events"] == 0
     assert all(dt.datetime.fromisoformat(f["fill_at"]) > dt.datetime.fromisoformat(fill["fill_at"])
                for f in alone["fills"])
+
+
+def test_event_run_is_filed_under_the_captures_market(binance_files, settings, tmp_path, capsys):
+    """Binance captures under a home whose settings say Bybit: the MLflow run goes to the
+    experiment of the market the captures hold (the builder's report), not the settings'."""
+    import mlflow
+
+    from trade_pipeline.trading.event_service import run_market
+
+    assert (settings.exchange, settings.symbol) == ("bybit", "BTCUSDT")
+    (tmp_path / "exec.toml").write_text(
+        "[event_execution]\nfeed_latency_ms = 5.0\ntick_size = 0.01\nlot_size = 0.00001\n")
+    rc = main(["--home", str(settings.home), "backtest", "--events", *map(str, binance_files),
+               "--config", str(tmp_path / "exec.toml"), "--json"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["input"]["exchange"], out["input"]["symbol"]) == ("binance", "BTCUSDT")
+    client = mlflow.MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
+    exp = client.get_experiment_by_name("trading/binance/BTCUSDT")
+    assert exp is not None and exp.artifact_location.endswith("trading_binance_BTCUSDT")
+    run = client.get_run(out["mlflow_run_id"])
+    assert run.info.experiment_id == exp.experiment_id
+    assert (run.data.tags["exchange"], run.data.tags["run_id"]) == ("binance", out["run_id"])
+    assert client.get_experiment_by_name("trading/bybit/BTCUSDT") is None
+    # what the data does not say (or says unusably) comes from the settings
+    assert run_market(settings, {"exchange": None, "symbol": "BTCUSDT"}) == ("bybit", "BTCUSDT")
+    assert run_market(settings, {"exchange": "binance", "symbol": "btc/usdt"}) == ("binance", "BTCUSDT")
