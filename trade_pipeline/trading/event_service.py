@@ -13,6 +13,7 @@ from trade_pipeline.settings import Settings, SettingsError
 from trade_pipeline.trading.event.engine import EventEngine, prepare_events
 from trade_pipeline.trading.event_config import EventBacktestConfig
 from trade_pipeline.trading.event_report import MARKOUT_HORIZONS_S, report
+from trade_pipeline.trading.scripted_orders import ScriptedOrder, read_orders
 
 QUEUE_CHOICES = {"risk_averse": "risk_averse", "prob": "prob_power", "prob_power": "prob_power",
                  "prob_log": "prob_log"}
@@ -120,10 +121,11 @@ def _output(mode, fills, orders, events, config, counts, **kw) -> EventRunOutput
     return EventRunOutput(mode, marked, orders, figures, equity, counts, config, **kw)
 
 
-def run_scripted(events: np.ndarray, config: EventBacktestConfig, orders_path: str) -> EventRunOutput:
-    from trade_pipeline.trading.scripted_orders import read_orders, run_orders
+def run_scripted(events: np.ndarray, config: EventBacktestConfig,
+                 orders: list[ScriptedOrder]) -> EventRunOutput:
+    """`orders`: the ORDERS file as `scripted_orders.read_orders` parsed it."""
+    from trade_pipeline.trading.scripted_orders import run_orders
 
-    orders = read_orders(orders_path)
     prepared, info = prepare_events(events, config.execution)
     engine = EventEngine(config.execution, prepared, prepared=True)
     engine.prepare_info = info
@@ -178,9 +180,11 @@ def run_captures(settings: Settings, captures: list[str], config: EventBacktestC
                  model_ref: str | None = None) -> tuple[EventRunOutput, dict]:
     """Scripted orders (`orders_path`) or the config's strategy on the captures (their book
     changes and trades); returns the output and the input report."""
+    # a bad ORDERS file fails before the captures are read (seconds to minutes of them)
+    orders = read_orders(orders_path) if orders_path else None
     data = load_events(captures, fmt)
-    if orders_path:
-        return run_scripted(data.events, config, orders_path), data.report
+    if orders is not None:
+        return run_scripted(data.events, config, orders), data.report
     signals = None
     if config.run.strategy in ("maker", "taker"):
         if not model_ref:
