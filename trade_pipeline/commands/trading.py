@@ -105,10 +105,14 @@ def handle_event_backtest(args: argparse.Namespace, settings) -> int:
         print("trade-pipeline: error: --events runs on the captures: --predictions, --snapshots, "
               "--start and --end belong to the grid backtest", file=sys.stderr)
         return 2
-    out = event_backtest_command(
-        settings, captures=args.events, fmt=args.format, orders_path=args.orders,
-        config_path=args.config, queue_model=args.queue_model, model_ref=args.model,
-        store=not args.no_store)
+    try:
+        out = event_backtest_command(
+            settings, captures=args.events, fmt=args.format, orders_path=args.orders,
+            config_path=args.config, queue_model=args.queue_model, model_ref=args.model,
+            store=not args.no_store)
+    except FileNotFoundError as exc:  # a capture path that is not there: one line, no traceback
+        print(f"trade-pipeline: error: {exc}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(out, indent=2, default=str, allow_nan=False))
     else:

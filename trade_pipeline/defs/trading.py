@@ -226,7 +226,8 @@ def event_backtest_results(
     run_cfg = EventBacktestConfig.load(config.run_config) if config.run_config else day_config()
     out, report_in = run_captures(settings, [str(f) for f in files], run_cfg,
                                   model_ref=config.model or settings.model_ref)
-    run_id, mlflow_id, png = log_output(settings, out, tracking_uri=mlflow.resolved_tracking_uri(),
+    run_id, mlflow_id, png = log_output(settings, out, source=report_in,
+                                        tracking_uri=mlflow.resolved_tracking_uri(),
                                         artifact_uri=mlflow.resolved_artifact_uri())
     numeric = {k: float(v) for k, v in out.metrics().items()
                if isinstance(v, int | float) and not isinstance(v, bool)}

@@ -3,8 +3,9 @@
 - markouts per fill: side * (mid(t + h) - price) / price in bp, at the fill (h = 0: the
   spread captured, negative for a taker) and h = 1 s, 5 s, 30 s after it, with the
   exchange-side mid (the last mid at or before t + h; None past the end of the data);
-- fill ratio: of the limit orders' quantity, the part that filled (and the share of limit
-  orders with any fill);
+- fill ratio, over the limit orders that rested on the book (a crossing order's taker part
+  and a post-only order refused for crossing never rested): the share of them with any maker
+  fill, and their maker-filled quantity over the quantity they posted to rest;
 - time in queue: from an order's acceptance to each of its maker fills, and to its end for
   the orders that left unfilled (cancelled);
 - PnL split (quote currency): spread capture sum(side * (mid at fill - price) * qty), fees
@@ -159,17 +160,48 @@ def equity_path(fills: pl.DataFrame, path, initial: float, end_ns: int | None = 
     return pl.DataFrame({"ts_ns": grid, "equity": equity, "position": np.round(pos, 9), "mid": mid})
 
 
+def fill_ratios(fills: pl.DataFrame, orders: pl.DataFrame, lot_size: float) -> tuple[float | None, float | None]:
+    """(fill_ratio_orders, fill_ratio_qty) of the limit orders that rested on the book.
+
+    An order rested when it reached the exchange (`accepted_at`), was not refused there (a
+    post-only order that would cross: `expired`), and kept something after its taker fills
+    (a crossing order takes what it can at once; only the rest rests). Its quantity posted
+    to rest is `qty` minus those taker fills. Then
+    - fill_ratio_orders: the share of resting orders with any maker fill;
+    - fill_ratio_qty: maker-filled quantity / quantity posted to rest.
+    Both None when no order rested. A limit order that crossed and filled as taker is about
+    taking, not making: it counts in neither."""
+    limit = orders.with_row_index("order_row").filter(
+        (pl.col("type") == "limit") & pl.col("accepted_at").is_not_null() & (pl.col("status") != "expired"))
+    by_kind = fills.group_by(pl.col("order_row").cast(pl.UInt32), "liquidity").agg(pl.col("qty").sum())
+    qty_of = {kind: by_kind.filter(pl.col("liquidity") == kind).select("order_row", pl.col("qty").alias(kind))
+              for kind in ("maker", "taker")}
+    rested = (limit.join(qty_of["maker"], on="order_row", how="left")
+              .join(qty_of["taker"], on="order_row", how="left")
+              .with_columns(pl.col("maker", "taker").fill_null(0.0))
+              .with_columns(posted=pl.col("qty") - pl.col("taker"))
+              .filter(pl.col("posted") > lot_size / 2))
+    if rested.height == 0:
+        return None, None
+    posted = float(rested["posted"].sum())
+    return float((rested["maker"] > 0).mean()), float(rested["maker"].sum()) / posted
+
+
 def report(fills: pl.DataFrame, orders: pl.DataFrame, events: np.ndarray, *, tick_size: float,
            lot_size: float, initial_capital: float) -> tuple[dict, pl.DataFrame, pl.DataFrame]:
-    """(figures, fills with markouts, equity path) of one run."""
+    """(figures, fills with markouts, equity path) of one run.
+
+    Figures: fill, order and limit-order counts; `fill_ratio_orders` and `fill_ratio_qty`
+    over the limit orders that rested on the book (`fill_ratios`); time in queue to each
+    maker fill and resting time of the orders that ended unfilled; markout stats per
+    horizon; the PnL split; the final mid."""
     path = mid_path(events, tick_size, lot_size)
     exch = events["exch_ts"][(events["ev"] & EXCH_EVENT) != 0]
     end_ns = int(exch[-1]) if len(exch) else 0
     marked = markouts(fills, path, end_ns)
     final_mid = float(path[1][-1]) if len(path[1]) else math.nan
     limit = orders.filter(pl.col("type") == "limit")
-    qty = float(limit["qty"].sum()) if limit.height else 0.0
-    filled = float(limit["filled"].sum()) if limit.height else 0.0
+    ratio_orders, ratio_qty = fill_ratios(fills, orders, lot_size)
     maker = marked.filter(pl.col("liquidity") == "maker").join(
         orders.with_row_index("order_row").select(pl.col("order_row").cast(pl.Int64), "accepted_at"),
         on="order_row", how="left")
@@ -184,8 +216,8 @@ def report(fills: pl.DataFrame, orders: pl.DataFrame, events: np.ndarray, *, tic
         "taker_fills": int((marked["liquidity"] == "taker").sum()) if marked.height else 0,
         "orders": orders.height,
         "limit_orders": limit.height,
-        "fill_ratio_qty": filled / qty if qty else None,
-        "fill_ratio_orders": float((limit["filled"] > 0).mean()) if limit.height else None,
+        "fill_ratio_qty": ratio_qty,
+        "fill_ratio_orders": ratio_orders,
         "time_in_queue_to_fill_s": _stats(in_queue),
         "time_resting_unfilled_s": _stats(rest),
         "markout_bp": {f"{h}s": _stats(marked[f"markout_{h}s_bp"].to_numpy().astype(np.float64))

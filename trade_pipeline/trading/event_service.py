@@ -13,6 +13,7 @@ from trade_pipeline.settings import Settings, SettingsError
 from trade_pipeline.trading.event.engine import EventEngine, prepare_events
 from trade_pipeline.trading.event_config import EventBacktestConfig
 from trade_pipeline.trading.event_report import MARKOUT_HORIZONS_S, report
+from trade_pipeline.trading.scripted_orders import ScriptedOrder, read_orders
 
 QUEUE_CHOICES = {"risk_averse": "risk_averse", "prob": "prob_power", "prob_power": "prob_power",
                  "prob_log": "prob_log"}
@@ -120,10 +121,11 @@ def _output(mode, fills, orders, events, config, counts, **kw) -> EventRunOutput
     return EventRunOutput(mode, marked, orders, figures, equity, counts, config, **kw)
 
 
-def run_scripted(events: np.ndarray, config: EventBacktestConfig, orders_path: str) -> EventRunOutput:
-    from trade_pipeline.trading.scripted_orders import read_orders, run_orders
+def run_scripted(events: np.ndarray, config: EventBacktestConfig,
+                 orders: list[ScriptedOrder]) -> EventRunOutput:
+    """`orders`: the ORDERS file as `scripted_orders.read_orders` parsed it."""
+    from trade_pipeline.trading.scripted_orders import run_orders
 
-    orders = read_orders(orders_path)
     prepared, info = prepare_events(events, config.execution)
     engine = EventEngine(config.execution, prepared, prepared=True)
     engine.prepare_info = info
@@ -178,9 +180,11 @@ def run_captures(settings: Settings, captures: list[str], config: EventBacktestC
                  model_ref: str | None = None) -> tuple[EventRunOutput, dict]:
     """Scripted orders (`orders_path`) or the config's strategy on the captures (their book
     changes and trades); returns the output and the input report."""
+    # a bad ORDERS file fails before the captures are read (seconds to minutes of them)
+    orders = read_orders(orders_path) if orders_path else None
     data = load_events(captures, fmt)
-    if orders_path:
-        return run_scripted(data.events, config, orders_path), data.report
+    if orders is not None:
+        return run_scripted(data.events, config, orders), data.report
     signals = None
     if config.run.strategy in ("maker", "taker"):
         if not model_ref:
@@ -191,20 +195,42 @@ def run_captures(settings: Settings, captures: list[str], config: EventBacktestC
     return run_strategy(data.events, config, signals), data.report
 
 
-def log_output(settings: Settings, out: EventRunOutput, *, tracking_uri: str | None = None,
+def run_market(settings: Settings, source: dict | None) -> tuple[str, str]:
+    """(exchange, symbol) the run traded: the captures' as the event-stream builder read
+    them (`source`: its report), each falling back to the settings' when the data did not
+    say or says something that is not a valid name (it becomes an experiment name and an
+    artifact path)."""
+    from trade_pipeline.settings import check_exchange, check_symbol
+
+    def valid(check, value) -> str | None:
+        try:
+            return check(value) if value is not None else None
+        except SettingsError:
+            return None
+
+    source = source or {}
+    return (valid(check_exchange, source.get("exchange")) or settings.exchange,
+            valid(check_symbol, source.get("symbol")) or settings.symbol)
+
+
+def log_output(settings: Settings, out: EventRunOutput, *, source: dict | None = None,
+               tracking_uri: str | None = None,
                artifact_uri: str | None = None) -> tuple[str, str, bytes]:
-    """The run in MLflow (metrics, config, plots, fills/orders/equity tables); returns
-    (run id, MLflow run id, the plot)."""
+    """The run in MLflow (metrics, config, plots, fills/orders/equity tables), under the
+    experiment of the market the captures hold (`source`: the input report; `run_market`);
+    returns (run id, MLflow run id, the plot)."""
     from trade_pipeline.trading.service import new_run_id
     from trade_pipeline.trading.tracking import log_run
 
     run_id = new_run_id("ev")
+    exchange, symbol = run_market(settings, source)
     png = out.png(f"event backtest {out.mode} ({run_id})")
     mlflow_id = log_run(
         settings, run_name=run_id, kind="event_backtest", params=out.config.as_dict(),
         metrics=out.metrics(), pngs={"event_backtest.png": png},
         tables={"fills.csv": out.fills, "orders.csv": out.orders, "equity.csv": out.equity},
-        tags={"mode": out.mode, "run_id": run_id}, tracking_uri=tracking_uri, artifact_uri=artifact_uri)
+        tags={"mode": out.mode, "run_id": run_id, "exchange": exchange, "symbol": symbol},
+        tracking_uri=tracking_uri, artifact_uri=artifact_uri, exchange=exchange, symbol=symbol)
     return run_id, mlflow_id, png
 
 
@@ -222,5 +248,5 @@ def event_backtest_command(settings: Settings, *, captures: list[str], fmt: str 
     result = out.to_dict()
     result["input"] = report_in
     if store:
-        result["run_id"], result["mlflow_run_id"], _png = log_output(settings, out)
+        result["run_id"], result["mlflow_run_id"], _png = log_output(settings, out, source=report_in)
     return _json_safe(result)

@@ -14,6 +14,10 @@ fraction; NaN before the first prediction):
 - when the favoured side changes or the edge is gone the quote is cancelled; when the touch
   moves more than `requote_ticks` away from it (0: at all) it is replaced at the new touch
   (a replace at a new price goes to the back of the queue: that is the exchange's rule).
+  A replace sets the quantity left whatever filled while it was on its way, so it is sized
+  for the worst case, the whole quote filling unseen meanwhile: at most
+  max_position - side * position - leaves; when that is less than a lot the quote is
+  cancelled instead and posted afresh once the cancel is known.
 
 Adverse selection is estimated from the strategy's own fills, online: `adverse_horizon_s`
 after each fill, -side * (mid now - mid when the fill was learned) / that mid, averaged with
@@ -138,6 +142,7 @@ def step(S, par, si, sf, now: int, signal: float, k0: int, k1: int) -> None:
     want = 0
     tick = 0
     qty = 0.0
+    room = 0.0
     mid = view.mid(S)
     if not math.isnan(signal) and signal != 0.0 and not math.isnan(mid):
         side = 1 if signal > 0 else -1
@@ -162,7 +167,14 @@ def step(S, par, si, sf, now: int, signal: float, k0: int, k1: int) -> None:
     if oid != 0:
         _exists, _side, cur_tick, leaves, live = view.order_state(S, oid)
         if live and (abs(cur_tick - tick) > par[6] or leaves > qty + 1e-12):
-            view.replace(S, oid, tick, qty)  # the touch moved (or the room shrank)
+            # the touch moved (or the room shrank). Until the replace lands the order may
+            # fill up to `leaves` unseen, and the replace then rests its qty on top: leave
+            # room for both, or cancel and quote again once the cancel is known.
+            safe = view.floor_lots(S, min(par[0], room - leaves))
+            if safe > 0.0:
+                view.replace(S, oid, tick, safe)
+            else:
+                _drop(S, si, which)
         return
     oid = si[S_NEXT_ID]
     si[S_NEXT_ID] += 1

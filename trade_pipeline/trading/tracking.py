@@ -35,8 +35,11 @@ def _client(settings: Settings, tracking_uri: str | None):
 
 
 def experiment_id(client, settings: Settings, artifact_uri: str | None = None,
-                  prefix: str = EXPERIMENT_PREFIX) -> str:
-    name = f"{prefix}/{settings.exchange}/{settings.symbol}"
+                  prefix: str = EXPERIMENT_PREFIX, *, exchange: str | None = None,
+                  symbol: str | None = None) -> str:
+    """The experiment `prefix/exchange/symbol` (created if new); exchange and symbol default
+    to the settings' (a run on data of another market names its own)."""
+    name = f"{prefix}/{exchange or settings.exchange}/{symbol or settings.symbol}"
     exp = client.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
@@ -48,15 +51,18 @@ def log_run(settings: Settings, *, run_name: str, kind: str, params: dict, metri
             pngs: dict[str, bytes] | None = None, tables: dict | None = None,
             tags: dict | None = None, tracking_uri: str | None = None,
             artifact_uri: str | None = None, experiment_prefix: str = EXPERIMENT_PREFIX,
-            json_files: dict | None = None) -> str:
+            json_files: dict | None = None, exchange: str | None = None,
+            symbol: str | None = None) -> str:
     """One MLflow run holding a backtest's or a paper session's figures; returns its id.
-    `json_files`: name -> JSON-able object, logged as artifacts."""
+    `json_files`: name -> JSON-able object, logged as artifacts. `exchange` / `symbol`: the
+    market the run traded, for its experiment (default: the settings')."""
     import time
 
     from mlflow.entities import Metric, Param, RunTag
 
     client = _client(settings, tracking_uri)
-    exp = experiment_id(client, settings, artifact_uri, experiment_prefix)
+    exp = experiment_id(client, settings, artifact_uri, experiment_prefix, exchange=exchange,
+                        symbol=symbol)
     run = client.create_run(exp, run_name=run_name,
                             tags={"kind": kind, **{k: str(v) for k, v in (tags or {}).items()}})
     run_id = run.info.run_id

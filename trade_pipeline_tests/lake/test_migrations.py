@@ -139,6 +139,33 @@ def test_to_and_rollback(settings, conn) -> None:
     assert objects(conn, "view") >= EXPECTED_VIEWS
 
 
+def test_rollback_of_004_drops_the_trade_views(settings, conn) -> None:
+    """004's down script drops l2_trades and v_l2_trades_daily_summary (in the DuckDB file,
+    not only the session), leaves the earlier phases' views and the lake's trade files."""
+    trade_views = {"l2_trades", "v_l2_trades_daily_summary"}
+    migrations.migrate(conn, settings.lake_dir)
+    assert objects(conn, "view") >= trade_views | EXPECTED_VIEWS
+    lake_trades = sorted(p.relative_to(settings.lake_dir)
+                         for p in (Path(settings.lake_dir) / "l2_trades").rglob("*") if p.is_file())
+    assert lake_trades, "the migration's placeholder for l2_trades"
+    report = migrations.rollback(conn, 4)
+    assert report.steps[-1].name == "004_add_l2_trades.sql"  # (after any later phase's)
+    assert not objects(conn, "view") & trade_views
+    assert objects(conn, "view") >= EXPECTED_VIEWS  # 001-003 untouched
+    assert {r["version"]: r["state"] for r in migrations.status(conn)}[4] == "rolled_back"
+    conn.close()
+    reopened = warehouse.connect(settings)
+    try:
+        assert not objects(reopened, "view") & trade_views
+        assert objects(reopened, "view") >= EXPECTED_VIEWS
+        assert sorted(p.relative_to(settings.lake_dir) for p in (Path(settings.lake_dir) / "l2_trades")
+                      .rglob("*") if p.is_file()) == lake_trades
+        migrations.migrate(reopened, settings.lake_dir)  # and it comes back
+        assert objects(reopened, "view") >= trade_views
+    finally:
+        reopened.close()
+
+
 def test_views_follow_the_lake(settings, conn) -> None:
     migrations.migrate(conn, settings.lake_dir)
     snap = snapshot_frame("2025-07-07", 50)

@@ -91,6 +91,30 @@ def test_orders_file_errors_are_one_line(bybit_delta_files, settings, tmp_path, 
     assert rc == 2 and "need --events" in capsys.readouterr().err
 
 
+def test_orders_file_is_checked_before_the_captures_are_read(settings, tmp_path, capsys):
+    """The ORDERS file is read and checked first: with a capture path that does not exist,
+    a bad ORDERS file is what the error names (the captures were never opened); a good one
+    gets as far as the capture."""
+    missing = tmp_path / "no_such_capture.jsonl.gz"
+    t0 = dt.datetime(2025, 7, 6, 6, 42, 45, tzinfo=dt.UTC)
+    _orders(tmp_path / "bad.parquet", [(t0, "a", "market", "buy", 100.0, 0.01, False)])
+    _orders(tmp_path / "good.parquet", [(t0, "a", "market", "buy", None, 0.01, False)])
+    (tmp_path / "not_parquet.parquet").write_text("timestamp,order_id\n")
+
+    def error(orders) -> str:
+        rc = main(["--home", str(settings.home), "backtest", "--events", str(missing),
+                   "--orders", str(orders), "--json", "--no-store"])
+        err = capsys.readouterr().err.strip()
+        assert rc == 2 and err.count("\n") == 0, err
+        return err
+
+    err = error(tmp_path / "bad.parquet")
+    assert "bad.parquet: row 0: a market order has no price" in err and str(missing) not in err
+    assert "not a readable Parquet file" in error(tmp_path / "not_parquet.parquet")
+    assert "does not exist" in error(tmp_path / "absent.parquet")
+    assert f"input file not found: {missing}" in error(tmp_path / "good.parquet")
+
+
 def test_resting_maker_order_fills_on_the_captures_trades(binance_files, settings, tmp_path,
                                                            capsys):
     """The Binance capture carries its trades (`@trade` lines): they reach the engine, and a
@@ -143,3 +167,30 @@ def test_resting_maker_order_fills_on_the_captures_trades(binance_files, setting
     assert alone["input"]["trade_events"] == alone["counts"]["trade_events"] == 0
     assert all(dt.datetime.fromisoformat(f["fill_at"]) > dt.datetime.fromisoformat(fill["fill_at"])
                for f in alone["fills"])
+
+
+def test_event_run_is_filed_under_the_captures_market(binance_files, settings, tmp_path, capsys):
+    """Binance captures under a home whose settings say Bybit: the MLflow run goes to the
+    experiment of the market the captures hold (the builder's report), not the settings'."""
+    import mlflow
+
+    from trade_pipeline.trading.event_service import run_market
+
+    assert (settings.exchange, settings.symbol) == ("bybit", "BTCUSDT")
+    (tmp_path / "exec.toml").write_text(
+        "[event_execution]\nfeed_latency_ms = 5.0\ntick_size = 0.01\nlot_size = 0.00001\n")
+    rc = main(["--home", str(settings.home), "backtest", "--events", *map(str, binance_files),
+               "--config", str(tmp_path / "exec.toml"), "--json"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["input"]["exchange"], out["input"]["symbol"]) == ("binance", "BTCUSDT")
+    client = mlflow.MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
+    exp = client.get_experiment_by_name("trading/binance/BTCUSDT")
+    assert exp is not None and exp.artifact_location.endswith("trading_binance_BTCUSDT")
+    run = client.get_run(out["mlflow_run_id"])
+    assert run.info.experiment_id == exp.experiment_id
+    assert (run.data.tags["exchange"], run.data.tags["run_id"]) == ("binance", out["run_id"])
+    assert client.get_experiment_by_name("trading/bybit/BTCUSDT") is None
+    # what the data does not say (or says unusably) comes from the settings
+    assert run_market(settings, {"exchange": None, "symbol": "BTCUSDT"}) == ("bybit", "BTCUSDT")
+    assert run_market(settings, {"exchange": "binance", "symbol": "btc/usdt"}) == ("binance", "BTCUSDT")

@@ -1,5 +1,5 @@
-"""The event report on a hand-built stream (markouts, PnL split, fill ratio, time in queue)
-and the run configuration file."""
+"""The event report on hand-built streams (markouts, PnL split, fill ratio over the orders
+that rested, time in queue) and the run configuration file."""
 
 import pytest
 
@@ -7,7 +7,7 @@ from trade_pipeline.market.event_execution_config import EventExecutionConfig
 from trade_pipeline.settings import SettingsError
 from trade_pipeline.trading.event.engine import EventEngine
 from trade_pipeline.trading.event_config import EventBacktestConfig
-from trade_pipeline.trading.event_report import report
+from trade_pipeline.trading.event_report import fill_ratios, report
 
 from .event_streams import Stream, at
 
@@ -52,6 +52,46 @@ def test_markouts_and_pnl_split_by_hand():
     assert e["equity"] == pytest.approx(1000 - 100.0 - 0.02 + 100.15)
     assert e["position"] == 1.0
 
+
+
+def test_fill_ratio_counts_only_orders_that_rested():
+    # Book 100.0 x 2.0 / 100.2 x 2.0, 100.3 x 2.0; tick 0.1, lot 0.1, 1 ms latencies. At
+    # 100 ms (on the book at 101 ms):
+    #   1: buy 1.0 @ 100.2 crosses: 1.0 taker @ 100.2, never rests;
+    #   2: buy 1.0 @ 100.0 rests behind 2.0; the 2.5 sell at 100.0 at 1 s fills 0.5 of it
+    #      (maker); cancelled at 2 s: posted 1.0, maker 0.5;
+    #   3: sell 2.0 @ 100.5 rests and never fills: posted 2.0, maker 0;
+    #   4: post-only buy 1.0 @ 100.2 would cross: expired, never rests;
+    #   5: buy 3.0 @ 100.2 takes the 2.0 at 100.2 (taker) and rests 1.0 there, which the
+    #      1 s sell at 100.0 goes through: posted 1.0, maker 1.0.
+    # Rested: 2, 3, 5. fill_ratio_orders = 2 / 3 (2 and 5 got maker fills);
+    # fill_ratio_qty = (0.5 + 1.0) / (1.0 + 2.0 + 1.0) = 0.375.
+    # (Counting every limit order and every fill would give 3 / 5 and 4.5 / 8.)
+    s = (Stream().snapshot(0, [(100.0, 2.0)], [(100.2, 2.0), (100.3, 2.0)])
+         .sell_trade(1000, 100.0, 2.5).ask(3000, 100.4, 1.0))
+    cfg = EventExecutionConfig(tick_size=0.1, lot_size=0.1, entry_latency_ms=1, response_latency_ms=1)
+    eng = EventEngine(cfg, s.array())
+    eng.run_until(at(100))
+    eng.submit_limit(1, 1, 100.2, 1.0)
+    eng.submit_limit(2, 1, 100.0, 1.0)
+    eng.submit_limit(3, -1, 100.5, 2.0)
+    eng.submit_limit(4, 1, 100.2, 1.0, post_only=True)
+    eng.submit_limit(5, 1, 100.2, 3.0)
+    eng.run_until(at(2000))
+    eng.cancel(2)
+    eng.run_to_end()
+    fills, orders = eng.fills(), eng.order_log()
+    # the by-hand story above is what the engine did
+    assert [(r["order_id"], r["liquidity"], r["qty"]) for r in fills.iter_rows(named=True)] == [
+        (1, "taker", 1.0), (5, "taker", 2.0), (2, "maker", 0.5), (5, "maker", 1.0)]
+    assert orders["status"].to_list() == ["filled", "cancelled", "resting", "expired", "filled"]
+    figures, _, _ = report(fills, orders, eng.events, tick_size=0.1, lot_size=0.1,
+                           initial_capital=1000.0)
+    assert figures["fill_ratio_orders"] == pytest.approx(2 / 3)
+    assert figures["fill_ratio_qty"] == pytest.approx(0.375)
+    assert figures["limit_orders"] == 5
+    # order 1 alone only took: nothing rested, so no ratio (rather than 0 or 1)
+    assert fill_ratios(fills.filter(fills["order_row"] == 0), orders.head(1), 0.1) == (None, None)
 
 def test_run_config_from_toml(tmp_path):
     path = tmp_path / "run.toml"
