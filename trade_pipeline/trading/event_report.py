@@ -207,7 +207,9 @@ def report(fills: pl.DataFrame, orders: pl.DataFrame, events: np.ndarray, *, tic
         on="order_row", how="left")
     in_queue = ((maker["fill_at"] - maker["accepted_at"]).dt.total_microseconds().to_numpy() / 1e6
                 if maker.height else np.array([]))
-    unfilled = limit.filter((pl.col("filled") == 0) & pl.col("ended_at").is_not_null())
+    # orders that rested and ended unfilled (a post-only order refused for crossing never rested)
+    unfilled = limit.filter((pl.col("filled") == 0) & pl.col("ended_at").is_not_null()
+                            & (pl.col("status") != "expired"))
     rest = ((unfilled["ended_at"] - unfilled["accepted_at"]).dt.total_microseconds().to_numpy() / 1e6
             if unfilled.height else np.array([]))
     figures = {

@@ -261,7 +261,9 @@ def test_replace_keeps_the_queue_only_when_shrinking_at_the_same_price():
     eng.replace(1, 99.9, 1.0)
     eng.run_until(at(50))
     assert eng.order(1)["price"] == pytest.approx(99.9) and eng.queue_ahead(1) == pytest.approx(3.0)
-    assert eng.order_log()["replaces"].to_list() == [2]
+    log = eng.order_log()
+    # the log follows the replaces while the order still rests: 1.0 at 99.9, not 2.0 at 100.0
+    assert (log["replaces"].to_list(), log["qty"].to_list(), log["price"].to_list()) == ([2], [1.0], [99.9])
 
 
 def test_negative_maker_fee_is_a_rebate():

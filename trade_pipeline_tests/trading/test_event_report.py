@@ -60,7 +60,8 @@ def test_fill_ratio_counts_only_orders_that_rested():
     #   1: buy 1.0 @ 100.2 crosses: 1.0 taker @ 100.2, never rests;
     #   2: buy 1.0 @ 100.0 rests behind 2.0; the 2.5 sell at 100.0 at 1 s fills 0.5 of it
     #      (maker); cancelled at 2 s: posted 1.0, maker 0.5;
-    #   3: sell 2.0 @ 100.5 rests and never fills: posted 2.0, maker 0;
+    #   3: sell 2.0 @ 100.5 rests and never fills: posted 2.0, maker 0; cancelled at 2 s
+    #      (on the book from 101 ms to 2001 ms: 1.9 s resting unfilled);
     #   4: post-only buy 1.0 @ 100.2 would cross: expired, never rests;
     #   5: buy 3.0 @ 100.2 takes the 2.0 at 100.2 (taker) and rests 1.0 there, which the
     #      1 s sell at 100.0 goes through: posted 1.0, maker 1.0.
@@ -79,17 +80,21 @@ def test_fill_ratio_counts_only_orders_that_rested():
     eng.submit_limit(5, 1, 100.2, 3.0)
     eng.run_until(at(2000))
     eng.cancel(2)
+    eng.cancel(3)
     eng.run_to_end()
     fills, orders = eng.fills(), eng.order_log()
     # the by-hand story above is what the engine did
     assert [(r["order_id"], r["liquidity"], r["qty"]) for r in fills.iter_rows(named=True)] == [
         (1, "taker", 1.0), (5, "taker", 2.0), (2, "maker", 0.5), (5, "maker", 1.0)]
-    assert orders["status"].to_list() == ["filled", "cancelled", "resting", "expired", "filled"]
+    assert orders["status"].to_list() == ["filled", "cancelled", "cancelled", "expired", "filled"]
     figures, _, _ = report(fills, orders, eng.events, tick_size=0.1, lot_size=0.1,
                            initial_capital=1000.0)
     assert figures["fill_ratio_orders"] == pytest.approx(2 / 3)
     assert figures["fill_ratio_qty"] == pytest.approx(0.375)
     assert figures["limit_orders"] == 5
+    # resting unfilled: order 3 only (the refused post-only order 4 never rested)
+    assert figures["time_resting_unfilled_s"] == {"n": 1, "mean": pytest.approx(1.9),
+                                                  "median": pytest.approx(1.9)}
     # order 1 alone only took: nothing rested, so no ratio (rather than 0 or 1)
     assert fill_ratios(fills.filter(fills["order_row"] == 0), orders.head(1), 0.1) == (None, None)
 

@@ -448,8 +448,11 @@ def process_request(S, slot: int, kind: int, tick: int, qty: float, ts: int) -> 
         _end(S, slot, ts, ST_CANCELED)
         respond(S, slot, ts, REQ_CANCEL, 0, 0, 0)
         return
-    # REQ_REPLACE
-    ol[oi[slot, OI_LOG], OL_REPLACES] += 1
+    # REQ_REPLACE: the order is now for what it has filled plus the new quantity left
+    olf = S[16]
+    lg = oi[slot, OI_LOG]
+    ol[lg, OL_REPLACES] += 1
+    olf[lg, OLF_QTY] = olf[lg, OLF_FILLED] + qty
     if tick != oi[slot, OI_TICK] or qty > of[slot, OF_LEAVES]:
         _unrest(S, slot)  # cancel + new: back of the queue at the new price
         oi[slot, OI_TICK] = tick
