@@ -132,3 +132,24 @@ def test_kill_switch_cancels_resting_orders(bybit_delta_files, test_models, sett
     assert not (log["status"].is_in(["resting", "partially_filled", "pending"])).any()
     assert trader.events.run.engine.exchange_position == pytest.approx(0.0, abs=1e-12)
     assert np.isfinite(trader.events.run.result().final_equity)
+
+
+def test_paper_with_a_tick_that_is_not_the_instruments_stops_at_the_first_snapshot(
+        bybit_delta_files, test_models, settings):
+    """Live, the engine checks each batch as it arrives: a tick of 0.5 on Bybit's 0.1 prices
+    is one clear error at the first snapshot, before any order."""
+    import dataclasses
+
+    from trade_pipeline.trading.event.engine import EventStreamError
+
+    champion, _ = test_models
+    path = next(p for p in bybit_delta_files if "20250707_034621" in p.name)
+    cfg = _config()
+    cfg = dataclasses.replace(cfg, execution=dataclasses.replace(cfg.execution, tick_size=0.5))
+    with ReplayServerThread([path], speed=0) as srv, pytest.raises(
+            EventStreamError, match=r"not multiples of tick_size 0\.5.*multiples of 0\.1"):
+        run_paper(settings, PaperConfig(url=srv.url, duration_s=30, execution="events",
+                                        stale_after_s=30, store=False, mlflow=False,
+                                        allow_in_sample=True),
+                  trading=TradingConfig(), model=champion, events=cfg,
+                  end_of_stream=lambda: srv.finished.is_set())
