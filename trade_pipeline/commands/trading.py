@@ -121,7 +121,8 @@ def handle_event_backtest(args: argparse.Namespace, settings) -> int:
               f"{src['messages']} book messages")
         print(f"  mode {out['mode']}: {rep['fills']} fills ({rep['maker_fills']} maker), "
               f"{rep['orders']} orders, {len(out['refused'])} refused")
-        for key in ("fill_ratio_qty", "fill_ratio_orders", "time_in_queue_to_fill_s", "markout_bp", "pnl"):
+        for key in ("fill_ratio_qty", "fill_ratio_orders", "time_in_queue_to_fill_s", "markout_bp", "pnl",
+                    "pnl_uncertainty"):
             print(f"  {key:24s} {rep[key]}")
     return 0
 

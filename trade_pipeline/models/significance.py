@@ -44,6 +44,7 @@ DEFAULT_REPS = 500
 # p < 0.05 under H0 was 6.7 % with 2 horizons, 6.0 % with 5, 5.3 % with 10.
 BLOCK_FACTOR = 10
 MIN_ROWS = 30
+MIN_BLOCKS = 10  # `mean_test`: fewer blocks than this give no interval
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,20 @@ class DifferenceTest:
     ci_low: float | None
     ci_high: float | None
     p_value: float  # one-sided, H0: IC(a) - IC(b) <= 0
+    n: int
+    block_rows: int
+    reps: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class MeanTest:
+    mean: float | None  # None: too few values
+    ci_low: float | None
+    ci_high: float | None
+    p_value: float  # one-sided, H0: mean <= 0 (1.0 when untestable)
     n: int
     block_rows: int
     reps: int
@@ -228,3 +243,30 @@ def ic_difference_test(
                            pairs=(("a", "b"),), reps=reps, seed=seed, block_rows=block_rows,
                            level=level)
     return diffs[("a", "b")]
+
+
+def mean_test(values: np.ndarray, block_rows: int, *, reps: int = DEFAULT_REPS, seed: int = 0,
+              level: float = 0.95) -> MeanTest:
+    """The mean of a series (in time order) with its stationary block-bootstrap interval and
+    the one-sided p-value of H0 "mean <= 0"; `block_rows` sized for the series' overlap
+    (markouts of fills closer than their horizon share the same price moves). Non-finite
+    values are left out; fewer than MIN_ROWS values or MIN_BLOCKS blocks: untestable (no
+    interval, p = 1)."""
+    (v,) = _clean(values)
+    n = int(v.size)
+    block = max(int(block_rows), 1)
+    # A few blocks resample little more than the series itself, shifted: the interval would
+    # be far too narrow. Under MIN_BLOCKS blocks the series is too short to say.
+    if n < MIN_ROWS or n < MIN_BLOCKS * block:
+        return MeanTest(float(v.mean()) if n else None, None, None, 1.0, n, block, 0)
+    prefix = np.zeros((2, n + 1))
+    np.cumsum(v, out=prefix[0, 1:])
+    prefix[1, 1:] = np.arange(1, n + 1)
+    draws = np.empty(reps)
+    for r, idx in enumerate(_indices(n, block, reps, seed)):
+        out = np.zeros(2)
+        _run_sums(idx, prefix, out)
+        draws[r] = out[0] / out[1]
+    mean = float(v.mean())
+    lo, hi = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2])
+    return MeanTest(mean, float(lo), float(hi), _p_upper(mean, draws), n, block, reps)

@@ -11,7 +11,11 @@
 - PnL split (quote currency): spread capture sum(side * (mid at fill - price) * qty), fees
   (rebates count negative), and inventory PnL, the rest: what holding the position did
   (total = spread capture + inventory - fees, with the position marked at the last mid);
-- the equity and inventory path every `every_s` seconds, from the fills and the mid path.
+- the equity and inventory path every `every_s` seconds, from the fills and the mid path;
+- uncertainty: each mean markout and the total PnL come with a 95 % block-bootstrap interval
+  and the p-value of "<= 0" (`models.significance.mean_test`), blocks sized for what
+  overlaps: the fills within one markout horizon, and 30 s of PnL increments. A run too short
+  for ten such blocks gets no interval (None): it cannot tell.
 """
 
 import math
@@ -114,6 +118,37 @@ def _stats(values: np.ndarray) -> dict:
     if len(v) == 0:
         return {"n": 0, "mean": None, "median": None}
     return {"n": len(v), "mean": float(v.mean()), "median": float(np.median(v))}
+
+
+def markout_stats(marked: pl.DataFrame, h: int) -> dict:
+    """n, mean, median of the fills' markouts at `h` s, and the mean's 95 % interval and the
+    p-value of "mean <= 0". Markouts of fills closer than the horizon share the same price
+    moves: the bootstrap blocks are sized for the fills within one horizon (models'
+    `block_rows_for`, as for overlapping labels)."""
+    from trade_pipeline.models.significance import block_rows_for, mean_test
+
+    values = marked[f"markout_{h}s_bp"].to_numpy().astype(np.float64) if marked.height else np.array([])
+    out = _stats(values)
+    t = marked["fill_at"].dt.epoch("ns").to_numpy() if marked.height else np.array([0])
+    span_s = max((int(t[-1]) - int(t[0])) / 1e9, 1.0)
+    per_horizon = math.ceil(len(values) * max(h, 1) / span_s)
+    test = mean_test(values, block_rows_for(per_horizon))
+    return {**out, "ci_low": test.ci_low, "ci_high": test.ci_high, "p_value": test.p_value,
+            "block_fills": test.block_rows}
+
+
+def pnl_uncertainty(equity: pl.DataFrame, every_s: float = 1.0) -> dict:
+    """The total PnL's 95 % interval and the p-value of "PnL <= 0", from the equity path's
+    increments (every `every_s`), resampled in blocks sized for the longest markout horizon
+    (the time over which a fill's adverse selection plays out): total = n x mean increment."""
+    from trade_pipeline.models.significance import block_rows_for, mean_test
+
+    inc = np.diff(equity["equity"].to_numpy()) if equity.height > 1 else np.array([])
+    test = mean_test(inc, block_rows_for(round(max(MARKOUT_HORIZONS_S) / every_s)))
+    n = len(inc)
+    low, high = (None if v is None else v * n for v in (test.ci_low, test.ci_high))
+    return {"total_ci_low": low, "total_ci_high": high, "total_p_value": test.p_value,
+            "increments": n, "block_increments": test.block_rows}
 
 
 def pnl_split(fills: pl.DataFrame, final_mid: float) -> dict:
@@ -222,9 +257,10 @@ def report(fills: pl.DataFrame, orders: pl.DataFrame, events: np.ndarray, *, tic
         "fill_ratio_orders": ratio_orders,
         "time_in_queue_to_fill_s": _stats(in_queue),
         "time_resting_unfilled_s": _stats(rest),
-        "markout_bp": {f"{h}s": _stats(marked[f"markout_{h}s_bp"].to_numpy().astype(np.float64))
-                       for h in MARKOUT_HORIZONS_S},
+        "markout_bp": {f"{h}s": markout_stats(marked, h) for h in MARKOUT_HORIZONS_S},
         "pnl": pnl_split(fills, final_mid),
         "final_mid": final_mid,
     }
-    return figures, marked, equity_path(fills, path, initial_capital, end_ns)
+    equity = equity_path(fills, path, initial_capital, end_ns)
+    figures["pnl_uncertainty"] = pnl_uncertainty(equity)
+    return figures, marked, equity

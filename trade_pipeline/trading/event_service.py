@@ -71,7 +71,10 @@ class EventRunOutput:
                "fill_ratio_orders": f["fill_ratio_orders"],
                "time_in_queue_to_fill_median_s": f["time_in_queue_to_fill_s"]["median"],
                **{f"pnl_{k}": v for k, v in f["pnl"].items()},
-               **{f"markout_{h}_mean_bp": v["mean"] for h, v in f["markout_bp"].items()}}
+               **{f"pnl_{k}": f["pnl_uncertainty"][k] for k in ("total_ci_low", "total_ci_high",
+                                                                "total_p_value")},
+               **{f"markout_{h}_{k}_bp": v[k] for h, v in f["markout_bp"].items()
+                  for k in ("mean", "ci_low", "ci_high")}}
         return {k: v for k, v in out.items() if v is not None}
 
     def png(self, title: str) -> bytes:
