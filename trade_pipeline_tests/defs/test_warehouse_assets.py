@@ -139,7 +139,7 @@ def test_two_concurrent_partition_runs_share_the_pool(tmp_path: Path, pg_dsn: st
     """The deployment's instance (deploy/dagster.yaml: PostgreSQL storage, the duckdb_writer
     pool at 1) serializes two partition runs that start together. (Dagster's SQLite storage
     cannot: its slot claim is a select then an update without a row lock, and two runs
-    starting in the same few ms both got the slot: seen here, 1 run in ~20.)"""
+    starting in the same few ms both got the slot: seen here now and then under load.)"""
     import shutil
 
     from trade_pipeline_tests.monitoring.test_postgres_storage import pg_env
