@@ -50,6 +50,18 @@ def rust_round(x: float) -> float:
     return -math.floor(-x + 0.5)
 
 
+GRID_TOLERANCE = 1e-4  # of a step: far above float error, far below any real mismatch
+
+
+@nb.njit(cache=True, inline="always", error_model="numpy")
+def steps_of(x: float, step: float) -> float:
+    """How many whole `step`s `x` is (a tick count, a lot count), or NaN when `x` is not on
+    the grid: the one test of "a multiple of the tick / lot" for orders and for the data."""
+    r = x / step
+    n = rust_round(r)
+    return n if abs(r - n) <= GRID_TOLERANCE else math.nan
+
+
 @nb.njit(cache=True, inline="always", error_model="numpy")
 def to_tick(px: float, tick_size: float) -> int:
     return int(rust_round(px / tick_size))

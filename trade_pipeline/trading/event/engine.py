@@ -382,9 +382,11 @@ class EventEngine:
         if slot < 0:
             return None
         oi, of = self.state.oi[slot], self.state.of[slot]
+        decimals = lot_decimals(self.config.lot_size)
         return {"order_id": int(oi[L.OI_ID]), "status": STATUS_NAMES[int(oi[L.OI_LSTATUS])],
-                "price": float(tick_price(int(oi[L.OI_LTICK]), self.config.tick_size)), "qty": round(float(of[L.OF_LQTY]), lot_decimals(self.config.lot_size)),
-                "leaves": round(float(of[L.OF_LLEAVES]), lot_decimals(self.config.lot_size)),
+                "price": float(tick_price(int(oi[L.OI_LTICK]), self.config.tick_size)),
+                "qty": round(float(of[L.OF_LQTY]), decimals),
+                "leaves": round(float(of[L.OF_LLEAVES]), decimals),
                 "request_in_flight": int(oi[L.OI_LREQ]) != L.REQ_NONE}
 
     def queue_ahead(self, order_id: int) -> float | None:

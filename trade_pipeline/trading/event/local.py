@@ -120,8 +120,6 @@ E_NOT_LIVE = -6
 E_BAD_PRICE = -7
 E_ENDED = -8  # an id the strategy used, whose order has ended (filled, cancelled, expired)
 
-GRID_TOLERANCE = 1e-4  # of a tick / lot: far above float error, far below a real mismatch
-
 
 @nb.njit(cache=True, error_model="numpy")
 def process_event(prm, lq, lm, acc, ev: int, px: float, qty: float) -> None:
@@ -234,9 +232,8 @@ def lots(prm, qty: float) -> float:
     """`qty` as a whole number of lots (the exact decimal: 8 lots of 0.001 are 0.008, not
     8 * 0.001), or 0.0 when it is not a positive whole number of lots: the exchange
     refuses such a quantity, and rounding it would trade what nobody asked for."""
-    n_lots = qty / prm[P_LOT]
-    n = depth.rust_round(n_lots)
-    if not (n > 0.0 and abs(n_lots - n) <= GRID_TOLERANCE):
+    n = depth.steps_of(qty, prm[P_LOT])
+    if not n > 0.0:
         return 0.0
     return depth.tick_price(int(n), prm[P_LOT])
 
@@ -245,9 +242,8 @@ def lots(prm, qty: float) -> float:
 def price_tick(prm, price: float) -> int:
     """The tick of a limit price, or INVALID_MIN when the price is not a multiple of the
     tick size (refused, as the exchange does; never rounded to a more aggressive price)."""
-    x = price / prm[P_TICK]
-    t = depth.rust_round(x)
-    if not (abs(x - t) <= GRID_TOLERANCE and t > 0.0):
+    t = depth.steps_of(price, prm[P_TICK])
+    if not t > 0.0:
         return INVALID_MIN
     return int(t)
 

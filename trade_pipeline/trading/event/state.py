@@ -92,14 +92,7 @@ def outside(events: np.ndarray, tick_size: float, lo_tick: int, hi_tick: int) ->
     return n
 
 
-GRID_TOLERANCE = 1e-4  # of a step: far above float error, far below any real mismatch
 STEP_CANDIDATES = (1.0, 0.5, 0.1, 0.05, 0.01, 0.005, 0.001, 0.0005, 0.0001, 1e-5, 1e-6, 1e-7, 1e-8)
-
-
-@nb.njit(cache=True, inline="always")
-def _off_grid(x: float, step: float) -> bool:
-    r = x / step
-    return abs(r - depth.rust_round(r)) > GRID_TOLERANCE
 
 
 @nb.njit(cache=True)
@@ -113,11 +106,11 @@ def off_grid(events: np.ndarray, tick_size: float, lot_size: float) -> tuple[int
         kind = e.ev & EVENT_TYPE_MASK
         if kind in (DEPTH_EVENT, DEPTH_SNAPSHOT_EVENT, TRADE_EVENT):
             n += 1
-            if math.isfinite(e.px) and _off_grid(e.px, tick_size):
+            if math.isfinite(e.px) and math.isnan(depth.steps_of(e.px, tick_size)):
                 n_px += 1
                 if first_px < 0:
                     first_px = i
-            if math.isfinite(e.qty) and _off_grid(e.qty, lot_size):
+            if math.isfinite(e.qty) and math.isnan(depth.steps_of(e.qty, lot_size)):
                 n_qty += 1
                 if first_qty < 0:
                     first_qty = i
@@ -132,7 +125,7 @@ def likely_step(values: np.ndarray, share: float = 0.99) -> float | None:
         return None
     for step in STEP_CANDIDATES:
         r = values / step
-        if np.mean(np.abs(r - np.round(r)) <= GRID_TOLERANCE) >= share:
+        if np.mean(np.abs(r - np.round(r)) <= depth.GRID_TOLERANCE) >= share:
             return step
     return None
 
