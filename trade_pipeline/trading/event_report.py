@@ -33,6 +33,7 @@ from trade_pipeline.market.events import (
     EXCH_EVENT,
     SELL_EVENT,
 )
+from trade_pipeline.models.significance import block_rows_for, mean_test
 from trade_pipeline.trading.event import depth
 from trade_pipeline.trading.event.state import EngineState, params_array, price_ticks
 
@@ -125,8 +126,6 @@ def markout_stats(marked: pl.DataFrame, h: int) -> dict:
     p-value of "mean <= 0". Markouts of fills closer than the horizon share the same price
     moves: the bootstrap blocks are sized for the fills within one horizon (models'
     `block_rows_for`, as for overlapping labels)."""
-    from trade_pipeline.models.significance import block_rows_for, mean_test
-
     values = marked[f"markout_{h}s_bp"].to_numpy().astype(np.float64) if marked.height else np.array([])
     out = _stats(values)
     t = marked["fill_at"].dt.epoch("ns").to_numpy() if marked.height else np.array([0])
@@ -141,8 +140,6 @@ def pnl_uncertainty(equity: pl.DataFrame, every_s: float = 1.0) -> dict:
     """The total PnL's 95 % interval and the p-value of "PnL <= 0", from the equity path's
     increments (every `every_s`), resampled in blocks sized for the longest markout horizon
     (the time over which a fill's adverse selection plays out): total = n x mean increment."""
-    from trade_pipeline.models.significance import block_rows_for, mean_test
-
     inc = np.diff(equity["equity"].to_numpy()) if equity.height > 1 else np.array([])
     test = mean_test(inc, block_rows_for(round(max(MARKOUT_HORIZONS_S) / every_s)))
     n = len(inc)
