@@ -38,6 +38,8 @@ bench: install
 	$(BIN)/trade-pipeline bench all --json
 
 ui: install
+	mkdir -p "$(HOME_DIR)/dagster"
+	DAGSTER_HOME="$(HOME_DIR)/dagster" $(BIN)/dagster instance concurrency set duckdb_writer 1
 	DAGSTER_HOME="$(HOME_DIR)/dagster" TRADE_PIPELINE_HOME="$(HOME_DIR)" \
 		$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 

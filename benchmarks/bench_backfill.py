@@ -152,6 +152,7 @@ def run(settings=None, argv: list[str] | None = None) -> dict:
 
     from psycopg.conninfo import conninfo_to_dict
 
+    from trade_pipeline.defs.instance_setup import pin_duckdb_pool
     from trade_pipeline.settings import Settings
     from trade_pipeline.storage import raw_store
 
@@ -174,6 +175,7 @@ def run(settings=None, argv: list[str] | None = None) -> dict:
                    "TRADE_PIPELINE_PG_USER": info.get("user", "postgres"),
                    "TRADE_PIPELINE_PG_PASSWORD": info.get("password") or "unused",
                    "TRADE_PIPELINE_PG_DB": db}
+            pin_duckdb_pool(env)  # as a deployment does (see its docstring)
             port = _free_port()
             url = f"http://127.0.0.1:{port}"
             with _dagster_dev(tmp, env, port) as proc:

@@ -105,6 +105,7 @@ def test_ranged_snapshots_run_equals_day_by_day_runs(tmp_path):
 
 
 def _instance_env(tmp_path, pg_dsn, home) -> dict:
+    from trade_pipeline.defs.instance_setup import pin_duckdb_pool
     from trade_pipeline_tests.monitoring.test_postgres_storage import DEPLOY_YAML, pg_env
 
     dagster_home = tmp_path / "dagster_home"
@@ -116,8 +117,10 @@ def _instance_env(tmp_path, pg_dsn, home) -> dict:
         "      module_name: trade_pipeline_tests.defs.backfill_location\n"
         f"      working_directory: {REPO_ROOT}\n"
         "      location_name: backfill_test\n")
-    return {**os.environ, **pg_env(pg_dsn), "DAGSTER_HOME": str(dagster_home),
-            "TRADE_PIPELINE_HOME": str(home), "PYTHONPATH": str(REPO_ROOT)}
+    env = {**os.environ, **pg_env(pg_dsn), "DAGSTER_HOME": str(dagster_home),
+           "TRADE_PIPELINE_HOME": str(home), "PYTHONPATH": str(REPO_ROOT)}
+    pin_duckdb_pool(env)
+    return env
 
 
 class RssSampler:

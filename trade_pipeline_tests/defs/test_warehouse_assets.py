@@ -142,6 +142,7 @@ def test_two_concurrent_partition_runs_share_the_pool(tmp_path: Path, pg_dsn: st
     starting in the same few ms both got the slot: seen here now and then under load.)"""
     import shutil
 
+    from trade_pipeline.defs.instance_setup import pin_duckdb_pool
     from trade_pipeline_tests.monitoring.test_postgres_storage import pg_env
 
     home = tmp_path / "home"
@@ -149,11 +150,7 @@ def test_two_concurrent_partition_runs_share_the_pool(tmp_path: Path, pg_dsn: st
     dagster_home.mkdir()
     shutil.copy(REPO_ROOT / "deploy" / "dagster.yaml", dagster_home / "dagster.yaml")
     env = {**os.environ, "DAGSTER_HOME": str(dagster_home), **pg_env(pg_dsn)}
-    # Create the instance's storage once and pin the pool, as a deployment does.
-    dagster_cli = Path(sys.executable).parent / "dagster"
-    out = subprocess.run([str(dagster_cli), "instance", "concurrency", "set", DUCKDB_POOL, "1"],
-                         env=env, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
+    pin_duckdb_pool(env)  # creates the instance's storage once, as a deployment does
     with wconn.session(home / "warehouse.duckdb") as conn:
         migrations.migrate(conn, str(home / "lake"))
     script = tmp_path / "writer.py"
